@@ -1,0 +1,151 @@
+// The exporter's configuration: one YAML file (config/modal-exporter.yaml documents every key)
+// overridden by command-line flags. Every default lives here, in one place.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/log.h"
+
+namespace mx {
+
+using namespace std::chrono_literals;
+
+struct WebConfig {
+  std::string listen_address = ":8081";
+  std::string telemetry_path = "/metrics";
+  Duration read_timeout = 10s;        // whole request (headers + body) must arrive within this
+  Duration write_timeout = 30s;       // a slow reader is dropped after this
+  Duration idle_timeout = 60s;        // keep-alive connection with no new request
+  int max_connections = 64;           // further connections are closed at accept
+  std::size_t max_request_bytes = 8192;  // header + body cap (431 / 413 beyond)
+  int gzip_level = 6;                 // 1..9, applied once per snapshot
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::info;
+  LogFormat format = LogFormat::logfmt;
+};
+
+struct BackoffConfig {
+  Duration initial = 1s;
+  Duration max = 5min;
+};
+
+struct KubernetesConfig {
+  bool enabled = true;
+  std::string kubeconfig;                 // empty: $KUBECONFIG, else in-cluster
+  std::vector<std::string> namespaces;    // empty: all namespaces
+  Duration resync_interval = 10min;       // full re-list as a safety net
+  Duration watch_timeout = 5min;          // timeoutSeconds of each WATCH
+  Duration request_timeout = 30s;         // connect + LIST page / response headers
+  int list_page_size = 500;
+  std::size_t max_event_bytes = 16 * 1024 * 1024;  // one watch line; larger is an error
+  std::string pod_label_selector;         // narrows the offloaded Pod LIST on the server
+  std::string pod_field_selector;
+  std::string operator_container = "modal-operator";
+  Duration operator_pod_interval = 30s;   // GET of the operator's own Pod
+  bool watch_events = true;               // Warning Events -> modal_operator_errors_total
+  Duration token_reload_interval = 1min;  // projected service-account tokens rotate
+};
+
+struct ModalConfig {
+  bool enabled = true;
+  std::string server_url = "https://api.modal.com:443";  // MODAL_SERVER_URL overrides
+  std::string environment = "main";
+  std::string token_id_file;      // empty: env MODAL_TOKEN_ID
+  std::string token_secret_file;  // empty: env MODAL_TOKEN_SECRET
+  int client_type = 9;
+  std::string client_version = "1.0.0";
+  Duration call_timeout = 10s;
+  Duration apps_interval = 15s;
+  Duration tasks_interval = 15s;
+  Duration stats_interval = 15s;
+  Duration billing_interval = 5min;
+  Duration rates_interval = 1h;
+};
+
+struct TelemetryConfig {
+  bool enabled = true;
+  Duration interval = 10s;
+  Duration timeout = 5s;
+  std::size_t max_body_bytes = 16 * 1024 * 1024;
+};
+
+struct UpstreamConfig {
+  bool enabled = false;
+  std::string url;  // e.g. http://127.0.0.1:8082/metrics
+  Duration interval = 15s;
+  Duration timeout = 5s;
+  std::size_t max_body_bytes = 16 * 1024 * 1024;
+};
+
+struct LimitsConfig {
+  std::size_t max_jobs = 100000;  // beyond: modal_exporter_dropped_jobs_total{reason="max_jobs"}
+};
+
+struct ShardConfig {
+  int shard = 0;
+  int total_shards = 1;
+};
+
+// USD per hour. Keys of gpu_per_hour are GPU types as in specs ("A100-80GB"), matched
+// case-insensitively. Defaults: Modal's published prices (MODAL_API.md).
+struct PriceConfig {
+  std::map<std::string, double> gpu_per_hour = {
+      {"B200", 6.2496}, {"H200", 4.5396},     {"H100", 3.9492}, {"A100-80GB", 2.4984},
+      {"A100-40GB", 2.0988}, {"A100", 2.0988}, {"L40S", 1.9512}, {"A10G", 1.1016},
+      {"L4", 0.7992},   {"T4", 0.5904}};
+  double cpu_core_per_hour = 0.04716;
+  double memory_gib_per_hour = 0.007992;
+};
+
+struct Config {
+  WebConfig web;
+  LogConfig log;
+  std::string state_file;  // empty: counted UIDs are not persisted
+  BackoffConfig backoff;
+  KubernetesConfig kubernetes;
+  ModalConfig modal;
+  TelemetryConfig telemetry;
+  UpstreamConfig upstream;
+  LimitsConfig limits;
+  ShardConfig shard;
+  PriceConfig prices;
+};
+
+// A config error names the key path and the line of the YAML file it came from.
+struct ConfigError {
+  std::string message;
+};
+
+// Loads and validates a YAML document. Throws ConfigError.
+Config load_config_file(const std::string& path);
+Config parse_config(const std::string& yaml_text, const std::string& source_name);
+
+// Command-line flags (Prometheus exporter conventions). Flags win over the YAML file.
+struct Flags {
+  std::optional<std::string> config_path;
+  std::optional<std::string> listen_address;
+  std::optional<std::string> telemetry_path;
+  std::optional<std::string> kubeconfig;
+  std::optional<std::string> state_file;
+  std::optional<LogLevel> log_level;
+  std::optional<LogFormat> log_format;
+  std::optional<int> shard;
+  std::optional<int> total_shards;
+  bool show_version = false;
+  bool show_help = false;
+};
+
+// Throws ConfigError on an unknown flag or a bad value.
+Flags parse_flags(int argc, const char* const* argv);
+std::string flags_usage();
+
+// YAML file (if any) + flags + environment (KUBECONFIG, MODAL_SERVER_URL). Throws ConfigError.
+Config resolve_config(const Flags& flags);
+
+}  // namespace mx

@@ -1,0 +1,121 @@
+// Plain structs the sources hand to the model. Sources parse what they fetch into these;
+// they never render metrics. Every optional field is optional because real objects omit it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mx {
+
+// --- Kubernetes ---------------------------------------------------------------------------
+
+// A "job": a ModalJob, or a Pod the operator offloads to Modal (see METRICS.md).
+struct JobObject {
+  std::string uid;
+  std::string kind;  // "ModalJob" or "Pod"
+  std::string namespace_name;
+  std::string name;
+  std::string gpu_type = "none";  // part of the GPU spec before ':'; "none" without a GPU
+  int gpu_count = 0;              // after ':'; 1 when a GPU is named without a count
+  int replicas = 1;
+  bool i6pn = false;
+  double cpu_cores = 1.0;   // spec.cpu / modal-operator.io/cpu, default "1.0"
+  double memory_gib = 0.5;  // spec.memory / modal-operator.io/memory, default "512Mi"
+  std::string phase;        // "" when the object has no phase yet
+  std::optional<double> created_at;   // unix seconds (status.created_at, else metadata)
+  std::optional<double> started_at;   // unix seconds
+  std::optional<double> finished_at;  // unix seconds
+  std::string modal_app_id;
+  std::string modal_function_id;
+  bool webhook_mutated = false;  // Pod annotation modal-operator.io/mutated == "true"
+  std::string telemetry_url;     // annotation modal-operator.io/telemetry-url
+};
+
+struct EndpointObject {
+  std::string uid;
+  std::string namespace_name;
+  std::string name;
+  std::string modal_app_id;
+  std::optional<std::int64_t> ready_replicas;
+};
+
+struct FunctionObject {
+  std::string uid;
+  std::string namespace_name;
+  std::string name;
+  std::string modal_app_id;
+  std::string phase;
+};
+
+// A Warning Event about one of the operator's objects. `count` is the Event's own running
+// count (count or series.count); the model counts its growth per Event UID.
+struct WarningEvent {
+  std::string uid;
+  std::string namespace_name;
+  std::string reason;
+  std::int64_t count = 1;
+};
+
+// --- Modal -------------------------------------------------------------------------------
+
+// Exact decimal money: integer nano-dollars, so "0.000001" and "12345.678901" add up exactly.
+using NanoUsd = std::int64_t;
+
+struct ModalApp {
+  std::string app_id;
+  std::string name;
+  std::string description;
+  int state = 0;  // AppState enum value
+  int running_tasks = 0;
+  std::optional<double> created_at;
+  std::optional<double> stopped_at;
+};
+
+struct ModalTask {
+  std::string task_id;
+  std::string app_id;
+  std::optional<double> enqueued_at;
+  std::optional<double> started_at;
+};
+
+struct ModalTaskInfo {
+  std::string task_id;
+  std::string app_id;
+  std::optional<double> enqueued_at;
+  std::optional<double> started_at;
+  std::optional<double> finished_at;
+  std::string gpu_type;
+  unsigned gpu_count = 0;
+  int result_status = 0;  // GenericResult.GenericStatus value; 0 = still running / unknown
+};
+
+struct ModalFunctionStats {
+  std::string function_id;
+  std::uint32_t backlog = 0;
+  std::uint32_t num_total_tasks = 0;
+  std::uint32_t num_running_inputs = 0;
+};
+
+struct BillingItem {
+  std::string app_id;       // object_id
+  double interval_start = 0;  // unix seconds
+  NanoUsd cost = 0;
+};
+
+// One complete WorkspaceBillingReport stream; a stream that breaks midway is never published.
+struct BillingReport {
+  std::string resolution;  // "h" or "d"
+  double start = 0;
+  double end = 0;
+  std::vector<BillingItem> items;
+};
+
+// WorkspaceBillingRates mapped to USD per hour: keys lower-cased as Modal sends them.
+struct BillingRates {
+  std::map<std::string, NanoUsd> per_hour;
+};
+
+}  // namespace mx

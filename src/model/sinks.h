@@ -1,0 +1,99 @@
+// What each source may tell the model. The model implements these; tests use recording fakes.
+// All calls happen on the io_context thread that owns the model (gRPC results are posted there).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/objects.h"
+
+namespace mx {
+
+// Health and error accounting common to every source.
+class SourceSink {
+ public:
+  virtual ~SourceSink() = default;
+  // component: kubernetes_api, modal_api, telemetry, upstream. error_type: timeout, connection,
+  // http_4xx, http_5xx, grpc_<code>, parse, auth (METRICS.md).
+  virtual void count_error(std::string_view component, std::string_view error_type) = 0;
+  // source: kubernetes, modal, telemetry, upstream. A success marks the source up and ready.
+  virtual void source_succeeded(std::string_view source, double poll_seconds) = 0;
+  virtual void source_failed(std::string_view source) = 0;
+};
+
+class KubernetesSink : public virtual SourceSink {
+ public:
+  virtual void upsert_job(JobObject job) = 0;
+  virtual void delete_job(const std::string& uid) = 0;
+  virtual void upsert_endpoint(EndpointObject endpoint) = 0;
+  virtual void delete_endpoint(const std::string& uid) = 0;
+  virtual void upsert_function(FunctionObject function) = 0;
+  virtual void delete_function(const std::string& uid) = 0;
+  // restartCount of the operator container, or nullopt when the Pod/container is not found.
+  virtual void set_operator_restarts(std::optional<std::int64_t> restart_count) = 0;
+  virtual void observe_warning_event(WarningEvent event) = 0;
+  virtual void delete_warning_event(const std::string& uid) = 0;
+};
+
+class ModalSink : public virtual SourceSink {
+ public:
+  virtual void modal_apps(std::vector<ModalApp> apps) = 0;
+  virtual void modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks) = 0;
+  virtual void modal_task_info(ModalTaskInfo info) = 0;
+  virtual void modal_function_stats(ModalFunctionStats stats) = 0;
+  virtual void modal_billing(BillingReport report) = 0;
+  virtual void modal_rates(BillingRates rates) = 0;
+
+  // What the pollers should ask about, from the jobs the model knows.
+  virtual std::vector<std::string> active_job_app_ids() const = 0;   // TaskList targets
+  virtual std::vector<std::string> known_job_app_ids() const = 0;    // billing filter
+  virtual std::vector<std::string> job_function_ids() const = 0;     // FunctionGetCurrentStats
+  virtual bool task_info_known(const std::string& task_id) const = 0;  // TaskGetInfo once per task
+};
+
+}  // namespace mx
+
+namespace mx {
+
+// Values derived from one scrape of a job's telemetry endpoint. A field without data is nullopt
+// (its series is then absent); bandwidth needs two scrapes.
+struct JobTelemetry {
+  std::string uid;
+  std::optional<double> gpu_utilization;  // ratio 0..1, mean over the job's GPUs
+  std::optional<double> ingress_mbps;
+  std::optional<double> egress_mbps;
+};
+
+struct TelemetryTarget {
+  std::string uid;
+  std::string url;
+};
+
+class TelemetrySink : public virtual SourceSink {
+ public:
+  // Running jobs that carry modal-operator.io/telemetry-url.
+  virtual std::vector<TelemetryTarget> telemetry_targets() const = 0;
+  virtual void job_telemetry(JobTelemetry telemetry) = 0;
+  // The job stopped being a target (ended, deleted, URL removed): its series go away.
+  virtual void forget_job_telemetry(const std::string& uid) = 0;
+};
+
+// One sample of the operator's own counters (modal_webhook_requests_total,
+// modal_operator_errors_total) with its labels, from the upstream /metrics.
+struct UpstreamSample {
+  std::string metric;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+class UpstreamSink : public virtual SourceSink {
+ public:
+  // The full set from one successful scrape replaces the previous one.
+  virtual void upstream_samples(std::vector<UpstreamSample> samples) = 0;
+};
+
+}  // namespace mx
