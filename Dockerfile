@@ -1,0 +1,65 @@
+# modal-exporter container image: built and run from Debian 12 (bookworm) packages only.
+#   docker build -t modal-exporter:0.1.0 .
+#   docker run --rm -p 8081:8081 -e MODAL_TOKEN_ID -e MODAL_TOKEN_SECRET \
+#     -v ~/.kube/config:/etc/modal-exporter/kubeconfig:ro \
+#     modal-exporter:0.1.0 --config=/etc/modal-exporter/modal-exporter.yaml \
+#     --kubeconfig=/etc/modal-exporter/kubeconfig --state.file=/var/lib/modal-exporter/state.json
+# The image runs as UID 65532 and works with a read-only root filesystem: the only writable
+# path it needs is the state file's directory (a volume / emptyDir at /var/lib/modal-exporter).
+
+# ---- build stage -----------------------------------------------------------------------------
+FROM debian:12 AS build
+
+# hadolint/dockerfilelint: versions are pinned by the Debian 12 release itself.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates cmake g++ make git \
+      libboost1.81-dev libboost-system1.81-dev prometheus-cpp-dev libyaml-cpp-dev \
+      nlohmann-json3-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
+      protobuf-compiler libssl-dev zlib1g-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY . /src
+
+# .git is not in the build context: pass the revision for modal_exporter_build_info, e.g.
+#   docker build --build-arg REVISION="$(git rev-parse --short=12 HEAD)" .
+ARG REVISION=unknown
+# Tests are built and run in CI, not in the image build.
+RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DMODAL_EXPORTER_TESTS=OFF \
+      -DMODAL_EXPORTER_REVISION="${REVISION}" \
+ && cmake --build /build --target modal-exporter -j"$(nproc)" \
+ && cmake --install /build --prefix /usr/local \
+ && strip /usr/local/bin/modal-exporter \
+ && /usr/local/bin/modal-exporter --version
+
+# ---- runtime stage ---------------------------------------------------------------------------
+FROM debian:12-slim
+
+# Only the shared libraries the binary links (the runtime packages of the -dev packages above;
+# apt pulls their own dependencies: libgrpc29, libabsl, libre2, libcares, ...) + CA roots for
+# the TLS connections to the Kubernetes and Modal APIs.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates \
+      libboost-system1.81.0 \
+      libprometheus-cpp-core1.0 \
+      libyaml-cpp0.7 \
+      libgrpc++1.51 \
+      libprotobuf32 \
+      libssl3 \
+      zlib1g \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /etc/modal-exporter /var/lib/modal-exporter \
+ && chown 65532:65532 /var/lib/modal-exporter
+
+COPY --from=build /usr/local/bin/modal-exporter /usr/local/bin/modal-exporter
+COPY config/modal-exporter.yaml /etc/modal-exporter/modal-exporter.yaml
+
+# Numeric UID/GID (no passwd entry needed), so Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
+EXPOSE 8081
+VOLUME ["/var/lib/modal-exporter"]
+
+ENTRYPOINT ["/usr/local/bin/modal-exporter"]
+CMD ["--config=/etc/modal-exporter/modal-exporter.yaml", "--state.file=/var/lib/modal-exporter/state.json"]

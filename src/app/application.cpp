@@ -1,0 +1,186 @@
+#include "app/application.h"
+
+#include <csignal>
+
+#include "common/log.h"
+#include "http/routes.h"
+#include "sources/modal/modal_source.h"
+
+namespace mx {
+
+using namespace std::chrono_literals;
+
+namespace {
+constexpr auto kPublishDelay = 100ms;  // coalesces bursts of model changes into one snapshot
+constexpr auto kTickInterval = 5s;     // time-dependent series, pending observations, state file
+constexpr int kMaxDrainPolls = 200;    // x 50 ms: in-flight responses get 10 s to finish
+}  // namespace
+
+Application::Application(Config config, Flags flags)
+    : signals_(io_, SIGINT, SIGTERM, SIGHUP),
+      flags_(std::move(flags)),
+      config_(std::move(config)),
+      self_(current_build_info()),
+      model_(config_, &self_),
+      derivation_(families_),
+      publish_timer_(io_),
+      tick_timer_(io_),
+      drain_timer_(io_) {
+  if (!config_.state_file.empty()) model_.load_state(config_.state_file);
+  model_.set_on_change([this] { schedule_publish(); });
+  self_.set_enabled_sources(enabled_sources());
+  derivation_.update(model_);
+  snapshot_.store(families_.publish(config_.web.gzip_level));
+}
+
+Application::~Application() = default;
+
+std::vector<std::string> Application::enabled_sources() const {
+  std::vector<std::string> out;
+  if (config_.kubernetes.enabled) out.push_back("kubernetes");
+  if (config_.modal.enabled) out.push_back("modal");
+  if (config_.telemetry.enabled) out.push_back("telemetry");
+  if (config_.upstream.enabled) out.push_back("upstream");
+  return out;
+}
+
+int Application::run() {
+  const auto build = current_build_info();
+  log::info("Starting modal-exporter", {{"version", build.version}, {"revision", build.revision}});
+
+  RouteContext routes;
+  routes.telemetry_path = config_.web.telemetry_path;
+  routes.version = build.version;
+  routes.snapshot = [this] { return snapshot_.load(); };
+  routes.self_metrics = [this](ExpositionFormat f) { return self_.render(f); };
+  routes.ready = [this](std::string& why) { return self_.ready(why); };
+  server_ = std::make_unique<HttpServer>(io_, config_.web, make_exporter_handler(routes));
+  server_->start();
+  const auto endpoint = server_->local_endpoint();
+  log::info("Metrics server listening",
+            {{"address", endpoint.address().to_string() + ":" + std::to_string(endpoint.port())},
+             {"telemetry_path", config_.web.telemetry_path}});
+  log::info("Sources", {{"kubernetes", config_.kubernetes.enabled},
+                        {"modal", config_.modal.enabled},
+                        {"telemetry", config_.telemetry.enabled},
+                        {"upstream", config_.upstream.enabled}});
+  start_sources();
+  schedule_tick();
+  wait_for_signals();
+  io_.run();
+  if (!config_.state_file.empty()) model_.save_state(config_.state_file);
+  log::info("modal-exporter stopped");
+  return 0;
+}
+
+void Application::wait_for_signals() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    if (signal == SIGHUP) {
+      reload();
+      wait_for_signals();
+      return;
+    }
+    log::info("Shutting down", {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    shutdown();
+  });
+}
+
+void Application::start_sources() {
+  if (config_.modal.enabled) {
+    try {
+      modal_ = std::make_unique<ModalSource>(io_, config_.modal, config_.backoff, model_);
+      modal_->start();
+    } catch (const ConfigError& e) {
+      log::error("Modal source cannot start", {{"err", e.message}});
+      model_.source_failed("modal");
+    }
+  }
+}
+
+// Sources stop on the io_context thread; afterwards none of them calls the model again.
+void Application::stop_sources() {
+  if (modal_) modal_->stop();
+  modal_.reset();
+}
+
+void Application::schedule_publish() {
+  if (publish_scheduled_ || stopping_) return;
+  publish_scheduled_ = true;
+  publish_timer_.expires_after(kPublishDelay);
+  publish_timer_.async_wait([this](const boost::system::error_code& ec) {
+    publish_scheduled_ = false;
+    if (!ec) publish();
+  });
+}
+
+void Application::publish() {
+  derivation_.update(model_);
+  snapshot_.store(families_.publish(config_.web.gzip_level));
+}
+
+void Application::schedule_tick() {
+  tick_timer_.expires_after(kTickInterval);
+  tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    model_.tick();
+    if (!config_.state_file.empty() && model_.state_dirty()) {
+      model_.save_state(config_.state_file);
+    }
+    schedule_tick();
+  });
+}
+
+void Application::reload() {
+  if (!flags_.config_path) {
+    log::warn("SIGHUP received but no --config file was given; nothing to reload");
+    return;
+  }
+  Config next;
+  try {
+    next = resolve_config(flags_);
+  } catch (const ConfigError& e) {
+    log::error("Config reload failed; keeping the running config", {{"err", e.message}});
+    return;
+  }
+  if (next.web.listen_address != config_.web.listen_address ||
+      next.web.telemetry_path != config_.web.telemetry_path) {
+    log::warn("web.listen_address and web.telemetry_path changes take effect after a restart");
+    next.web.listen_address = config_.web.listen_address;
+    next.web.telemetry_path = config_.web.telemetry_path;
+  }
+  log::configure(next.log.level, next.log.format);
+  stop_sources();
+  config_ = next;
+  model_.reconfigure(config_);
+  self_.set_enabled_sources(enabled_sources());
+  start_sources();
+  log::info("Config reloaded", {{"file", *flags_.config_path}});
+}
+
+void Application::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  signals_.cancel();
+  stop_sources();
+  publish_timer_.cancel();
+  tick_timer_.cancel();
+  if (server_) server_->stop();
+  // Wait (bounded) for in-flight responses; then nothing is left and io_.run() returns.
+  drain_timer_.expires_after(0ms);
+  struct Drain {
+    Application* app;
+    void operator()(const boost::system::error_code&) const {
+      if (!app->server_ || app->server_->active_connections() == 0 ||
+          ++app->drain_polls_ > kMaxDrainPolls) {
+        app->io_.stop();
+        return;
+      }
+      app->drain_timer_.expires_after(50ms);
+      app->drain_timer_.async_wait(*this);
+    }
+  };
+  drain_timer_.async_wait(Drain{this});
+}
+
+}  // namespace mx

@@ -1,0 +1,62 @@
+// Wires the stages together on one io_context: sources -> model -> derivation -> snapshot ->
+// HTTP. Owns signal handling (SIGHUP reload, SIGTERM/SIGINT drain) and the state file.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "config/config.h"
+#include "exposition/snapshot.h"
+#include "http/server.h"
+#include "metrics/derivation.h"
+#include "metrics/self_metrics.h"
+#include "model/model.h"
+
+namespace mx {
+
+class ModalSource;
+
+class Application {
+ public:
+  Application(Config config, Flags flags);
+  ~Application();
+
+  // Binds the listener (throws on failure), starts the sources and runs until SIGTERM/SIGINT.
+  int run();
+
+ private:
+  void start_sources();
+  void stop_sources();
+  void schedule_publish();
+  void publish();
+  void schedule_tick();
+  void reload();
+  void shutdown();
+  void wait_for_signals();
+  std::vector<std::string> enabled_sources() const;
+
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  Flags flags_;
+  Config config_;
+  SelfMetrics self_;
+  Model model_;
+  FamilySet families_;
+  Derivation derivation_;
+  std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<ModalSource> modal_;
+  boost::asio::steady_timer publish_timer_;
+  boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer drain_timer_;
+  bool publish_scheduled_ = false;
+  bool stopping_ = false;
+  int drain_polls_ = 0;
+};
+
+}  // namespace mx

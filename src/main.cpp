@@ -1,0 +1,42 @@
+// modal-exporter: derives the Modal operator's Prometheus metrics from the Kubernetes API and
+// Modal's control plane. See README.md.
+#include <cstdio>
+#include <exception>
+
+#include "app/application.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "metrics/self_metrics.h"
+
+int main(int argc, char** argv) {
+  mx::Flags flags;
+  mx::Config config;
+  try {
+    flags = mx::parse_flags(argc, argv);
+    if (flags.show_help) {
+      std::fputs(mx::flags_usage().c_str(), stdout);
+      return 0;
+    }
+    if (flags.show_version) {
+      const auto b = mx::current_build_info();
+      std::printf("modal-exporter %s (revision %s, %s)\n", b.version.c_str(), b.revision.c_str(),
+                  b.compiler.c_str());
+      return 0;
+    }
+    config = mx::resolve_config(flags);
+  } catch (const mx::ConfigError& e) {
+    std::fprintf(stderr, "modal-exporter: %s\n", e.message.c_str());
+    return 2;
+  }
+  mx::log::configure(config.log.level, config.log.format);
+  try {
+    mx::Application app(config, flags);
+    return app.run();
+  } catch (const mx::ConfigError& e) {
+    mx::log::error("invalid configuration", {{"err", e.message}});
+    return 2;
+  } catch (const std::exception& e) {
+    mx::log::error("modal-exporter failed", {{"err", e.what()}});
+    return 1;
+  }
+}

@@ -1,0 +1,446 @@
+// Checks the manifests `helm template` rendered from charts/modal-operator (the ctest fixture
+// `deploy_rendered` writes them to MX_RENDERED_DIR, one file per values scenario; see
+// tests/deploy/CMakeLists.txt): sidecar, ports, probes, security context, env, volumes, the
+// exporter's config file (parsed by the exporter's own config loader), Service, ServiceMonitor,
+// PrometheusRule and the exporter's read-only RBAC.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "config/config.h"
+
+namespace mx::testing {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// All objects of one rendered scenario.
+class Rendered {
+ public:
+  explicit Rendered(const std::string& scenario) {
+    const std::string path = std::string(MX_RENDERED_DIR) + "/" + scenario + ".yaml";
+    for (const auto& doc : YAML::LoadAll(read_file(path))) {
+      if (doc.IsMap() && doc["kind"]) docs_.push_back(doc);
+    }
+    if (docs_.empty()) throw std::runtime_error(path + " holds no object");
+  }
+
+  std::vector<YAML::Node> all(const std::string& kind) const {
+    std::vector<YAML::Node> out;
+    for (const auto& d : docs_) {
+      if (d["kind"].as<std::string>() == kind) out.push_back(d);
+    }
+    return out;
+  }
+  YAML::Node one(const std::string& kind) const {
+    const auto v = all(kind);
+    if (v.size() != 1) {
+      throw std::runtime_error("expected exactly one " + kind + ", found " +
+                               std::to_string(v.size()));
+    }
+    return v.front();
+  }
+  YAML::Node named(const std::string& kind, const std::string& name) const {
+    for (const auto& d : all(kind)) {
+      if (d["metadata"]["name"].as<std::string>() == name) return d;
+    }
+    throw std::runtime_error("no " + kind + " named " + name);
+  }
+
+  YAML::Node pod_spec() const { return one("Deployment")["spec"]["template"]["spec"]; }
+  YAML::Node container(const std::string& name) const {
+    for (const auto& c : pod_spec()["containers"]) {
+      if (c["name"].as<std::string>() == name) return c;
+    }
+    throw std::runtime_error("no container " + name);
+  }
+  std::vector<std::string> container_names() const {
+    std::vector<std::string> out;
+    for (const auto& c : pod_spec()["containers"]) out.push_back(c["name"].as<std::string>());
+    return out;
+  }
+
+ private:
+  std::vector<YAML::Node> docs_;
+};
+
+YAML::Node env_var(const YAML::Node& container, const std::string& name) {
+  for (const auto& e : container["env"]) {
+    if (e["name"].as<std::string>() == name) return e;
+  }
+  throw std::runtime_error("no env " + name);
+}
+
+YAML::Node find_by(const YAML::Node& list, const std::string& key, const std::string& value) {
+  for (const auto& item : list) {
+    if (item[key] && item[key].as<std::string>() == value) return item;
+  }
+  throw std::runtime_error("no entry with " + key + "=" + value);
+}
+
+std::vector<std::string> strings(const YAML::Node& seq) {
+  std::vector<std::string> out;
+  for (const auto& s : seq) out.push_back(s.as<std::string>());
+  return out;
+}
+
+bool has_string(const YAML::Node& seq, const std::string& s) {
+  const auto v = strings(seq);
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// (apiGroup, resource, verb) triples of a Role/ClusterRole; any other field in a rule is an
+// error (resourceNames, nonResourceURLs would change what is granted).
+using Grant = std::tuple<std::string, std::string, std::string>;
+std::set<Grant> grants(const YAML::Node& role) {
+  std::set<Grant> out;
+  for (const auto& rule : role["rules"]) {
+    for (const auto& field : rule) {
+      const auto key = field.first.as<std::string>();
+      if (key != "apiGroups" && key != "resources" && key != "verbs") {
+        throw std::runtime_error("unexpected rule field " + key);
+      }
+    }
+    for (const auto& g : rule["apiGroups"]) {
+      for (const auto& r : rule["resources"]) {
+        for (const auto& v : rule["verbs"]) {
+          out.emplace(g.as<std::string>(), r.as<std::string>(), v.as<std::string>());
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Exactly the rights KUBERNETES.md lists for the exporter.
+std::set<Grant> expected_exporter_grants() {
+  std::set<Grant> out;
+  for (const char* verb : {"get", "list", "watch"}) {
+    for (const char* r : {"modaljobs", "modalendpoints", "modalfunctions"}) {
+      out.emplace("modal-operator.io", r, verb);
+    }
+    for (const char* r : {"pods", "events"}) out.emplace("", r, verb);
+  }
+  return out;
+}
+
+bool yaml_equal(const YAML::Node& a, const YAML::Node& b) {
+  if (a.Type() != b.Type()) return false;
+  switch (a.Type()) {
+    case YAML::NodeType::Scalar:
+      return a.Scalar() == b.Scalar();
+    case YAML::NodeType::Sequence:
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (!yaml_equal(a[i], b[i])) return false;
+      }
+      return true;
+    case YAML::NodeType::Map:
+      if (a.size() != b.size()) return false;
+      for (const auto& kv : a) {
+        const auto key = kv.first.as<std::string>();
+        if (!b[key] || !yaml_equal(kv.second, b[key])) return false;
+      }
+      return true;
+    default:
+      return true;
+  }
+}
+
+mx::Config exporter_config(const Rendered& r) {
+  const auto cm = r.one("ConfigMap");
+  return mx::parse_config(cm["data"]["modal-exporter.yaml"].as<std::string>(), "ConfigMap");
+}
+
+const std::string kConfigMount = "/etc/modal-exporter";
+const std::string kStateMount = "/var/lib/modal-exporter";
+
+// ---------------------------------------------------------------- default values
+
+class DefaultChart : public ::testing::Test {
+ protected:
+  Rendered r{"default"};
+};
+
+TEST_F(DefaultChart, OperatorWithExporterSidecar) {
+  EXPECT_EQ(r.container_names(), (std::vector<std::string>{"modal-operator", "modal-exporter"}));
+  const auto exporter = r.container("modal-exporter");
+  EXPECT_EQ(exporter["image"].as<std::string>().rfind("modal-exporter:", 0), 0u);
+  const auto args = exporter["args"];
+  EXPECT_TRUE(has_string(args, "--config=" + kConfigMount + "/modal-exporter.yaml"));
+  EXPECT_TRUE(has_string(args, "--state.file=" + kStateMount + "/state.json"));
+  EXPECT_TRUE(has_string(args, "--web.listen-address=:8081"));
+}
+
+TEST_F(DefaultChart, MetricsPortAndProbes) {
+  const auto exporter = r.container("modal-exporter");
+  ASSERT_EQ(exporter["ports"].size(), 1u);
+  EXPECT_EQ(exporter["ports"][0]["name"].as<std::string>(), "metrics");
+  EXPECT_EQ(exporter["ports"][0]["containerPort"].as<int>(), 8081);
+  EXPECT_EQ(exporter["ports"][0]["protocol"].as<std::string>(), "TCP");
+  EXPECT_EQ(exporter["livenessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz");
+  EXPECT_EQ(exporter["livenessProbe"]["httpGet"]["port"].as<std::string>(), "metrics");
+  EXPECT_EQ(exporter["readinessProbe"]["httpGet"]["path"].as<std::string>(), "/readyz");
+  EXPECT_EQ(exporter["readinessProbe"]["httpGet"]["port"].as<std::string>(), "metrics");
+}
+
+TEST_F(DefaultChart, HardenedSecurityContext) {
+  for (const auto& name : r.container_names()) {
+    SCOPED_TRACE(name);
+    const auto sc = r.container(name)["securityContext"];
+    EXPECT_TRUE(sc["runAsNonRoot"].as<bool>());
+    EXPECT_TRUE(sc["readOnlyRootFilesystem"].as<bool>());
+    EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>());
+    EXPECT_EQ(strings(sc["capabilities"]["drop"]), std::vector<std::string>{"ALL"});
+    EXPECT_FALSE(sc["capabilities"]["add"]);
+    EXPECT_EQ(sc["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
+    EXPECT_FALSE(sc["privileged"] && sc["privileged"].as<bool>());
+  }
+  const auto pod = r.pod_spec()["securityContext"];
+  EXPECT_TRUE(pod["runAsNonRoot"].as<bool>());
+  EXPECT_NE(pod["runAsUser"].as<int>(), 0);
+  EXPECT_EQ(pod["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
+}
+
+TEST_F(DefaultChart, ResourceRequestsAndLimits) {
+  const auto res = r.container("modal-exporter")["resources"];
+  for (const char* kind : {"requests", "limits"}) {
+    for (const char* what : {"cpu", "memory"}) {
+      EXPECT_TRUE(res[kind][what]) << kind << "." << what;
+    }
+  }
+}
+
+TEST_F(DefaultChart, EnvFromDownwardApiAndTheOperatorsSecret) {
+  const auto exporter = r.container("modal-exporter");
+  EXPECT_EQ(env_var(exporter, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>(),
+            "metadata.name");
+  EXPECT_EQ(
+      env_var(exporter, "POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>(),
+      "metadata.namespace");
+  const auto op = r.container("modal-operator");
+  for (const char* name : {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"}) {
+    SCOPED_TRACE(name);
+    const auto mine = env_var(exporter, name)["valueFrom"]["secretKeyRef"];
+    const auto theirs = env_var(op, name)["valueFrom"]["secretKeyRef"];
+    ASSERT_TRUE(mine && theirs);
+    EXPECT_EQ(mine["name"].as<std::string>(), theirs["name"].as<std::string>());
+    EXPECT_EQ(mine["key"].as<std::string>(), theirs["key"].as<std::string>());
+    EXPECT_FALSE(env_var(exporter, name)["value"]) << "a token must never be inlined";
+  }
+  // No Secret is created by default: the operator's existing Secret is used.
+  EXPECT_TRUE(r.all("Secret").empty());
+}
+
+TEST_F(DefaultChart, ConfigFromConfigMapAndStateOnEmptyDir) {
+  const auto exporter = r.container("modal-exporter");
+  const auto volumes = r.pod_spec()["volumes"];
+  const auto cfg_mount = find_by(exporter["volumeMounts"], "mountPath", kConfigMount);
+  EXPECT_TRUE(cfg_mount["readOnly"].as<bool>());
+  const auto cfg_vol = find_by(volumes, "name", cfg_mount["name"].as<std::string>());
+  EXPECT_EQ(cfg_vol["configMap"]["name"].as<std::string>(),
+            r.one("ConfigMap")["metadata"]["name"].as<std::string>());
+  const auto state_mount = find_by(exporter["volumeMounts"], "mountPath", kStateMount);
+  EXPECT_FALSE(state_mount["readOnly"] && state_mount["readOnly"].as<bool>());
+  const auto state_vol = find_by(volumes, "name", state_mount["name"].as<std::string>());
+  EXPECT_TRUE(state_vol["emptyDir"].IsDefined());
+  // The config is rolled out with the pod.
+  EXPECT_TRUE(r.one(
+      "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/exporter-config"]);
+}
+
+TEST_F(DefaultChart, ConfigMapIsAValidExporterConfig) {
+  const mx::Config c = exporter_config(r);  // throws mx::ConfigError on any unknown/bad key
+  EXPECT_EQ(c.web.listen_address, ":8081");
+  EXPECT_EQ(c.web.telemetry_path, "/metrics");
+  EXPECT_EQ(c.state_file, kStateMount + "/state.json");
+  EXPECT_TRUE(c.kubernetes.namespaces.empty());
+  EXPECT_EQ(c.kubernetes.operator_container, "modal-operator");
+  EXPECT_TRUE(c.kubernetes.enabled);
+  EXPECT_TRUE(c.modal.enabled);
+  EXPECT_EQ(c.modal.environment, "main");
+}
+
+TEST_F(DefaultChart, ServiceWithMetricsPort) {
+  const auto svc = r.one("Service");
+  EXPECT_EQ(svc["metadata"]["labels"]["app.kubernetes.io/name"].as<std::string>(),
+            "modal-operator");
+  // metrics.labels of the seed.
+  EXPECT_EQ(svc["metadata"]["labels"]["prometheus.io/scrape"].as<std::string>(), "true");
+  const auto port = find_by(svc["spec"]["ports"], "name", "metrics");
+  EXPECT_EQ(port["port"].as<int>(), 8081);
+  EXPECT_EQ(port["targetPort"].as<std::string>(), "metrics");
+  // The selector picks the Deployment's pods.
+  const auto pod_labels = r.one("Deployment")["spec"]["template"]["metadata"]["labels"];
+  for (const auto& kv : svc["spec"]["selector"]) {
+    const auto key = kv.first.as<std::string>();
+    ASSERT_TRUE(pod_labels[key]) << key;
+    EXPECT_EQ(pod_labels[key].as<std::string>(), kv.second.as<std::string>());
+  }
+  EXPECT_EQ(r.one("Deployment")["metadata"]["name"].as<std::string>(), "modal-operator");
+  EXPECT_EQ(svc["metadata"]["name"].as<std::string>(), "modal-operator");
+}
+
+TEST_F(DefaultChart, ServiceMonitor) {
+  const auto sm = r.one("ServiceMonitor");
+  EXPECT_EQ(sm["apiVersion"].as<std::string>(), "monitoring.coreos.com/v1");
+  ASSERT_EQ(sm["spec"]["endpoints"].size(), 1u);
+  const auto ep = sm["spec"]["endpoints"][0];
+  EXPECT_EQ(ep["port"].as<std::string>(), "metrics");
+  EXPECT_EQ(ep["path"].as<std::string>(), "/metrics");
+  EXPECT_EQ(ep["interval"].as<std::string>(), "30s");
+  EXPECT_EQ(ep["scrapeTimeout"].as<std::string>(), "10s");
+  EXPECT_TRUE(ep["honorLabels"].as<bool>());
+  const auto svc_labels = r.one("Service")["metadata"]["labels"];
+  for (const auto& kv : sm["spec"]["selector"]["matchLabels"]) {
+    const auto key = kv.first.as<std::string>();
+    ASSERT_TRUE(svc_labels[key]) << key;
+    EXPECT_EQ(svc_labels[key].as<std::string>(), kv.second.as<std::string>());
+  }
+  EXPECT_EQ(sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"].as<std::string>(),
+            "modal-operator");
+}
+
+TEST_F(DefaultChart, PrometheusRuleIsTheMonitoringRuleFile) {
+  const auto rule = r.one("PrometheusRule");
+  EXPECT_EQ(rule["metadata"]["name"].as<std::string>(), "modal-operator-alerts");
+  const auto source =
+      YAML::Load(read_file(std::string(MX_SOURCE_DIR) + "/monitoring/prometheus-rules.yaml"));
+  EXPECT_TRUE(yaml_equal(rule["spec"], source))
+      << "the PrometheusRule's spec differs from monitoring/prometheus-rules.yaml";
+  // Alert templates reach Prometheus untouched by Helm.
+  const auto first = rule["spec"]["groups"][0]["rules"][0];
+  EXPECT_NE(first["annotations"]["description"].as<std::string>().find("{{ $value"),
+            std::string::npos);
+}
+
+TEST_F(DefaultChart, ClusterWideReadOnlyRbacForTheExporter) {
+  const auto role = r.named("ClusterRole", "modal-operator-exporter");
+  EXPECT_EQ(grants(role), expected_exporter_grants());
+  const auto binding = r.named("ClusterRoleBinding", "modal-operator-exporter");
+  EXPECT_EQ(binding["roleRef"]["kind"].as<std::string>(), "ClusterRole");
+  EXPECT_EQ(binding["roleRef"]["name"].as<std::string>(), "modal-operator-exporter");
+  ASSERT_EQ(binding["subjects"].size(), 1u);
+  EXPECT_EQ(binding["subjects"][0]["kind"].as<std::string>(), "ServiceAccount");
+  EXPECT_EQ(binding["subjects"][0]["name"].as<std::string>(),
+            r.pod_spec()["serviceAccountName"].as<std::string>());
+  EXPECT_EQ(binding["subjects"][0]["namespace"].as<std::string>(), "modal-system");
+  EXPECT_EQ(r.one("ServiceAccount")["metadata"]["name"].as<std::string>(),
+            r.pod_spec()["serviceAccountName"].as<std::string>());
+  EXPECT_TRUE(r.all("Role").empty());
+  EXPECT_TRUE(r.all("RoleBinding").empty());
+  // The operator's own rights live in a separate role.
+  EXPECT_NO_THROW(r.named("ClusterRole", "modal-operator-operator"));
+  EXPECT_EQ(r.all("ClusterRole").size(), 2u);
+}
+
+TEST_F(DefaultChart, NoCustomResourceDefinitions) {
+  EXPECT_TRUE(r.all("CustomResourceDefinition").empty());
+}
+
+// ---------------------------------------------------------------- other values
+
+TEST(StandaloneChart, ExporterAloneWhenTheOperatorIsDisabled) {
+  Rendered r("standalone");
+  EXPECT_EQ(r.container_names(), std::vector<std::string>{"modal-exporter"});
+  EXPECT_EQ(grants(r.named("ClusterRole", "modal-operator-exporter")), expected_exporter_grants());
+  EXPECT_EQ(r.all("ClusterRole").size(), 1u) << "no operator role without the operator";
+  EXPECT_EQ(r.one("ServiceMonitor")["spec"]["endpoints"][0]["port"].as<std::string>(), "metrics");
+  const auto exporter = r.container("modal-exporter");
+  EXPECT_TRUE(env_var(exporter, "MODAL_TOKEN_ID")["valueFrom"]["secretKeyRef"]);
+  EXPECT_NO_THROW(exporter_config(r));
+}
+
+TEST(OneNamespaceChart, RoleInsteadOfClusterRole) {
+  Rendered r("one-namespace");
+  EXPECT_TRUE(r.all("ClusterRoleBinding").size() == 1u);  // the operator's only
+  EXPECT_THROW(r.named("ClusterRole", "modal-operator-exporter"), std::runtime_error);
+  const auto roles = r.all("Role");
+  ASSERT_EQ(roles.size(), 1u);
+  EXPECT_EQ(roles[0]["metadata"]["namespace"].as<std::string>(), "modal-system");
+  EXPECT_EQ(grants(roles[0]), expected_exporter_grants());
+  const auto binding = r.one("RoleBinding");
+  EXPECT_EQ(binding["metadata"]["namespace"].as<std::string>(), "modal-system");
+  EXPECT_EQ(binding["roleRef"]["kind"].as<std::string>(), "Role");
+  EXPECT_EQ(binding["roleRef"]["name"].as<std::string>(),
+            roles[0]["metadata"]["name"].as<std::string>());
+  EXPECT_EQ(exporter_config(r).kubernetes.namespaces, std::vector<std::string>{"modal-system"});
+}
+
+TEST(TwoNamespacesChart, RolePerWatchedNamespaceAndTheReleaseNamespace) {
+  Rendered r("two-namespaces");
+  std::set<std::string> role_ns, binding_ns;
+  for (const auto& role : r.all("Role")) {
+    role_ns.insert(role["metadata"]["namespace"].as<std::string>());
+    EXPECT_EQ(grants(role), expected_exporter_grants());
+  }
+  for (const auto& b : r.all("RoleBinding")) {
+    binding_ns.insert(b["metadata"]["namespace"].as<std::string>());
+    EXPECT_EQ(b["subjects"][0]["namespace"].as<std::string>(), "modal-system");
+  }
+  const std::set<std::string> want{"modal-system", "team-a", "team-b"};
+  EXPECT_EQ(role_ns, want);
+  EXPECT_EQ(binding_ns, want);
+  EXPECT_EQ(exporter_config(r).kubernetes.namespaces,
+            (std::vector<std::string>{"team-a", "team-b"}));
+}
+
+TEST(MetricsDisabledChart, NoServiceMonitorNoRulesExporterStillRuns) {
+  Rendered r("metrics-disabled");
+  EXPECT_TRUE(r.all("ServiceMonitor").empty());
+  EXPECT_TRUE(r.all("PrometheusRule").empty());
+  EXPECT_FALSE(r.one("Service")["metadata"]["annotations"]["prometheus.io/scrape"]);
+  EXPECT_NO_THROW(r.container("modal-exporter"));
+}
+
+TEST(CustomValuesChart, ValuesReachTheManifests) {
+  Rendered r("custom");
+  const auto ep = r.one("ServiceMonitor")["spec"]["endpoints"][0];
+  EXPECT_EQ(ep["interval"].as<std::string>(), "15s");
+  EXPECT_EQ(ep["scrapeTimeout"].as<std::string>(), "5s");
+  EXPECT_EQ(ep["path"].as<std::string>(), "/exporter-metrics");
+  EXPECT_TRUE(ep["honorLabels"].as<bool>());
+  for (const char* kind : {"ServiceMonitor", "PrometheusRule", "Service"}) {
+    EXPECT_EQ(r.one(kind)["metadata"]["labels"]["release"].as<std::string>(), "prom") << kind;
+  }
+  const auto exporter = r.container("modal-exporter");
+  EXPECT_EQ(exporter["ports"][0]["containerPort"].as<int>(), 9100);
+  EXPECT_EQ(find_by(r.one("Service")["spec"]["ports"], "name", "metrics")["port"].as<int>(), 9100);
+  EXPECT_TRUE(has_string(exporter["args"], "--web.listen-address=:9100"));
+  EXPECT_EQ(exporter["image"].as<std::string>(), "registry.example/modal-exporter:1.2.3");
+  const mx::Config c = exporter_config(r);
+  EXPECT_EQ(c.web.telemetry_path, "/exporter-metrics");
+  EXPECT_FALSE(c.modal.enabled);
+  EXPECT_EQ(c.modal.environment, "staging");
+  EXPECT_EQ(c.kubernetes.operator_container, "operator");
+  EXPECT_EQ(r.container_names(), (std::vector<std::string>{"operator", "modal-exporter"}));
+  EXPECT_EQ(env_var(r.container("operator"), "MODAL_ENVIRONMENT")["value"].as<std::string>(),
+            "staging");
+}
+
+TEST(TokenSecretChart, CreatedSecretIsTheOneBothContainersUse) {
+  Rendered r("token-secret");
+  const auto secret = r.one("Secret");
+  const auto name = secret["metadata"]["name"].as<std::string>();
+  EXPECT_TRUE(secret["data"]["token-id"]);
+  EXPECT_TRUE(secret["data"]["token-secret"]);
+  for (const char* c : {"modal-operator", "modal-exporter"}) {
+    EXPECT_EQ(env_var(r.container(c), "MODAL_TOKEN_ID")["valueFrom"]["secretKeyRef"]["name"]
+                  .as<std::string>(),
+              name)
+        << c;
+  }
+}
+
+}  // namespace
+}  // namespace mx::testing

@@ -1,0 +1,135 @@
+// A scriptable, in-process fake of Modal's control plane (modal.client.ModalClient over plaintext
+// gRPC on 127.0.0.1 with an ephemeral port). Test fixture, and the Modal half of tools/modal-sim.
+//
+// It answers AuthTokenGet, AppList, TaskList, TaskGetInfo, FunctionGetCurrentStats,
+// WorkspaceBillingReport (server streaming) and WorkspaceBillingRates from data set through the
+// setters, checks the auth metadata of every call like the real service (wrong or missing token
+// id/secret, or a missing/revoked/expired JWT -> UNAUTHENTICATED), records what each call carried,
+// and injects faults: the next N calls of a method fail with a given code, a response delay (a
+// slow server), a billing stream that breaks after N items, methods that are UNIMPLEMENTED.
+// Every method is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "modal_api.grpc.pb.h"
+
+namespace mx::testing {
+
+namespace modal_pb = ::modal::client;
+
+class FakeModalServer {
+ public:
+  // Metadata and request of one call, as received (before any check).
+  struct RecordedCall {
+    std::string method;                           // "AppList", "AuthTokenGet", ...
+    std::map<std::string, std::string> metadata;  // x-modal-* and the rest; last value wins
+    std::string request;                          // the request's ShortDebugString()
+  };
+
+  static constexpr const char* kDefaultTokenId = "ak-fake-token-id";
+  static constexpr const char* kDefaultTokenSecret = "as-fake-token-secret";
+
+  FakeModalServer();  // listening when constructed; throws std::runtime_error when it cannot bind
+  ~FakeModalServer();
+  FakeModalServer(const FakeModalServer&) = delete;
+  FakeModalServer& operator=(const FakeModalServer&) = delete;
+
+  std::string address() const;  // "http://127.0.0.1:<port>"
+  int port() const { return port_; }
+
+  // --- auth ---------------------------------------------------------------------------------
+  void set_credentials(std::string token_id, std::string token_secret);
+  // false: AuthTokenGet is UNIMPLEMENTED and other calls need no x-modal-auth-token (an older
+  // server). Default true.
+  void set_auth_token_enabled(bool enabled);
+  // Lifetime of the JWTs minted from now on (their exp claim). Default 1 h.
+  void set_token_lifetime(std::chrono::seconds lifetime);
+  // Revokes the current JWT: calls carrying it get UNAUTHENTICATED; AuthTokenGet mints a new one.
+  void rotate_token();
+  std::string current_token() const;  // "" before the first AuthTokenGet
+
+  // --- data ---------------------------------------------------------------------------------
+  void set_apps(std::vector<modal_pb::AppListResponse::AppListItem> apps);
+  void set_tasks(const std::string& app_id, std::vector<modal_pb::TaskStats> tasks);
+  void set_task_info(const std::string& task_id, modal_pb::TaskGetInfoResponse info);
+  void set_function_stats(const std::string& function_id, modal_pb::FunctionStats stats);
+  // Items served for requests of `resolution` ("d" or "h"), filtered by the request's app_ids
+  // (when non-empty) and by [start_timestamp, end_timestamp) on the item's interval (when set).
+  void set_billing_items(const std::string& resolution,
+                         std::vector<modal_pb::WorkspaceBillingReportItem> items);
+  void set_rates(std::map<std::string, std::string> rates);
+
+  // --- faults -------------------------------------------------------------------------------
+  // The next `count` calls of `method` fail with `code` (after being recorded).
+  void fail_next(const std::string& method, int count, grpc::StatusCode code);
+  // Every call of `method` ("" = every method) waits this long before answering; it returns
+  // early when the client cancels or its deadline passes.
+  void set_delay(const std::string& method, std::chrono::milliseconds delay);
+  // Billing streams send `n` items, then fail with UNAVAILABLE; nullopt: complete normally.
+  void set_billing_abort_after(std::optional<int> n);
+  void set_unimplemented(const std::string& method, bool unimplemented);
+
+  // --- observation --------------------------------------------------------------------------
+  std::vector<RecordedCall> calls() const;
+  std::vector<RecordedCall> calls_of(const std::string& method) const;
+  int call_count(const std::string& method) const;
+  std::vector<modal_pb::WorkspaceBillingReportRequest> billing_requests() const;
+  void clear_calls();
+
+ private:
+  class Service;
+  friend class Service;
+
+  // Records the call, applies delay, injected faults and the auth checks. OK: go on answering.
+  grpc::Status admit(grpc::ServerContext* ctx, const std::string& method,
+                     const google::protobuf::Message& request);
+  std::string mint_token_locked();
+
+  mutable std::mutex mutex_;
+  std::condition_variable shutdown_cv_;
+  bool shutting_down_ = false;
+
+  std::string token_id_ = kDefaultTokenId;
+  std::string token_secret_ = kDefaultTokenSecret;
+  bool auth_token_enabled_ = true;
+  std::chrono::seconds token_lifetime_{3600};
+  std::string token_;
+  std::chrono::system_clock::time_point token_exp_{};
+  std::uint64_t token_serial_ = 0;
+
+  std::vector<modal_pb::AppListResponse::AppListItem> apps_;
+  std::map<std::string, std::vector<modal_pb::TaskStats>> tasks_;
+  std::map<std::string, modal_pb::TaskGetInfoResponse> task_info_;
+  std::map<std::string, modal_pb::FunctionStats> function_stats_;
+  std::map<std::string, std::vector<modal_pb::WorkspaceBillingReportItem>> billing_;
+  std::map<std::string, std::string> rates_;
+
+  struct Fault {
+    int remaining = 0;
+    grpc::StatusCode code = grpc::StatusCode::OK;
+  };
+  std::map<std::string, Fault> faults_;
+  std::map<std::string, std::chrono::milliseconds> delays_;
+  std::optional<int> billing_abort_after_;
+  std::map<std::string, bool> unimplemented_;
+
+  std::vector<RecordedCall> calls_;
+  std::vector<modal_pb::WorkspaceBillingReportRequest> billing_requests_;
+
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace mx::testing

@@ -1,0 +1,242 @@
+// Derivation from model state: counting once per UID, histograms, deletions, the state file.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "metrics/derivation.h"
+#include "model/model.h"
+
+namespace mx {
+namespace {
+
+class ModelTest : public ::testing::Test {
+ protected:
+  ModelTest() : model_(make_config(), nullptr, [this] { return clock_; }), derivation_(set_) {}
+
+  static Config make_config() {
+    Config c;
+    c.modal.enabled = false;  // queue time comes from status timestamps unless a test enables Modal
+    return c;
+  }
+
+  std::string render() {
+    derivation_.update(model_);
+    return set_.publish(1)->body(ExpositionFormat::text);
+  }
+
+  static JobObject job(const std::string& uid, const std::string& phase, const std::string& gpu = "T4",
+                       int replicas = 1) {
+    JobObject j;
+    j.uid = uid;
+    j.kind = "ModalJob";
+    j.namespace_name = "ml";
+    j.name = "job-" + uid;
+    j.gpu_type = gpu;
+    j.gpu_count = gpu == "none" ? 0 : 1;
+    j.replicas = replicas;
+    j.phase = phase;
+    j.created_at = 1000;
+    return j;
+  }
+
+  static bool has(const std::string& text, const std::string& line) {
+    return text.find(line + "\n") != std::string::npos;
+  }
+
+  double clock_ = 2000;
+  Model model_;
+  FamilySet set_;
+  Derivation derivation_;
+};
+
+TEST_F(ModelTest, LifecycleCountsOncePerUid) {
+  model_.upsert_job(job("a", "Pending"));
+  model_.upsert_job(job("a", "Pending"));
+  auto text = render();
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="created",gpu_type="T4",replicas="1"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_jobs_active{gpu_type="T4"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_job_replicas{namespace="ml",job_name="job-a"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_job_status_phase{namespace="ml",job_name="job-a",phase="Pending"} 1)"));
+
+  auto running = job("a", "Running");
+  running.started_at = 1012;
+  model_.upsert_job(running);
+  clock_ = 2100;
+  text = render();
+  EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_bucket{gpu_type="T4",le="10"} 0)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_bucket{gpu_type="T4",le="30"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_sum{gpu_type="T4"} 12)"));
+  EXPECT_TRUE(has(text, R"(modal_job_running_seconds{namespace="ml",job_name="job-a",gpu_type="T4"} 1088)"));
+
+  auto done = running;
+  done.phase = "Succeeded";
+  done.finished_at = 1012 + 45;
+  model_.upsert_job(done);
+  model_.upsert_job(done);
+  text = render();
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="completed",gpu_type="T4",replicas="1"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_bucket{status="completed",gpu_type="T4",le="30"} 0)"));
+  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_bucket{status="completed",gpu_type="T4",le="60"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_count{status="completed",gpu_type="T4"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_jobs_active{gpu_type="T4"} 0)"));
+  EXPECT_EQ(text.find("modal_job_replicas{"), std::string::npos);  // only active jobs
+  EXPECT_EQ(text.find("modal_job_running_seconds{"), std::string::npos);
+  EXPECT_EQ(text.find("modal_job_queue_seconds_count{gpu_type=\"T4\"} 2"), std::string::npos);
+
+  model_.delete_job("a");  // after a terminal phase: not cancelled
+  text = render();
+  EXPECT_EQ(text.find("status=\"cancelled\""), std::string::npos);
+  EXPECT_EQ(text.find("job-a"), std::string::npos);  // per-job series gone
+}
+
+TEST_F(ModelTest, DeletedBeforeTerminalIsCancelled) {
+  model_.upsert_job(job("b", "Running", "A100-80GB", 2));
+  model_.delete_job("b");
+  model_.delete_job("b");
+  const auto text = render();
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="cancelled",gpu_type="A100-80GB",replicas="2"} 1)")) << text;
+  EXPECT_EQ(text.find("job-b"), std::string::npos);
+}
+
+TEST_F(ModelTest, FailedWithoutTimestampsUsesSeenTransitions) {
+  auto j = job("c", "Running", "none");
+  model_.upsert_job(j);  // exporter sees it start at 2000
+  clock_ = 2007;
+  j.phase = "Failed";
+  model_.upsert_job(j);
+  const auto text = render();
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="failed",gpu_type="none",replicas="1"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_sum{status="failed",gpu_type="none"} 7)")) << text;
+}
+
+TEST_F(ModelTest, I6pnWebhookAndEvents) {
+  auto p = job("p", "Pending");
+  p.kind = "Pod";
+  p.i6pn = true;
+  p.replicas = 4;
+  p.webhook_mutated = true;
+  model_.upsert_job(p);
+  model_.upsert_job(p);
+  model_.observe_warning_event({"e1", "ml", "BackOff", 3});
+  model_.observe_warning_event({"e1", "ml", "BackOff", 5});  // grew by 2
+  model_.observe_warning_event({"e1", "ml", "BackOff", 5});  // no growth
+  model_.observe_warning_event({"e2", "ml", "FailedCreate", 1});
+  model_.set_operator_restarts(3);
+  model_.count_error("kubernetes_api", "http_5xx");
+  const auto text = render();
+  EXPECT_TRUE(has(text, R"(modal_i6pn_jobs_total{replicas="4"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_webhook_requests_total{method="CREATE",status="mutated"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="BackOff",component="operator"} 5)"));
+  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="FailedCreate",component="operator"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="http_5xx",component="kubernetes_api"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="timeout",component="kubernetes_api"} 0)"));
+  EXPECT_TRUE(has(text, "modal_operator_restarts_total 3"));
+}
+
+TEST_F(ModelTest, NoSourceNoSeries) {
+  const auto text = render();
+  EXPECT_EQ(text.find("modal_operator_restarts_total "), std::string::npos);
+  EXPECT_EQ(text.find("modal_gpu_utilization"), std::string::npos);
+  EXPECT_EQ(text.find("modal_function_cold_starts_total"), std::string::npos);
+  EXPECT_EQ(text.find("modal_jobs_total"), std::string::npos);
+}
+
+TEST_F(ModelTest, EndpointsAndDuplicateNames) {
+  model_.upsert_endpoint({"e", "ml", "api", "ap-1", 2});
+  auto first = job("u1", "Running");
+  auto second = job("u2", "Running");
+  second.name = first.name;  // same namespace/name, different object
+  model_.upsert_job(first);
+  model_.upsert_job(second);
+  auto text = render();
+  EXPECT_TRUE(has(text, R"(modal_endpoint_ready_replicas{namespace="ml",endpoint="api"} 2)"));
+  EXPECT_EQ(text.find("uid=\"u2\""), std::string::npos);  // no duplicate label sets
+  EXPECT_NE(text.find("uid=\"u1\""), std::string::npos);
+  model_.delete_job("u1");
+  text = render();
+  EXPECT_NE(text.find("uid=\"u2\""), std::string::npos);  // the name passes to the other job
+  model_.delete_endpoint("e");
+  EXPECT_EQ(render().find("modal_endpoint_ready_replicas{"), std::string::npos);
+}
+
+TEST_F(ModelTest, StateFileSurvivesRestartWithoutDoubleCounting) {
+  const std::string path = ::testing::TempDir() + "/state.json";
+  auto j = job("s", "Running");
+  j.started_at = 1003;
+  j.i6pn = true;
+  model_.upsert_job(j);
+  ASSERT_TRUE(model_.save_state(path));
+
+  Model restarted(make_config(), nullptr, [this] { return clock_; });
+  ASSERT_TRUE(restarted.load_state(path));
+  restarted.upsert_job(j);  // the re-list after a restart sees the same job
+  FamilySet set;
+  Derivation d(set);
+  d.update(restarted);
+  const auto text = set.publish(1)->body(ExpositionFormat::text);
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="created",gpu_type="T4",replicas="1"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_count{gpu_type="T4"} 1)"));
+  EXPECT_TRUE(has(text, R"(modal_i6pn_jobs_total{replicas="1"} 1)"));
+}
+
+TEST_F(ModelTest, CorruptOrMissingStateFileStartsFresh) {
+  const std::string path = ::testing::TempDir() + "/corrupt.json";
+  std::ofstream(path) << "{\"version\":1,\"jobs\":{\"x\":{\"statuses\":\"oops\"}}}";
+  EXPECT_FALSE(model_.load_state(path));
+  EXPECT_FALSE(model_.load_state(path + ".missing"));
+  model_.upsert_job(job("n", "Pending"));
+  EXPECT_TRUE(has(render(), R"(modal_jobs_total{status="created",gpu_type="T4",replicas="1"} 1)"));
+}
+
+TEST_F(ModelTest, ModalTasksGiveColdStartsAndQueueTime) {
+  Config c = make_config();
+  c.modal.enabled = true;
+  clock_ = 1101;
+  Model m(c, nullptr, [this] { return clock_; });
+  auto j = job("m", "Running");
+  j.modal_app_id = "ap-1";
+  j.started_at = 1100;  // status says 100 s after creation ...
+  m.upsert_job(j);
+  FamilySet set;
+  Derivation d(set);
+  d.update(m);
+  auto text = set.publish(1)->body(ExpositionFormat::text);
+  EXPECT_EQ(text.find("modal_job_queue_seconds_count"), std::string::npos);  // waits for Modal
+  EXPECT_EQ(text.find("modal_function_cold_starts_total{"), std::string::npos);
+  // ... but Modal says the container queued 4 s.
+  m.modal_tasks("ap-1", {{"ta-1", "ap-1", 1090.0, 1094.0}, {"ta-2", "ap-1", 1095.0, 1096.0}});
+  m.modal_tasks("ap-1", {{"ta-1", "ap-1", 1090.0, 1094.0}});
+  d.update(m);
+  text = set.publish(1)->body(ExpositionFormat::text);
+  EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_sum{gpu_type="T4"} 4)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_function_cold_starts_total{namespace="ml",job_name="job-m",gpu_type="T4"} 2)"));
+}
+
+TEST_F(ModelTest, HourlyCostFromPriceTableAndRates) {
+  auto j = job("h", "Running", "A100-80GB", 2);
+  j.gpu_count = 2;
+  j.cpu_cores = 4;
+  j.memory_gib = 16;
+  // (2.4984 * 2 GPUs + 0.04716 * 4 cores + 0.007992 * 16 GiB) * 2 replicas
+  EXPECT_NEAR(model_.hourly_cost(j), (2.4984 * 2 + 0.04716 * 4 + 0.007992 * 16) * 2, 1e-9);
+  model_.modal_rates({{{"A100-80GB", 3'000'000'000}}});  // $3/h from Modal wins; CPU/memory fall back
+  EXPECT_NEAR(model_.hourly_cost(j), (3.0 * 2 + 0.04716 * 4 + 0.007992 * 16) * 2, 1e-9);
+}
+
+TEST_F(ModelTest, MaxJobsDropsAndCounts) {
+  Config c = make_config();
+  c.limits.max_jobs = 1;
+  Model m(c, nullptr, [this] { return clock_; });
+  m.upsert_job(job("1", "Pending"));
+  m.upsert_job(job("2", "Pending"));
+  m.upsert_job(job("2", "Running"));
+  FamilySet set;
+  Derivation d(set);
+  d.update(m);
+  const auto text = set.publish(1)->body(ExpositionFormat::text);
+  EXPECT_TRUE(has(text, R"(modal_exporter_dropped_jobs_total{reason="max_jobs"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_jobs_active{gpu_type="T4"} 1)"));
+}
+
+}  // namespace
+}  // namespace mx
