@@ -1,5 +1,7 @@
 #include "sources/modal/modal_util.h"
 
+#include "common/base64.h"
+
 #include <cstdlib>
 #include <fstream>
 
@@ -59,38 +61,6 @@ std::optional<std::string> read_credential(const std::string& file, const char* 
     return std::nullopt;
   }
   return value;
-}
-
-std::optional<std::string> base64url_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = 0;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '-' || c == '+') {
-      v = 62;
-    } else if (c == '_' || c == '/') {
-      v = 63;
-    } else if (c == '=') {
-      break;  // padding is optional in base64url; stop at it
-    } else {
-      return std::nullopt;
-    }
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -182,7 +152,7 @@ std::optional<std::chrono::system_clock::time_point> jwt_expiry(std::string_view
   if (first == std::string_view::npos) return std::nullopt;
   const auto second = token.find('.', first + 1);
   if (second == std::string_view::npos) return std::nullopt;
-  const auto payload = base64url_decode(token.substr(first + 1, second - first - 1));
+  const auto payload = base64::decode(token.substr(first + 1, second - first - 1));
   if (!payload) return std::nullopt;
   const auto json = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);
   if (!json.is_object()) return std::nullopt;

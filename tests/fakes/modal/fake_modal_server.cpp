@@ -4,29 +4,13 @@
 #include <stdexcept>
 #include <utility>
 
+#include "common/base64.h"
+
 namespace mx::testing {
 namespace {
 
 using SystemClock = std::chrono::system_clock;
 constexpr std::size_t kMaxRecordedCalls = 20000;
-
-std::string base64url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
 
 std::string metadata_value(const grpc::ServerContext* ctx, const std::string& key) {
   const auto& md = ctx->client_metadata();
@@ -247,7 +231,8 @@ std::string FakeModalServer::mint_token_locked() {
   const std::string header = R"({"alg":"HS256","typ":"JWT"})";
   const std::string payload = R"({"sub":"fake-workspace","jti":")" + std::to_string(token_serial_) +
                               R"(","exp":)" + std::to_string(exp) + "}";
-  token_ = base64url(header) + "." + base64url(payload) + ".fake-signature";
+  token_ = base64::encode(header, base64::Alphabet::url) + "." +
+           base64::encode(payload, base64::Alphabet::url) + ".fake-signature";
   return token_;
 }
 

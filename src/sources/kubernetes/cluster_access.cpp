@@ -1,0 +1,295 @@
+#include "sources/kubernetes/cluster_access.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/base64.h"
+
+namespace mx::kube {
+namespace {
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::string(v) : std::string{};
+}
+
+std::string trim_copy(std::string_view s) {
+  const auto* ws = " \t\r\n";
+  const auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  const auto e = s.find_last_not_of(ws);
+  return std::string(s.substr(b, e - b + 1));
+}
+
+// Finds the entry named `name` in a kubeconfig list such as `clusters: [{name, cluster: {...}}]`.
+YAML::Node named_entry(const YAML::Node& root, const char* list_key, const char* item_key,
+                       const std::string& name) {
+  const YAML::Node list = root[list_key];
+  if (!list || !list.IsSequence()) return YAML::Node(YAML::NodeType::Undefined);
+  for (const auto& entry : list) {
+    if (!entry.IsMap()) continue;
+    const YAML::Node n = entry["name"];
+    if (n && n.IsScalar() && n.Scalar() == name) {
+      const YAML::Node item = entry[item_key];
+      return item && item.IsMap() ? item : YAML::Node(YAML::NodeType::Map);
+    }
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
+std::string scalar(const YAML::Node& map, const char* key) {
+  if (!map || !map.IsMap()) return {};
+  const YAML::Node n = map[key];
+  if (!n || !n.IsScalar()) return {};
+  return n.Scalar();
+}
+
+bool has_key(const YAML::Node& map, const char* key) {
+  return map && map.IsMap() && map[key] && !map[key].IsNull();
+}
+
+std::string resolve_path(const std::string& path, const std::string& base_dir) {
+  if (path.empty() || base_dir.empty()) return path;
+  std::filesystem::path p(path);
+  if (p.is_absolute()) return path;
+  return (std::filesystem::path(base_dir) / p).string();
+}
+
+// `<key>-data` (base64) or `<key>` (a file path), read into PEM text.
+std::string pem_from(const YAML::Node& map, const std::string& key, const std::string& what,
+                     const std::string& base_dir, std::string* file_out = nullptr) {
+  const std::string data = scalar(map, (key + "-data").c_str());
+  if (!data.empty()) {
+    auto decoded = base64::decode(data);
+    if (!decoded) throw AccessError(what + ": " + key + "-data is not valid base64");
+    return *decoded;
+  }
+  const std::string file = resolve_path(scalar(map, key.c_str()), base_dir);
+  if (file.empty()) return {};
+  if (file_out != nullptr) {
+    *file_out = file;
+    return {};
+  }
+  auto text = read_file(file);
+  if (!text) throw AccessError(what + ": cannot read " + key + " file " + file);
+  return *text;
+}
+
+}  // namespace
+
+std::optional<std::string> read_file(const std::string& path, std::size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string data;
+  char buf[4096];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    data.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (data.size() > max_bytes) return std::nullopt;
+  }
+  if (in.bad()) return std::nullopt;
+  return data;
+}
+
+ServerAddress parse_server_url(std::string_view url) {
+  ServerAddress a;
+  std::string_view rest = url;
+  if (rest.rfind("https://", 0) == 0) {
+    rest.remove_prefix(8);
+  } else if (rest.rfind("http://", 0) == 0) {
+    a.tls = false;
+    rest.remove_prefix(7);
+  } else {
+    throw AccessError("server URL \"" + std::string(url) +
+                      "\" must start with https:// or http://");
+  }
+  const auto slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) {
+    std::string_view path = rest.substr(slash);
+    while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+    a.base_path = std::string(path);
+  }
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+    authority.remove_prefix(at + 1);  // user info is never used for Kubernetes
+  }
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) {
+      throw AccessError("server URL \"" + std::string(url) + "\" has an unterminated IPv6 address");
+    }
+    a.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':')
+        throw AccessError("server URL \"" + std::string(url) + "\" is malformed");
+      port = after.substr(1);
+    }
+  } else {
+    const auto colon = authority.rfind(':');
+    a.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+  }
+  if (a.host.empty()) throw AccessError("server URL \"" + std::string(url) + "\" has no host");
+  if (!port.empty()) {
+    for (char c : port) {
+      if (c < '0' || c > '9')
+        throw AccessError("server URL \"" + std::string(url) + "\" has a bad port");
+    }
+    if (port.size() > 5 || std::stoi(std::string(port)) > 65535 ||
+        std::stoi(std::string(port)) == 0) {
+      throw AccessError("server URL \"" + std::string(url) + "\" has a bad port");
+    }
+    a.port = std::string(port);
+  } else {
+    a.port = a.tls ? "443" : "80";
+  }
+  return a;
+}
+
+ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& origin,
+                               const std::string& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw AccessError("kubeconfig " + origin + " is not valid YAML: " + e.what());
+  }
+  if (!root || !root.IsMap()) throw AccessError("kubeconfig " + origin + " is not a YAML mapping");
+
+  try {
+    std::string context_name = scalar(root, "current-context");
+    if (context_name.empty()) {
+      // kubectl insists on current-context; one lone context is unambiguous enough to use.
+      const YAML::Node contexts = root["contexts"];
+      if (contexts && contexts.IsSequence() && contexts.size() == 1) {
+        context_name = scalar(contexts[0], "name");
+      }
+      if (context_name.empty())
+        throw AccessError("kubeconfig " + origin + " has no current-context");
+    }
+    const YAML::Node context = named_entry(root, "contexts", "context", context_name);
+    if (!context) {
+      throw AccessError("kubeconfig " + origin + ": context \"" + context_name +
+                        "\" is not defined");
+    }
+    const std::string cluster_name = scalar(context, "cluster");
+    const std::string user_name = scalar(context, "user");
+    const YAML::Node cluster = named_entry(root, "clusters", "cluster", cluster_name);
+    if (cluster_name.empty() || !cluster) {
+      throw AccessError("kubeconfig " + origin + ": context \"" + context_name +
+                        "\" names cluster \"" + cluster_name + "\", which is not defined");
+    }
+
+    ClusterAccess a;
+    a.origin = "kubeconfig " + origin + " (context " + context_name + ")";
+    const std::string server = scalar(cluster, "server");
+    if (server.empty()) {
+      throw AccessError("kubeconfig " + origin + ": cluster \"" + cluster_name +
+                        "\" has no server");
+    }
+    a.server = parse_server_url(server);
+    a.tls_server_name = scalar(cluster, "tls-server-name");
+    const std::string what = "kubeconfig " + origin + " cluster \"" + cluster_name + "\"";
+    a.ca_pem = pem_from(cluster, "certificate-authority", what, base_dir, &a.ca_file);
+    if (has_key(cluster, "insecure-skip-tls-verify")) {
+      // Honoured only when explicitly true; anything else keeps verification on.
+      try {
+        a.insecure_skip_tls_verify = cluster["insecure-skip-tls-verify"].as<bool>();
+      } catch (const YAML::Exception&) {
+        a.insecure_skip_tls_verify = false;
+      }
+    }
+
+    if (!user_name.empty()) {
+      const YAML::Node user = named_entry(root, "users", "user", user_name);
+      if (!user) {
+        throw AccessError("kubeconfig " + origin + ": context \"" + context_name +
+                          "\" names user \"" + user_name + "\", which is not defined");
+      }
+      const std::string uwhat = "kubeconfig " + origin + " user \"" + user_name + "\"";
+      a.token = trim_copy(scalar(user, "token"));
+      a.token_file = resolve_path(scalar(user, "tokenFile"), base_dir);
+      a.client_cert_pem = pem_from(user, "client-certificate", uwhat, base_dir);
+      a.client_key_pem = pem_from(user, "client-key", uwhat, base_dir);
+      if (a.client_cert_pem.empty() != a.client_key_pem.empty()) {
+        throw AccessError(uwhat + " has a client certificate without a key (or a key without one)");
+      }
+      const bool has_static =
+          !a.token.empty() || !a.token_file.empty() || !a.client_cert_pem.empty();
+      if (!has_static && has_key(user, "exec")) {
+        throw AccessError("kubeconfig user " + user_name +
+                          " uses an exec credential plugin, which modal-exporter does not support; "
+                          "use a token or client certificate");
+      }
+      if (!has_static && has_key(user, "auth-provider")) {
+        throw AccessError("kubeconfig user " + user_name +
+                          " uses an auth-provider plugin, which modal-exporter does not support; "
+                          "use a token or client certificate");
+      }
+      if (!a.token_file.empty() && !read_file(a.token_file)) {
+        throw AccessError(uwhat + ": cannot read tokenFile " + a.token_file);
+      }
+    }
+    return a;
+  } catch (const YAML::Exception& e) {
+    throw AccessError("kubeconfig " + origin + " is malformed: " + e.what());
+  }
+}
+
+ClusterAccess load_kubeconfig(const std::string& path_list) {
+  // $KUBECONFIG may list several files; merging them is kubectl's business, the first wins here.
+  std::string chosen;
+  std::stringstream ss(path_list);
+  std::string item;
+  while (std::getline(ss, item, ':')) {
+    if (item.empty()) continue;
+    std::error_code ec;
+    if (std::filesystem::exists(item, ec)) {
+      chosen = item;
+      break;
+    }
+  }
+  if (chosen.empty()) throw AccessError("kubeconfig " + path_list + " does not exist");
+  auto text = read_file(chosen, 16 << 20);
+  if (!text) throw AccessError("cannot read kubeconfig " + chosen);
+  const std::string base_dir = std::filesystem::path(chosen).parent_path().string();
+  return parse_kubeconfig(*text, chosen, base_dir);
+}
+
+ClusterAccess load_in_cluster(const InClusterPaths& paths) {
+  const std::string host = paths.service_host.value_or(env_or_empty("KUBERNETES_SERVICE_HOST"));
+  const std::string port = paths.service_port.value_or(env_or_empty("KUBERNETES_SERVICE_PORT"));
+  if (host.empty() || port.empty()) {
+    throw AccessError(
+        "no Kubernetes API configured: no kubeconfig was given (--kubeconfig, KUBECONFIG or "
+        "sources.kubernetes.kubeconfig) and KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are "
+        "not set (not running in a cluster)");
+  }
+  ClusterAccess a;
+  a.origin = "in-cluster";
+  const bool ipv6 = host.find(':') != std::string::npos;
+  a.server = parse_server_url("https://" + (ipv6 ? "[" + host + "]" : host) + ":" + port);
+  if (!read_file(paths.token_file)) {
+    throw AccessError("in-cluster: cannot read the service-account token " + paths.token_file +
+                      " (is automountServiceAccountToken disabled?)");
+  }
+  a.token_file = paths.token_file;
+  std::error_code ec;
+  if (!std::filesystem::exists(paths.ca_file, ec)) {
+    throw AccessError("in-cluster: the service-account CA " + paths.ca_file + " does not exist");
+  }
+  a.ca_file = paths.ca_file;
+  return a;
+}
+
+ClusterAccess resolve_cluster_access(const KubernetesConfig& config, const InClusterPaths& paths) {
+  if (!config.kubeconfig.empty()) return load_kubeconfig(config.kubeconfig);
+  return load_in_cluster(paths);
+}
+
+}  // namespace mx::kube

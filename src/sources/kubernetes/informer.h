@@ -1,0 +1,121 @@
+// One informer per (resource, namespace): paginated LIST, then WATCH from the list's
+// resourceVersion, re-listing on 410 Gone, on errors and every resync_interval. It keeps the
+// set of tracked UIDs so that a re-list reports objects that vanished in between as deleted.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/backoff.h"
+#include "config/config.h"
+#include "model/sinks.h"
+#include "sources/kubernetes/api_client.h"
+
+namespace mx::kube {
+
+struct ResourceRef {
+  std::string display;     // for logs: "modal-operator.io/modaljobs", "pods", "events"
+  std::string api_prefix;  // "/apis/modal-operator.io/v1alpha1" or "/api/v1"
+  std::string plural;
+  std::string namespace_name;  // "" = all namespaces
+  std::string label_selector;
+  std::string field_selector;
+
+  std::string collection_path() const;
+};
+
+// How the objects of one resource reach the sink.
+struct InformerHandler {
+  // Parses and forwards one object. Returns true when the object is tracked (its deletion must
+  // be reported later); false when it is not of interest or rejected (`error` says why).
+  std::function<bool(const nlohmann::json& object, std::string& error)> apply;
+  // A tracked object is gone (deleted, vanished from a re-list, or no longer of interest).
+  std::function<void(const std::string& uid)> remove;
+};
+
+struct InformerSettings {
+  int list_page_size = 500;
+  Duration request_timeout = std::chrono::seconds(30);
+  Duration watch_timeout = std::chrono::minutes(5);
+  Duration resync_interval = std::chrono::minutes(10);
+  std::size_t max_event_bytes = 16 * 1024 * 1024;
+  std::size_t max_list_bytes = 256 * 1024 * 1024;
+  BackoffConfig backoff;
+
+  static InformerSettings from(const KubernetesConfig& config, const BackoffConfig& backoff);
+};
+
+// Logs one failed API call: 401/403 name the verb and resource and what RBAC to grant.
+void log_api_failure(std::string_view verb, const ResourceRef& resource, const ApiError& error,
+                     Duration retry_in);
+
+// URL-encodes a query parameter value.
+std::string url_encode(std::string_view value);
+
+// Text of a Kubernetes Status body ("message"), shortened and safe to log; "" when absent.
+std::string status_message(std::string_view body);
+
+class Informer : public std::enable_shared_from_this<Informer> {
+ public:
+  struct Hooks {
+    std::function<void(Informer&, double list_seconds)> listed;  // after each successful (re-)list
+    std::function<void(Informer&)> failed;                       // after each error
+  };
+
+  Informer(std::shared_ptr<ApiClient> client, ResourceRef resource, InformerHandler handler,
+           InformerSettings settings, SourceSink& sink, Hooks hooks);
+
+  void start();
+  void stop();
+
+  const ResourceRef& resource() const { return resource_; }
+  bool healthy() const { return healthy_; }
+  bool listed_once() const { return listed_once_; }
+  std::size_t tracked() const { return cache_.size(); }
+  const std::string& resource_version() const { return rv_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  enum class WatchEnd { clean, relist, resync };
+
+  static asio::awaitable<void> run(std::shared_ptr<Informer> self);
+  asio::awaitable<void> cycle();
+  asio::awaitable<ApiError> list();
+  asio::awaitable<ApiError> watch(WatchEnd& end, bool& had_events);
+  asio::awaitable<ApiError> open(std::string target, const char* verb,
+                                 std::shared_ptr<HttpExchange>& out);
+  asio::awaitable<void> fail(const char* verb, ApiError error);
+  asio::awaitable<void> sleep(Duration d);
+
+  void apply_object(const nlohmann::json& object, std::unordered_set<std::string>* seen);
+  // Handles one watch line; returns an error (kind parse / http) or sets `end` to relist.
+  ApiError handle_line(std::string_view line, bool& relist);
+  std::string selectors() const;
+
+  std::shared_ptr<ApiClient> client_;
+  ResourceRef resource_;
+  InformerHandler handler_;
+  InformerSettings settings_;
+  SourceSink& sink_;
+  Hooks hooks_;
+  Backoff backoff_;
+  asio::steady_timer timer_;
+  std::shared_ptr<HttpExchange> current_;
+
+  std::unordered_map<std::string, std::string> cache_;  // tracked uid -> resourceVersion
+  std::string rv_;
+  Clock::time_point resync_at_{};
+  bool stopped_ = false;
+  bool healthy_ = false;
+  bool listed_once_ = false;
+};
+
+}  // namespace mx::kube

@@ -1,0 +1,277 @@
+// kubeconfig and in-cluster configuration: the variants real clusters hand out, and the
+// refusals that must be clear (exec plugins, missing pieces).
+#include "sources/kubernetes/cluster_access.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/base64.h"
+#include "sources/kubernetes/api_client.h"
+#include "test_ca.h"
+
+namespace mx::kube {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ =
+        fs::temp_directory_path() / ("mx-kube-test-" + std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string write(const std::string& name, const std::string& content) const {
+    const auto p = path_ / name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p.string();
+  }
+  std::string path() const { return path_.string(); }
+
+ private:
+  fs::path path_;
+};
+
+std::string kubeconfig(const std::string& cluster_extra, const std::string& user_body,
+                       const std::string& server = "https://10.0.0.1:6443") {
+  return "apiVersion: v1\nkind: Config\ncurrent-context: ctx\n"
+         "contexts:\n- name: other\n  context: {cluster: nope, user: nope}\n"
+         "- name: ctx\n  context:\n    cluster: c1\n    user: u1\n"
+         "clusters:\n- name: c1\n  cluster:\n    server: " +
+         server + "\n" + cluster_extra + "users:\n- name: u1\n  user:\n" + user_body;
+}
+
+TEST(ServerUrl, Forms) {
+  auto a = parse_server_url("https://api.example.com:6443");
+  EXPECT_TRUE(a.tls);
+  EXPECT_EQ(a.host, "api.example.com");
+  EXPECT_EQ(a.port, "6443");
+  EXPECT_EQ(a.base_path, "");
+  a = parse_server_url("http://127.0.0.1/prefix/");
+  EXPECT_FALSE(a.tls);
+  EXPECT_EQ(a.port, "80");
+  EXPECT_EQ(a.base_path, "/prefix");
+  a = parse_server_url("https://[::1]:8443");
+  EXPECT_EQ(a.host, "::1");
+  EXPECT_EQ(a.port, "8443");
+  a = parse_server_url("https://kubernetes.default.svc");
+  EXPECT_EQ(a.port, "443");
+  for (const char* bad : {"ftp://x", "api:6443", "https://", "https://host:abc",
+                          "https://host:99999", "https://[::1"}) {
+    EXPECT_THROW(parse_server_url(bad), AccessError) << bad;
+  }
+}
+
+TEST(Kubeconfig, TokenAndInlineCa) {
+  auto a = parse_kubeconfig(
+      kubeconfig("    certificate-authority-data: " + base64::encode("CA PEM") + "\n",
+                 "    token: abc123\n"),
+      "test", "");
+  EXPECT_EQ(a.server.host, "10.0.0.1");
+  EXPECT_EQ(a.server.port, "6443");
+  EXPECT_EQ(a.ca_pem, "CA PEM");
+  EXPECT_EQ(a.token, "abc123");
+  EXPECT_FALSE(a.insecure_skip_tls_verify);
+  EXPECT_NE(a.origin.find("ctx"), std::string::npos);
+}
+
+TEST(Kubeconfig, FilesRelativeToTheKubeconfig) {
+  TempDir dir;
+  dir.write("ca.crt", "CA");
+  dir.write("client.crt", "CERT");
+  dir.write("client.key", "KEY");
+  dir.write("token", "file-token\n");
+  const std::string path = dir.write(
+      "config", kubeconfig("    certificate-authority: ca.crt\n",
+                           "    client-certificate: client.crt\n    client-key: client.key\n"
+                           "    tokenFile: token\n"));
+  auto a = load_kubeconfig(path);
+  EXPECT_EQ(a.ca_file, (fs::path(dir.path()) / "ca.crt").string());
+  EXPECT_EQ(a.client_cert_pem, "CERT");
+  EXPECT_EQ(a.client_key_pem, "KEY");
+  EXPECT_EQ(a.token_file, (fs::path(dir.path()) / "token").string());
+}
+
+TEST(Kubeconfig, ClientCertificateData) {
+  auto a =
+      parse_kubeconfig(kubeconfig("", "    client-certificate-data: " + base64::encode("CERT") +
+                                          "\n    client-key-data: " + base64::encode("KEY") + "\n"),
+                       "test", "");
+  EXPECT_EQ(a.client_cert_pem, "CERT");
+  EXPECT_EQ(a.client_key_pem, "KEY");
+  EXPECT_THROW(
+      parse_kubeconfig(kubeconfig("", "    client-certificate-data: " + base64::encode("C") + "\n"),
+                       "test", ""),
+      AccessError);
+}
+
+TEST(Kubeconfig, InsecureSkipOnlyWhenTrue) {
+  EXPECT_TRUE(parse_kubeconfig(kubeconfig("    insecure-skip-tls-verify: true\n", "    token: t\n"),
+                               "t", "")
+                  .insecure_skip_tls_verify);
+  EXPECT_FALSE(parse_kubeconfig(
+                   kubeconfig("    insecure-skip-tls-verify: false\n", "    token: t\n"), "t", "")
+                   .insecure_skip_tls_verify);
+  EXPECT_FALSE(parse_kubeconfig(
+                   kubeconfig("    insecure-skip-tls-verify: maybe\n", "    token: t\n"), "t", "")
+                   .insecure_skip_tls_verify);
+}
+
+TEST(Kubeconfig, ExecPluginIsRefusedClearly) {
+  try {
+    parse_kubeconfig(kubeconfig("",
+                                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+                                "      command: aws\n"),
+                     "test", "");
+    FAIL() << "expected AccessError";
+  } catch (const AccessError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "kubeconfig user u1 uses an exec credential plugin, which modal-exporter does not "
+              "support; use a token or client certificate");
+  }
+  try {
+    parse_kubeconfig(kubeconfig("", "    auth-provider:\n      name: gcp\n"), "test", "");
+    FAIL() << "expected AccessError";
+  } catch (const AccessError& e) {
+    EXPECT_NE(std::string(e.what()).find("auth-provider"), std::string::npos);
+  }
+}
+
+TEST(Kubeconfig, BrokenDocumentsNameTheProblem) {
+  auto message = [](const std::string& text) {
+    try {
+      parse_kubeconfig(text, "cfg", "");
+    } catch (const AccessError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("{{{").find("not valid YAML"), std::string::npos);
+  EXPECT_NE(message("- a\n- b\n").find("not a YAML mapping"), std::string::npos);
+  EXPECT_NE(message("clusters: []\n").find("no current-context"), std::string::npos);
+  EXPECT_NE(message("current-context: x\n").find("context \"x\" is not defined"),
+            std::string::npos);
+  EXPECT_NE(message("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c}\n")
+                .find("cluster \"c\""),
+            std::string::npos);
+  EXPECT_NE(message("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c}\n"
+                    "clusters:\n- name: c\n  cluster: {}\n")
+                .find("has no server"),
+            std::string::npos);
+  EXPECT_NE(message(kubeconfig("    certificate-authority-data: '!!!'\n", "    token: t\n"))
+                .find("not valid base64"),
+            std::string::npos);
+  EXPECT_NE(message(kubeconfig("", "    tokenFile: /nonexistent/token\n")).find("tokenFile"),
+            std::string::npos);
+  EXPECT_THROW(load_kubeconfig("/nonexistent/kubeconfig"), AccessError);
+}
+
+TEST(Kubeconfig, PathListUsesFirstExistingFile) {
+  TempDir dir;
+  const std::string path = dir.write("config", kubeconfig("", "    token: t\n"));
+  auto a = load_kubeconfig("/nonexistent/one:" + path);
+  EXPECT_EQ(a.token, "t");
+}
+
+TEST(InCluster, ReadsServiceAccount) {
+  TempDir dir;
+  InClusterPaths paths;
+  paths.token_file = dir.write("token", "sa-token");
+  paths.ca_file = dir.write("ca.crt", "CA");
+  paths.service_host = "10.96.0.1";
+  paths.service_port = "443";
+  auto a = load_in_cluster(paths);
+  EXPECT_EQ(a.origin, "in-cluster");
+  EXPECT_EQ(a.server.host, "10.96.0.1");
+  EXPECT_TRUE(a.server.tls);
+  EXPECT_EQ(a.token_file, paths.token_file);
+  EXPECT_EQ(a.ca_file, paths.ca_file);
+
+  paths.service_host = "fd00::1";
+  EXPECT_EQ(load_in_cluster(paths).server.host, "fd00::1");
+}
+
+TEST(InCluster, ClearErrorsWhenNotInACluster) {
+  InClusterPaths paths;
+  paths.service_host = "";
+  paths.service_port = "";
+  try {
+    load_in_cluster(paths);
+    FAIL();
+  } catch (const AccessError& e) {
+    EXPECT_NE(std::string(e.what()).find("KUBERNETES_SERVICE_HOST"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("kubeconfig"), std::string::npos);
+  }
+  TempDir dir;
+  paths.service_host = "10.0.0.1";
+  paths.service_port = "443";
+  paths.token_file = dir.path() + "/missing-token";
+  EXPECT_THROW(load_in_cluster(paths), AccessError);
+  paths.token_file = dir.write("token", "t");
+  paths.ca_file = dir.path() + "/missing-ca";
+  EXPECT_THROW(load_in_cluster(paths), AccessError);
+}
+
+TEST(Resolve, KubeconfigWinsOverInCluster) {
+  TempDir dir;
+  KubernetesConfig config;
+  config.kubeconfig = dir.write("config", kubeconfig("", "    token: from-kubeconfig\n"));
+  InClusterPaths paths;
+  paths.service_host = "";
+  EXPECT_EQ(resolve_cluster_access(config, paths).token, "from-kubeconfig");
+  config.kubeconfig.clear();
+  EXPECT_THROW(resolve_cluster_access(config, paths), AccessError);
+}
+
+TEST(TokenSource, ReloadsTheFile) {
+  TempDir dir;
+  const std::string file = dir.write("token", "one\n");
+  TokenSource tokens("", file, std::chrono::hours(1));
+  EXPECT_EQ(tokens.current(), "one");
+  dir.write("token", "two");
+  EXPECT_EQ(tokens.current(), "one");  // not due yet
+  EXPECT_TRUE(tokens.reload());
+  EXPECT_EQ(tokens.current(), "two");
+  EXPECT_FALSE(tokens.reload());
+  fs::remove(file);
+  EXPECT_FALSE(tokens.reload());  // a vanished file keeps the last token
+  EXPECT_EQ(tokens.current(), "two");
+
+  TokenSource periodic("", dir.write("token2", "a"), std::chrono::milliseconds(0));
+  dir.write("token2", "b");
+  EXPECT_EQ(periodic.current(), "b");
+}
+
+TEST(ApiClientTls, RejectsUnusableMaterialClearly) {
+  boost::asio::io_context io;
+  ClusterAccess a;
+  a.origin = "test";
+  a.server = parse_server_url("https://127.0.0.1:1");
+  a.ca_pem = "not a certificate";
+  EXPECT_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
+  a.ca_pem.clear();
+  a.ca_file = "/nonexistent/ca.crt";
+  EXPECT_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
+
+  const auto tls = mx::testing::kube::make_test_tls();
+  a.ca_file.clear();
+  a.ca_pem = tls.ca_pem;
+  a.client_cert_pem = tls.server_cert_pem;
+  a.client_key_pem = tls.server_key_pem;
+  EXPECT_NO_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)));
+  a.client_key_pem = "garbage";
+  EXPECT_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
+}
+
+}  // namespace
+}  // namespace mx::kube
