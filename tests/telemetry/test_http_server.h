@@ -1,0 +1,62 @@
+// A tiny HTTP(S) server for the telemetry tests: 127.0.0.1 on an ephemeral port, on the test's
+// io_context, answering each request from a handler (status, body, optional delay).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mx::testing {
+
+struct TestResponse {
+  unsigned status = 200;
+  std::string content_type = "text/plain; version=0.0.4; charset=utf-8";
+  std::string body;
+  std::chrono::milliseconds delay{0};  // wait this long before answering
+};
+
+class TestHttpServer {
+ public:
+  using Handler = std::function<TestResponse(const std::string& target)>;
+
+  // With `tls`, the server speaks HTTPS using that (server) context.
+  TestHttpServer(boost::asio::io_context& io, Handler handler,
+                 std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
+  ~TestHttpServer();
+
+  unsigned short port() const;
+  // "http://127.0.0.1:<port><path>" (https:// with TLS).
+  std::string url(std::string_view path) const;
+  // The most requests this server held unanswered at once.
+  int max_in_flight() const;
+  // Stops accepting and drops delayed answers, so the io_context can run dry.
+  void stop();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// A self-signed certificate for IP 127.0.0.1 (PEM) and its key, made fresh for each test run.
+struct TestCertificate {
+  std::string cert_pem;
+  std::string key_pem;
+};
+TestCertificate make_test_certificate();
+
+// A server TLS context using `cert`, and a client context trusting only `cert`.
+std::shared_ptr<boost::asio::ssl::context> make_server_tls(const TestCertificate& cert);
+std::shared_ptr<boost::asio::ssl::context> make_client_tls_trusting(const TestCertificate& cert);
+
+// Runs `io` until `done()` holds or `limit` passes; returns done().
+bool run_until(boost::asio::io_context& io, const std::function<bool()>& done,
+               std::chrono::milliseconds limit = std::chrono::seconds(20));
+
+// A TCP port on 127.0.0.1 where nothing listens (bound, then closed).
+unsigned short closed_port();
+
+}  // namespace mx::testing
