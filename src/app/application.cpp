@@ -4,7 +4,10 @@
 
 #include "common/log.h"
 #include "http/routes.h"
+#include "sources/kubernetes/kubernetes_source.h"
 #include "sources/modal/modal_source.h"
+#include "sources/telemetry/telemetry_source.h"
+#include "sources/upstream/upstream_source.h"
 
 namespace mx {
 
@@ -87,21 +90,54 @@ void Application::wait_for_signals() {
 }
 
 void Application::start_sources() {
-  if (config_.modal.enabled) {
+  // A source that cannot even be constructed (an unusable URL, say) is reported as failing;
+  // the exporter keeps serving what the other sources know.
+  auto guarded = [this](const char* name, auto make) {
     try {
+      make();
+    } catch (const std::exception& e) {
+      log::error("source cannot start", {{"source", name}, {"err", e.what()}});
+      model_.source_failed(name);
+    }
+  };
+  if (config_.kubernetes.enabled) {
+    guarded("kubernetes", [&] {
+      kubernetes_ =
+          std::make_unique<KubernetesSource>(io_, config_.kubernetes, config_.backoff, model_);
+      kubernetes_->start();
+    });
+  }
+  if (config_.modal.enabled) {
+    guarded("modal", [&] {
       modal_ = std::make_unique<ModalSource>(io_, config_.modal, config_.backoff, model_);
       modal_->start();
-    } catch (const ConfigError& e) {
-      log::error("Modal source cannot start", {{"err", e.message}});
-      model_.source_failed("modal");
-    }
+    });
+  }
+  if (config_.telemetry.enabled) {
+    guarded("telemetry", [&] {
+      telemetry_ =
+          std::make_unique<TelemetrySource>(io_, config_.telemetry, config_.backoff, model_);
+      telemetry_->start();
+    });
+  }
+  if (config_.upstream.enabled) {
+    guarded("upstream", [&] {
+      upstream_ = std::make_unique<UpstreamSource>(io_, config_.upstream, config_.backoff, model_);
+      upstream_->start();
+    });
   }
 }
 
 // Sources stop on the io_context thread; afterwards none of them calls the model again.
 void Application::stop_sources() {
+  if (kubernetes_) kubernetes_->stop();
   if (modal_) modal_->stop();
+  if (telemetry_) telemetry_->stop();
+  if (upstream_) upstream_->stop();
+  kubernetes_.reset();
   modal_.reset();
+  telemetry_.reset();
+  upstream_.reset();
 }
 
 void Application::schedule_publish() {

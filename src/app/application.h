@@ -19,7 +19,10 @@
 
 namespace mx {
 
+class KubernetesSource;
 class ModalSource;
+class TelemetrySource;
+class UpstreamSource;
 
 class Application {
  public:
@@ -50,7 +53,10 @@ class Application {
   Derivation derivation_;
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<KubernetesSource> kubernetes_;
   std::unique_ptr<ModalSource> modal_;
+  std::unique_ptr<TelemetrySource> telemetry_;
+  std::unique_ptr<UpstreamSource> upstream_;
   boost::asio::steady_timer publish_timer_;
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer drain_timer_;

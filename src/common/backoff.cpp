@@ -6,7 +6,10 @@
 namespace mx {
 
 Backoff::Backoff(Duration initial, Duration max, double factor)
-    : initial_(initial), max_(std::max(max, initial)), factor_(factor), rng_(std::random_device{}()) {}
+    : initial_(initial),
+      max_(std::max(max, initial)),
+      factor_(factor),
+      rng_(std::random_device{}()) {}
 
 Duration Backoff::next(std::optional<Duration> server_hint) {
   const double raw = static_cast<double>(initial_.count()) * std::pow(factor_, attempt_);

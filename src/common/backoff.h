@@ -1,5 +1,6 @@
 // Capped exponential backoff with full jitter in [delay/2, delay], shared by every source so that
-// a failing API is retried at a bounded, decorrelated pace and each failure is logged once per step.
+// a failing API is retried at a bounded, decorrelated pace and each failure is logged once per
+// step.
 #pragma once
 
 #include <chrono>

@@ -2,14 +2,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "metrics/self_metrics.h"
@@ -21,8 +21,7 @@ constexpr double kDeletedRetentionSeconds = 3600;  // counted UIDs of deleted jo
 constexpr double kNanoPerUsd = 1e9;
 
 double wall_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string lower(std::string s) {
@@ -40,11 +39,16 @@ std::uint64_t fnv1a(const std::string& s) {
 }
 
 const char* const kErrorTypesHttp[] = {"timeout", "connection", "http_4xx", "http_5xx", "parse"};
-const char* const kErrorTypesGrpc[] = {"grpc_unavailable",       "grpc_deadline_exceeded",
-                                       "grpc_resource_exhausted", "grpc_unauthenticated",
-                                       "grpc_permission_denied",  "grpc_unimplemented",
-                                       "grpc_internal",           "grpc_unknown",
-                                       "parse",                   "auth"};
+const char* const kErrorTypesGrpc[] = {"grpc_unavailable",
+                                       "grpc_deadline_exceeded",
+                                       "grpc_resource_exhausted",
+                                       "grpc_unauthenticated",
+                                       "grpc_permission_denied",
+                                       "grpc_unimplemented",
+                                       "grpc_internal",
+                                       "grpc_unknown",
+                                       "parse",
+                                       "auth"};
 
 }  // namespace
 
@@ -193,11 +197,33 @@ void Model::release_name(const JobState& state) {
   }
 }
 
+void Model::index_job(const JobObject& job, bool add) {
+  auto update = [&](auto& index, const std::string& key) {
+    if (key.empty()) return;
+    if (add) {
+      index[key].insert(job.uid);
+      return;
+    }
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    it->second.erase(job.uid);
+    if (it->second.empty()) index.erase(it);
+  };
+  update(jobs_by_app_, job.modal_app_id);
+  update(jobs_by_function_, job.modal_function_id);
+}
+
 void Model::count_status(const JobObject& job, CountedJob& counted, JobStatusBit bit,
                          const char* status) {
   if (counted.statuses & bit) return;
   counted.statuses |= bit;
   ++jobs_total_[{status, job.gpu_type, job.replicas}];
+  // Once a GPU type and replica count is known, its other statuses start at a true 0, so that
+  // rate()/increase() see the first completion or failure (a series that appears at 1 shows no
+  // increase).
+  for (const char* other : {"created", "completed", "failed", "cancelled"}) {
+    jobs_total_.try_emplace({other, job.gpu_type, job.replicas}, 0);
+  }
 }
 
 void Model::upsert_job(JobObject job) {
@@ -205,14 +231,19 @@ void Model::upsert_job(JobObject job) {
   const std::string uid = job.uid;
   auto [it, inserted] = jobs_.try_emplace(uid);
   JobState& state = it->second;
-  if (!inserted && (state.object.namespace_name != job.namespace_name ||
-                    state.object.name != job.name)) {
+  if (!inserted &&
+      (state.object.namespace_name != job.namespace_name || state.object.name != job.name)) {
     release_name(state);
     inserted = true;
   }
   const std::string old_app = state.object.modal_app_id;
+  if (!inserted) index_job(state.object, false);
   state.object = std::move(job);
+  index_job(state.object, true);
   if (inserted) claim_name(state);
+  if (inserted && state.object.kind == "Pod" && state.renders_per_job) {
+    release_parked_events(state.object.namespace_name + "/" + state.object.name);
+  }
   if (old_app != state.object.modal_app_id) state.tasks_known = false;
   CountedJob& counted = counted_[uid];
   counted.deleted_at.reset();
@@ -288,12 +319,12 @@ void Model::delete_job(const std::string& uid) {
   auto it = jobs_.find(uid);
   if (it == jobs_.end()) return;
   CountedJob& counted = counted_[uid];
-  if (!is_terminal_phase(it->second.object.phase) &&
-      !(counted.statuses & (kCompleted | kFailed))) {
+  if (!is_terminal_phase(it->second.object.phase) && !(counted.statuses & (kCompleted | kFailed))) {
     count_status(it->second.object, counted, kCancelled, "cancelled");
   }
   counted.deleted_at = now();
   release_name(it->second);
+  index_job(it->second.object, false);
   jobs_.erase(it);
   mark_job(uid);
   changed();
@@ -333,10 +364,19 @@ void Model::set_operator_restarts(std::optional<std::int64_t> restart_count) {
 
 // An Event repeats by updating its count in place: count the growth per Event UID.
 void Model::observe_warning_event(WarningEvent event) {
+  if (event.about_pod && !event.operator_pod) {
+    const auto key = event.namespace_name + "/" + event.pod_name;
+    auto owner = name_owner_.find(key);
+    if (owner == name_owner_.end() || jobs_.at(owner->second).object.kind != "Pod") {
+      park_pod_event(key, std::move(event));
+      return;
+    }
+  }
   auto [it, inserted] = event_counts_.try_emplace(event.uid, 0);
   const std::int64_t growth = event.count - it->second;
   if (growth <= 0 && !inserted) return;
   it->second = std::max(event.count, it->second);
+  state_dirty_ = true;
   if (growth > 0) {
     errors_[{event.reason.empty() ? "Unknown" : event.reason, "operator"}] +=
         static_cast<double>(growth);
@@ -345,7 +385,41 @@ void Model::observe_warning_event(WarningEvent event) {
   }
 }
 
-void Model::delete_warning_event(const std::string& uid) { event_counts_.erase(uid); }
+void Model::delete_warning_event(const std::string& uid) {
+  event_counts_.erase(uid);
+  auto parked = parked_event_pod_.find(uid);
+  if (parked == parked_event_pod_.end()) return;
+  auto events = parked_pod_events_.find(parked->second);
+  if (events != parked_pod_events_.end()) {
+    events->second.erase(uid);
+    if (events->second.empty()) parked_pod_events_.erase(events);
+  }
+  parked_event_pod_.erase(parked);
+}
+
+// An Event about a Pod the model does not know (yet) waits here: the Pod may be an offloaded
+// Pod whose informer has not delivered it. Events about other Pods wait until they are
+// deleted (Kubernetes keeps Events for an hour), bounded by kMaxParkedPodEvents.
+void Model::park_pod_event(const std::string& pod_key, WarningEvent event) {
+  if (!parked_event_pod_.count(event.uid) && parked_event_pod_.size() >= kMaxParkedPodEvents) {
+    return;
+  }
+  parked_event_pod_[event.uid] = pod_key;
+  auto& slot = parked_pod_events_[pod_key][event.uid];
+  slot = std::move(event);
+}
+
+// An offloaded Pod appeared: its parked Events count now.
+void Model::release_parked_events(const std::string& pod_key) {
+  auto events = parked_pod_events_.find(pod_key);
+  if (events == parked_pod_events_.end()) return;
+  auto pending = std::move(events->second);
+  parked_pod_events_.erase(events);
+  for (auto& [uid, event] : pending) {
+    parked_event_pod_.erase(uid);
+    observe_warning_event(std::move(event));
+  }
+}
 
 // --- Modal -----------------------------------------------------------------------------------
 
@@ -360,10 +434,10 @@ void Model::modal_apps(std::vector<ModalApp> apps) {
 }
 
 void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks) {
-  bool any = false;
-  for (auto& [uid, state] : jobs_) {
-    if (state.object.modal_app_id != app_id) continue;
-    any = true;
+  auto index = jobs_by_app_.find(app_id);
+  if (index == jobs_by_app_.end()) return;
+  for (const auto& uid : index->second) {
+    JobState& state = jobs_.at(uid);
     state.tasks_known = true;
     CountedJob& counted = counted_[uid];
     for (const auto& t : tasks) {
@@ -378,15 +452,17 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
     if (started) try_observe_queue(state, counted, is_terminal_phase(state.object.phase));
     mark_job(uid);
   }
-  if (any) changed();
+  changed();
 }
 
 void Model::modal_task_info(ModalTaskInfo info) {
   const auto app = info.app_id;
   const auto task = info.task_id;
   task_infos_[task] = info;
-  for (auto& [uid, state] : jobs_) {
-    if (state.object.modal_app_id != app) continue;
+  auto index = jobs_by_app_.find(app);
+  if (index == jobs_by_app_.end()) return;
+  for (const auto& uid : index->second) {
+    JobState& state = jobs_.at(uid);
     if (info.finished_at &&
         (!state.modal_finished_at || *info.finished_at > *state.modal_finished_at)) {
       state.modal_finished_at = info.finished_at;
@@ -398,20 +474,19 @@ void Model::modal_task_info(ModalTaskInfo info) {
 
 void Model::modal_function_stats(ModalFunctionStats stats) {
   function_backlog_[stats.function_id] = stats.backlog;
-  for (auto& [uid, state] : jobs_) {
-    if (state.object.modal_function_id != stats.function_id) continue;
-    state.backlog = stats.backlog;
+  auto index = jobs_by_function_.find(stats.function_id);
+  if (index == jobs_by_function_.end()) return;
+  for (const auto& uid : index->second) {
+    jobs_.at(uid).backlog = stats.backlog;
     dirty_jobs_.insert(uid);
   }
   changed();
 }
 
 void Model::modal_billing(BillingReport report) {
-  if (report.resolution == "d") {
-    billing_daily_ = std::move(report);
-  } else {
-    billing_hourly_ = std::move(report);
-  }
+  auto& target = report.resolution == "d" ? billing_daily_ : billing_hourly_;
+  target.emplace();
+  for (auto& item : report.items) (*target)[item.app_id].push_back(std::move(item));
   for (const auto& [uid, state] : jobs_) {
     if (!state.object.modal_app_id.empty()) dirty_jobs_.insert(uid);
   }
@@ -476,8 +551,10 @@ std::optional<double> Model::billed_today(const std::string& app_id) const {
   if (!billing_daily_ || app_id.empty()) return std::nullopt;
   const double day_start = std::floor(now() / 86400.0) * 86400.0;
   NanoUsd sum = 0;
-  for (const auto& item : billing_daily_->items) {
-    if (item.app_id == app_id && item.interval_start >= day_start) sum += item.cost;
+  auto items = billing_daily_->find(app_id);
+  if (items == billing_daily_->end()) return std::nullopt;  // no row for the app: no figure
+  for (const auto& item : items->second) {
+    if (item.interval_start >= day_start) sum += item.cost;
   }
   return static_cast<double>(sum) / kNanoPerUsd;
 }
@@ -487,8 +564,10 @@ std::optional<std::pair<double, double>> Model::billed_since(const std::string& 
   if (!billing_hourly_ || app_id.empty()) return std::nullopt;
   NanoUsd sum = 0;
   double reported_until = std::floor(since / 3600.0) * 3600.0;
-  for (const auto& item : billing_hourly_->items) {
-    if (item.app_id != app_id || item.interval_start + 3600.0 <= since) continue;
+  auto items = billing_hourly_->find(app_id);
+  const std::vector<BillingItem> none;
+  for (const auto& item : items == billing_hourly_->end() ? none : items->second) {
+    if (item.interval_start + 3600.0 <= since) continue;
     sum += item.cost;
     reported_until = std::max(reported_until, item.interval_start + 3600.0);
   }
@@ -589,9 +668,15 @@ void Model::tick() {
   changed();
 }
 
-std::set<std::string> Model::take_dirty_jobs() { return std::exchange(dirty_jobs_, {}); }
-std::set<std::string> Model::take_dirty_endpoints() { return std::exchange(dirty_endpoints_, {}); }
-bool Model::take_dirty_aggregates() { return std::exchange(dirty_aggregates_, false); }
+std::set<std::string> Model::take_dirty_jobs() {
+  return std::exchange(dirty_jobs_, {});
+}
+std::set<std::string> Model::take_dirty_endpoints() {
+  return std::exchange(dirty_endpoints_, {});
+}
+bool Model::take_dirty_aggregates() {
+  return std::exchange(dirty_aggregates_, false);
+}
 
 // --- State file --------------------------------------------------------------------------------
 
@@ -613,12 +698,9 @@ bool Model::save_state(const std::string& path) const {
   j["version"] = 1;
   auto& jobs = j["jobs"] = nlohmann::json::object();
   for (const auto& [uid, c] : counted_) {
-    nlohmann::json e = {{"statuses", c.statuses},
-                        {"duration", c.duration_observed},
-                        {"queue", c.queue_observed},
-                        {"i6pn", c.i6pn_counted},
-                        {"webhook", c.webhook_counted},
-                        {"tasks", c.task_ids}};
+    nlohmann::json e = {{"statuses", c.statuses},       {"duration", c.duration_observed},
+                        {"queue", c.queue_observed},    {"i6pn", c.i6pn_counted},
+                        {"webhook", c.webhook_counted}, {"tasks", c.task_ids}};
     if (c.seen_running_at) e["seen_running_at"] = *c.seen_running_at;
     if (c.deleted_at) e["deleted_at"] = *c.deleted_at;
     jobs[uid] = std::move(e);
@@ -635,6 +717,13 @@ bool Model::save_state(const std::string& path) const {
   for (const auto& [k, v] : i6pn_total_) i6pn.push_back({k, v});
   auto& webhook = j["webhook"] = nlohmann::json::array();
   for (const auto& [k, v] : webhook_derived_) webhook.push_back({k.first, k.second, v});
+  // Warning Events are re-listed after a restart; their counts seen so far keep them from being
+  // counted again, and the operator's counts carry on from where they were.
+  j["event_counts"] = event_counts_;
+  auto& operator_errors = j["operator_errors"] = nlohmann::json::array();
+  for (const auto& [k, v] : errors_) {
+    if (k.second == "operator") operator_errors.push_back({k.first, v});
+  }
 
   const std::string tmp = path + ".tmp";
   {
@@ -702,12 +791,23 @@ bool Model::load_state(const std::string& path) {
     for (const auto& w : j.at("webhook")) {
       webhook[{w.at(0).get<std::string>(), w.at(1).get<std::string>()}] = w.at(2).get<double>();
     }
+    // Absent in state files written before Events were persisted.
+    decltype(event_counts_) events;
+    if (j.contains("event_counts")) events = j["event_counts"].get<decltype(event_counts_)>();
+    decltype(errors_) operator_errors;
+    if (j.contains("operator_errors")) {
+      for (const auto& e : j["operator_errors"]) {
+        operator_errors[{e.at(0).get<std::string>(), "operator"}] = e.at(1).get<double>();
+      }
+    }
     counted_ = std::move(counted);
     jobs_total_ = std::move(totals);
     duration_ = std::move(durations);
     queue_ = std::move(queues);
     i6pn_total_ = std::move(i6pn);
     webhook_derived_ = std::move(webhook);
+    event_counts_ = std::move(events);
+    for (auto& [k, v] : operator_errors) errors_[k] = v;
   } catch (const std::exception& e) {
     log::error("state file is corrupt; starting fresh", {{"path", path}, {"err", e.what()}});
     return false;

@@ -29,7 +29,7 @@ struct CountedJob {
   bool queue_observed = false;
   bool i6pn_counted = false;
   bool webhook_counted = false;
-  std::set<std::string> task_ids;  // Modal task ids counted as cold starts
+  std::set<std::string> task_ids;         // Modal task ids counted as cold starts
   std::optional<double> seen_running_at;  // when the exporter saw it start (fallback times)
   std::optional<double> deleted_at;       // kept for a while after deletion, then pruned
 };
@@ -171,14 +171,25 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::map<std::string, EndpointObject> endpoints_;
   std::map<std::string, FunctionObject> functions_;
   std::map<std::string, std::int64_t> event_counts_;  // Warning Event UID -> last count
+  // Warning Events about Pods not known as offloaded Pods: "ns/pod" -> Event UID -> Event.
+  std::unordered_map<std::string, std::map<std::string, WarningEvent>> parked_pod_events_;
+  std::unordered_map<std::string, std::string> parked_event_pod_;  // Event UID -> "ns/pod"
+  static constexpr std::size_t kMaxParkedPodEvents = 100000;
+  void park_pod_event(const std::string& pod_key, WarningEvent event);
+  void release_parked_events(const std::string& pod_key);
   std::optional<std::int64_t> operator_restarts_;
 
   std::map<std::string, ModalApp> apps_;
   std::map<std::string, ModalTaskInfo> task_infos_;
   std::map<std::string, std::uint32_t> function_backlog_;  // function_id -> backlog
   std::map<std::string, NanoUsd> rates_;
-  std::optional<BillingReport> billing_daily_;
-  std::optional<BillingReport> billing_hourly_;
+  // Billing items by app id; a resolution is "known" once its first complete report arrived.
+  std::optional<std::unordered_map<std::string, std::vector<BillingItem>>> billing_daily_;
+  std::optional<std::unordered_map<std::string, std::vector<BillingItem>>> billing_hourly_;
+  // Job UIDs by Modal app and function id, so each Modal result touches only its jobs.
+  std::unordered_map<std::string, std::set<std::string>> jobs_by_app_;
+  std::unordered_map<std::string, std::set<std::string>> jobs_by_function_;
+  void index_job(const JobObject& job, bool add);
 
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t> jobs_total_;
   std::map<std::pair<std::string, std::string>, HistogramData> duration_;

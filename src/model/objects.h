@@ -22,9 +22,9 @@ struct JobObject {
   int gpu_count = 0;              // after ':'; 1 when a GPU is named without a count
   int replicas = 1;
   bool i6pn = false;
-  double cpu_cores = 1.0;   // spec.cpu / modal-operator.io/cpu, default "1.0"
-  double memory_gib = 0.5;  // spec.memory / modal-operator.io/memory, default "512Mi"
-  std::string phase;        // "" when the object has no phase yet
+  double cpu_cores = 1.0;             // spec.cpu / modal-operator.io/cpu, default "1.0"
+  double memory_gib = 0.5;            // spec.memory / modal-operator.io/memory, default "512Mi"
+  std::string phase;                  // "" when the object has no phase yet
   std::optional<double> created_at;   // unix seconds (status.created_at, else metadata)
   std::optional<double> started_at;   // unix seconds
   std::optional<double> finished_at;  // unix seconds
@@ -52,11 +52,16 @@ struct FunctionObject {
 
 // A Warning Event about one of the operator's objects. `count` is the Event's own running
 // count (count or series.count); the model counts its growth per Event UID.
+// Events about Pods count only for Pods the operator manages: offloaded Pods (jobs the model
+// knows) and the operator's own Pod.
 struct WarningEvent {
   std::string uid;
   std::string namespace_name;
   std::string reason;
   std::int64_t count = 1;
+  bool about_pod = false;     // involvedObject is a Pod
+  std::string pod_name;       // its name (in namespace_name)
+  bool operator_pod = false;  // the Pod is the operator's own (POD_NAMESPACE/POD_NAME)
 };
 
 // --- Modal -------------------------------------------------------------------------------
@@ -100,7 +105,7 @@ struct ModalFunctionStats {
 };
 
 struct BillingItem {
-  std::string app_id;       // object_id
+  std::string app_id;         // object_id
   double interval_start = 0;  // unix seconds
   NanoUsd cost = 0;
 };

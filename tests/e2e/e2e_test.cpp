@@ -1,0 +1,342 @@
+// End to end: the simulator, the exporter and a real Prometheus (Debian package) on loopback.
+// (1) every seed query (corrected, monitoring/seed-queries.yaml) returns data through
+// Prometheus's HTTP API; (2) what Prometheus holds equals the simulator's ground truth;
+// (3) when the simulator's Kubernetes or Modal side goes down, modal_exporter_source_up drops
+// to 0, the alert of monitoring/prometheus-rules.yaml selects it, and the last known job metrics
+// are still served.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "support/http_client.h"
+#include "support/process.h"
+
+namespace mx {
+namespace {
+
+using nlohmann::json;
+using testing::ChildProcess;
+using testing::http_get;
+using testing::read_file;
+using testing::wait_until;
+
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string url_encode(const std::string& s) {
+  std::string out;
+  char buf[4];
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+class EndToEnd : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/modal-e2e.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    sim_ = new ChildProcess({MX_SIM_BINARY, "--dir", dir_, "--jobs", "12", "--tick-ms", "200",
+                             "--seed", "7", "--paused"},
+                            dir_ + "/sim.log");
+    ASSERT_TRUE(wait_until([] { return !read_file(dir_ + "/sim.json").empty(); }))
+        << read_file(dir_ + "/sim.log");
+    const auto info = json::parse(read_file(dir_ + "/sim.json"));
+    sim_port_ = info["http_port"].get<std::uint16_t>();
+
+    std::vector<std::string> env;
+    std::ifstream modal_env(dir_ + "/modal.env");
+    for (std::string line; std::getline(modal_env, line);) env.push_back(line);
+    std::ofstream(dir_ + "/exporter.yaml") << R"(
+backoff: {initial: 200ms, max: 2s}
+sources:
+  kubernetes: {operator_pod_interval: 1s}
+  modal: {apps_interval: 1s, tasks_interval: 1s, stats_interval: 1s, billing_interval: 2s,
+          rates_interval: 2s, call_timeout: 3s}
+  telemetry: {interval: 1s, timeout: 2s}
+)";
+    exporter_ =
+        new ChildProcess({MX_EXPORTER_BINARY, "--config", dir_ + "/exporter.yaml", "--kubeconfig",
+                          info["kubeconfig"].get<std::string>(), "--web.listen-address=127.0.0.1:0",
+                          "--state.file", dir_ + "/state.json"},
+                         dir_ + "/exporter.log", env);
+    const std::regex listening(R"(msg="Metrics server listening" address=127\.0\.0\.1:(\d+))");
+    ASSERT_TRUE(wait_until([&] {
+      std::smatch m;
+      const auto log = read_file(dir_ + "/exporter.log");
+      if (!std::regex_search(log, m, listening)) return false;
+      exporter_port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+      return true;
+    })) << read_file(dir_ + "/exporter.log");
+
+    prometheus_port_ = free_port();
+    std::ofstream(dir_ + "/prometheus.yml")
+        << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+           "rule_files: ['" MX_SOURCE_DIR
+           "/monitoring/prometheus-rules.yaml']\n"
+           "scrape_configs:\n"
+           "  - job_name: modal-exporter\n"
+           "    honor_labels: true\n"
+           "    static_configs: [{targets: ['127.0.0.1:"
+        << exporter_port_ << "']}]\n";
+    prometheus_ =
+        new ChildProcess({MX_PROMETHEUS_BINARY, "--config.file=" + dir_ + "/prometheus.yml",
+                          "--storage.tsdb.path=" + dir_ + "/tsdb",
+                          "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_)},
+                         dir_ + "/prometheus.log");
+
+    // Every source ready, then let the world run for a while and freeze it.
+    ASSERT_TRUE(wait_until([] {
+      try {
+        return http_get(exporter_port_, "/readyz").status == 200;
+      } catch (...) {
+        return false;
+      }
+    })) << http_get(exporter_port_, "/readyz").body
+        << read_file(dir_ + "/exporter.log");
+    http_get(sim_port_, "/control/resume");
+    // The scenario: 15 s of simulated life (arrivals, queueing, runs, failures, deletions).
+    std::this_thread::sleep_for(std::chrono::seconds(15));
+    http_get(sim_port_, "/control/pause");
+  }
+
+  static void TearDownTestSuite() {
+    for (auto* p : {prometheus_, exporter_, sim_}) {
+      if (p) p->signal(SIGTERM);
+    }
+    for (auto* p : {prometheus_, exporter_, sim_}) {
+      if (p) p->wait_exit(std::chrono::seconds(20));
+      delete p;
+    }
+    // Kept when anything failed, for the logs and Prometheus's TSDB.
+    if (::testing::UnitTest::GetInstance()->failed_test_count() == 0) {
+      std::system(("rm -rf " + dir_).c_str());
+    } else {
+      std::fprintf(stderr, "e2e: logs kept in %s\n", dir_.c_str());
+    }
+  }
+
+  static json query(const std::string& promql) {
+    const auto r = http_get(prometheus_port_, "/api/v1/query?query=" + url_encode(promql));
+    if (r.status != 200) return json{{"status", "error"}, {"body", r.body}};
+    return json::parse(r.body);
+  }
+
+  // Instant vector as {label values joined by '|' (in `labels` order) -> value}.
+  static std::map<std::string, double> vector_of(const std::string& promql,
+                                                 const std::vector<std::string>& labels) {
+    std::map<std::string, double> out;
+    const auto j = query(promql);
+    if (j.value("status", "") != "success") return out;
+    for (const auto& s : j["data"]["result"]) {
+      std::string key;
+      for (const auto& l : labels) {
+        key += (key.empty() ? "" : "|") + s["metric"].value(l, std::string());
+      }
+      out[key] = std::stod(s["value"][1].get<std::string>());
+    }
+    return out;
+  }
+
+  static json truth() { return json::parse(http_get(sim_port_, "/truth").body); }
+
+  static inline std::string dir_;
+  static inline ChildProcess* sim_ = nullptr;
+  static inline ChildProcess* exporter_ = nullptr;
+  static inline ChildProcess* prometheus_ = nullptr;
+  static inline std::uint16_t sim_port_ = 0, exporter_port_ = 0, prometheus_port_ = 0;
+};
+
+// Compares a Prometheus vector with a truth map; returns "" when equal within `tolerance`
+// (relative), else a description of the first difference.
+std::string compare(const std::map<std::string, double>& got, const json& want, double tolerance) {
+  std::string diff;
+  for (const auto& [key, value] : want.items()) {
+    auto it = got.find(key);
+    const double w = value.get<double>();
+    if (it == got.end()) {
+      diff += key + ": missing (want " + std::to_string(w) + "); ";
+    } else if (std::fabs(it->second - w) > tolerance * std::max(1.0, std::fabs(w))) {
+      diff += key + ": got " + std::to_string(it->second) + " want " + std::to_string(w) + "; ";
+    }
+  }
+  for (const auto& [key, value] : got) {
+    if (!want.contains(key)) diff += key + ": unexpected " + std::to_string(value) + "; ";
+  }
+  return diff;
+}
+
+TEST_F(EndToEnd, PrometheusHoldsTheSimulatorsTruth) {
+  struct Check {
+    std::string name, promql;
+    std::vector<std::string> labels;
+    std::string truth_key;
+    double tolerance;
+  };
+  const std::vector<Check> checks = {
+      {"jobs per status", "modal_jobs_total", {"status", "gpu_type", "replicas"}, "jobs_total", 0},
+      {"active per GPU type", "modal_jobs_active", {"gpu_type"}, "jobs_active", 0},
+      {"replicas per job", "modal_job_replicas", {"namespace", "job_name"}, "job_replicas", 0},
+      {"cold starts",
+       "modal_function_cold_starts_total",
+       {"namespace", "job_name"},
+       "cold_starts",
+       0},
+      {"hourly cost",
+       "modal_cost_estimate_usd{time_period=\"hourly\"}",
+       {"namespace", "job_name"},
+       "cost_hourly",
+       1e-9},
+      {"daily cost",
+       "modal_cost_estimate_usd{time_period=\"daily\"}",
+       {"namespace", "job_name"},
+       "cost_daily",
+       1e-9},
+      {"GPU utilization",
+       "modal_gpu_utilization",
+       {"namespace", "job_name"},
+       "gpu_utilization",
+       1e-9},
+      {"bandwidth",
+       "modal_network_bandwidth_mbps",
+       {"namespace", "job_name", "direction"},
+       "bandwidth_mbps",
+       0.01},
+      {"operator Warning Events",
+       "modal_operator_errors_total{component=\"operator\"}",
+       {"error_type"},
+       "operator_errors",
+       0},
+  };
+  const json t = truth();
+  // Bandwidth keys in the truth are "ns/name/direction"; others "ns/name".
+  auto key_of = [](std::string k) {
+    std::replace(k.begin(), k.end(), '|', '/');
+    return k;
+  };
+  for (const auto& c : checks) {
+    std::string diff;
+    const bool converged = wait_until(
+        [&] {
+          std::map<std::string, double> got;
+          for (const auto& [k, v] : vector_of(c.promql, c.labels)) got[key_of(k)] = v;
+          json want = t[c.truth_key];
+          if (c.truth_key == "jobs_total") {
+            want = json::object();
+            for (const auto& [k, v] : t[c.truth_key].items()) want[key_of(k)] = v;
+          }
+          diff = compare(got, want, c.tolerance);
+          return diff.empty();
+        },
+        std::chrono::seconds(30));
+    EXPECT_TRUE(converged) << c.name << ": " << diff;
+  }
+  const auto restarts = vector_of("modal_operator_restarts_total", {});
+  ASSERT_EQ(restarts.size(), 1u);
+  EXPECT_EQ(restarts.begin()->second, t["operator_restarts"].get<double>());
+  EXPECT_FALSE(t["jobs_total"].empty());
+  EXPECT_FALSE(t["gpu_utilization"].empty());  // the scenario exercised every kind of value
+  EXPECT_FALSE(t["cold_starts"].empty());
+}
+
+// The deploy checks compare the metric names of rules and dashboard with a real scrape.
+TEST_F(EndToEnd, WritesMetricsDumpForTheDeployChecks) {
+  const auto metrics = http_get(exporter_port_, "/metrics");
+  ASSERT_EQ(metrics.status, 200u);
+  std::ofstream(MX_METRICS_DUMP) << metrics.body;
+  for (const char* name :
+       {"modal_function_backlog{", "modal_endpoint_ready_replicas{", "modal_app_running_tasks{",
+        "modal_job_queue_seconds_bucket{", "modal_job_duration_seconds_bucket{",
+        "modal_i6pn_jobs_total{", "modal_webhook_requests_total{"}) {
+    EXPECT_NE(metrics.body.find(name), std::string::npos) << name;
+  }
+}
+
+TEST_F(EndToEnd, EverySeedQueryReturnsData) {
+  const YAML::Node seed = YAML::LoadFile(MX_SOURCE_DIR "/monitoring/seed-queries.yaml");
+  int checked = 0;
+  for (const char* section : {"queries", "alerts"}) {
+    for (const auto& q : seed[section]) {
+      const auto promql = q["query"].as<std::string>();
+      json result;
+      const bool has_data = wait_until(
+          [&] {
+            result = query(promql);
+            return result.value("status", "") == "success" && !result["data"]["result"].empty();
+          },
+          std::chrono::seconds(20));
+      EXPECT_TRUE(has_data) << promql << " -> " << result.dump();
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 20);
+}
+
+// Alert expressions of the shipped rules, by alert name.
+std::map<std::string, std::string> alert_exprs() {
+  std::map<std::string, std::string> out;
+  const YAML::Node rules = YAML::LoadFile(MX_SOURCE_DIR "/monitoring/prometheus-rules.yaml");
+  for (const auto& group : rules["groups"]) {
+    for (const auto& rule : group["rules"]) {
+      if (rule["alert"]) out[rule["alert"].as<std::string>()] = rule["expr"].as<std::string>();
+    }
+  }
+  return out;
+}
+
+TEST_F(EndToEnd, SourceDownIsVisibleAndLastKnownMetricsStay) {
+  const auto alerts = alert_exprs();
+  ASSERT_TRUE(alerts.count("ModalExporterSourceDown"));
+  for (const std::string source : {"kubernetes", "modal"}) {
+    http_get(sim_port_, "/control/" + source + "-down");
+    const std::string up = "modal_exporter_source_up{source=\"" + source + "\"}";
+    EXPECT_TRUE(wait_until(
+        [&] {
+          return vector_of(up, {}) == std::map<std::string, double>{{"", 0}};
+        },
+        std::chrono::seconds(30)))
+        << source << ": " << query(up).dump();
+    const auto firing = vector_of(alerts.at("ModalExporterSourceDown"), {"source"});
+    EXPECT_TRUE(firing.count(source)) << source << " not selected by ModalExporterSourceDown";
+    const auto metrics = http_get(exporter_port_, "/metrics").body;
+    EXPECT_NE(metrics.find("modal_jobs_total{"), std::string::npos);
+    EXPECT_NE(metrics.find("modal_job_info{"), std::string::npos);
+    EXPECT_EQ(http_get(exporter_port_, "/healthz").status, 200u);
+    http_get(sim_port_, "/control/" + source + "-up");
+    EXPECT_TRUE(wait_until(
+        [&] {
+          return vector_of(up, {}) == std::map<std::string, double>{{"", 1}};
+        },
+        std::chrono::seconds(30)))
+        << source << " did not recover: " << query(up).dump();
+  }
+}
+
+}  // namespace
+}  // namespace mx

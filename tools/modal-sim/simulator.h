@@ -1,0 +1,116 @@
+// The simulated world behind the demo and the end-to-end test: ModalJobs and offloaded Pods that
+// arrive, queue, run, succeed, fail or are cancelled; the operator Pod that restarts now and then;
+// Warning Events; Modal apps, tasks (cold starts), function stats, billing and rates; and a
+// telemetry endpoint per running job. It serves them through the fake Kubernetes API server and
+// the fake Modal gRPC server, and keeps the ground truth the exporter must reproduce.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fake_kube_api.h"
+#include "fake_modal_server.h"
+
+namespace mx::sim {
+
+struct SimOptions {
+  int target_jobs = 40;  // concurrent active jobs the world tries to keep
+  std::uint64_t seed = 1;
+  double min_queue_s = 2, max_queue_s = 6;     // Pending time
+  double min_run_s = 6, max_run_s = 30;        // Running time
+  double min_linger_s = 5, max_linger_s = 20;  // terminal jobs stay this long before deletion
+  double restart_every_s = 90;                 // mean time between operator restarts
+};
+
+struct SimTask {
+  std::string id;
+  double enqueued_at = 0;
+  double started_at = 0;
+  double finished_at = 0;  // 0 while running
+};
+
+struct SimJob {
+  std::string uid, kind, namespace_name, name;
+  std::string gpu_type;  // "none" without a GPU
+  int gpu_count = 0;
+  int replicas = 1;
+  bool i6pn = false;
+  double cpu = 1, memory_gib = 0.5;
+  std::string phase = "Pending";
+  double created_at = 0, run_at = 0, started_at = 0, finished_at = 0, delete_at = 0;
+  bool fails = false, cancels = false;
+  std::string app_id, function_id;
+  std::vector<SimTask> tasks;
+  std::vector<double> gpu_util;   // per GPU, ratio
+  double rx_bps = 0, tx_bps = 0;  // bytes per second while running
+  std::uint32_t backlog = 0;
+  std::int64_t billed_nano = 0;  // scripted into the daily billing report
+  bool active() const { return phase == "Pending" || phase == "Running"; }
+};
+
+class Simulator {
+ public:
+  explicit Simulator(SimOptions options);
+
+  // Starts both fake servers; the telemetry base URL is where the simulator serves
+  // /telemetry/<uid> (its own HTTP server, owned by main).
+  void start(const std::string& telemetry_base_url);
+  // Advances the world to `now` (unix seconds). Nothing changes while paused, except that
+  // telemetry byte counters keep counting at their rates (real traffic does not pause).
+  void step(double now);
+
+  void set_paused(bool paused) { paused_ = paused; }
+  void set_kubernetes_down(bool down);
+  void set_modal_down(bool down);
+
+  // Prometheus text for one job's telemetry endpoint at time `now`; empty when unknown.
+  std::string telemetry(const std::string& uid, double now) const;
+  // The values the exporter must show for the current world (see truth() in simulator.cpp).
+  nlohmann::json truth(double now) const;
+
+  testing::FakeKubeApi& kube() { return kube_; }
+  testing::FakeModalServer& modal() { return modal_; }
+  // Environment for the exporter: MODAL_SERVER_URL, tokens, POD_NAME, POD_NAMESPACE.
+  std::map<std::string, std::string> exporter_env() const;
+
+  static constexpr const char* kOperatorNamespace = "modal-system";
+  static constexpr const char* kOperatorPod = "modal-operator-0";
+
+ private:
+  void create_job(double now);
+  void publish_job(const SimJob& job);
+  void publish_modal(double now);
+  void publish_operator_pod();
+  void warning_event(const SimJob& job, const std::string& reason);
+  double uniform(double lo, double hi) {
+    return std::uniform_real_distribution<double>(lo, hi)(rng_);
+  }
+  bool chance(double p) { return uniform(0, 1) < p; }
+  double hourly_cost(const SimJob& job) const;
+
+  SimOptions options_;
+  std::mt19937_64 rng_;
+  testing::FakeKubeApi kube_;
+  testing::FakeModalServer modal_;
+  std::string telemetry_base_;
+  std::map<std::string, SimJob> jobs_;  // by uid, until deleted
+  std::uint64_t next_id_ = 1;
+  double last_step_ = 0;
+  double next_restart_ = 0;
+  std::int64_t operator_restarts_ = 0;
+  std::map<std::string, std::int64_t> event_counts_;  // event name -> count
+  std::map<std::string, double> errors_by_reason_;
+  std::map<std::string, std::uint64_t> jobs_total_;  // "status|gpu|replicas"
+  bool paused_ = false;
+  bool kubernetes_down_ = false;
+  bool modal_down_ = false;
+  std::map<std::string, std::string> rates_;  // Modal's rates, USD per hour (decimal strings)
+};
+
+}  // namespace mx::sim
