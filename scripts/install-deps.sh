@@ -17,8 +17,11 @@ build_packages=(
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev   # unit/integration tests, bench/
   prometheus                                   # promtool + a real Prometheus for e2e tests
-  curl unzip nodejs npm systemd                # check tools (helm, dockerfilelint, systemd-analyze)
+  curl unzip systemd clang-format              # check tools (helm, dockerfilelint, systemd-analyze, style)
 )
+# nodejs/npm are not listed: a machine may carry a non-Debian nodejs (e.g. nodesource) that
+# bundles npm, and Debian's npm conflicts with it. install-check-tools.sh installs them only
+# when the commands are missing.
 
 packages=("${build_packages[@]}")
 if [[ "${1:-}" == "--test" ]]; then packages+=("${test_packages[@]}"); fi

@@ -106,7 +106,8 @@ class Reader {
     }
     if (parsed < min || parsed > max) {
       fail(n, join(path, key),
-           "value " + v + " out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+           "value " + v + " out of range [" + std::to_string(min) + ", " + std::to_string(max) +
+               "]");
     }
     out = static_cast<Int>(parsed);
   }
@@ -183,11 +184,11 @@ void read_log(const Reader& r, const YAML::Node& n, LogConfig& c) {
 
 void read_kubernetes(const Reader& r, const YAML::Node& n, KubernetesConfig& c) {
   const std::string p = "sources.kubernetes";
-  r.expect_map(n, p,
-               {"enabled", "kubeconfig", "namespaces", "resync_interval", "watch_timeout",
-                "request_timeout", "list_page_size", "max_event_bytes", "pod_label_selector",
-                "pod_field_selector", "operator_container", "operator_pod_interval",
-                "watch_events", "token_reload_interval"});
+  r.expect_map(
+      n, p,
+      {"enabled", "kubeconfig", "namespaces", "resync_interval", "watch_timeout", "request_timeout",
+       "list_page_size", "max_event_bytes", "pod_label_selector", "pod_field_selector",
+       "operator_container", "operator_pod_interval", "watch_events", "token_reload_interval"});
   r.boolean(n, p, "enabled", c.enabled);
   r.scalar(n, p, "kubeconfig", c.kubeconfig);
   r.string_list(n, p, "namespaces", c.namespaces);
@@ -247,7 +248,8 @@ void read_prices(const Reader& r, const YAML::Node& n, PriceConfig& c) {
   r.expect_map(n, "prices", {"gpu_per_hour", "cpu_core_per_hour", "memory_gib_per_hour"});
   YAML::Node gpus;
   if (const auto* g = r.child(n, "gpu_per_hour", gpus)) {
-    if (!g->IsMap()) r.fail(*g, "prices.gpu_per_hour", "expected a mapping of GPU type to USD/hour");
+    if (!g->IsMap())
+      r.fail(*g, "prices.gpu_per_hour", "expected a mapping of GPU type to USD/hour");
     for (const auto& entry : *g) {
       double v = 0;
       r.number_node(entry.second, "prices.gpu_per_hour." + entry.first.Scalar(), v);

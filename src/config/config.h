@@ -17,12 +17,12 @@ using namespace std::chrono_literals;
 struct WebConfig {
   std::string listen_address = ":8081";
   std::string telemetry_path = "/metrics";
-  Duration read_timeout = 10s;        // whole request (headers + body) must arrive within this
-  Duration write_timeout = 30s;       // a slow reader is dropped after this
-  Duration idle_timeout = 60s;        // keep-alive connection with no new request
-  int max_connections = 64;           // further connections are closed at accept
+  Duration read_timeout = 10s;           // whole request (headers + body) must arrive within this
+  Duration write_timeout = 30s;          // a slow reader is dropped after this
+  Duration idle_timeout = 60s;           // keep-alive connection with no new request
+  int max_connections = 64;              // further connections are closed at accept
   std::size_t max_request_bytes = 8192;  // header + body cap (431 / 413 beyond)
-  int gzip_level = 6;                 // 1..9, applied once per snapshot
+  int gzip_level = 6;                    // 1..9, applied once per snapshot
 };
 
 struct LogConfig {
@@ -37,14 +37,14 @@ struct BackoffConfig {
 
 struct KubernetesConfig {
   bool enabled = true;
-  std::string kubeconfig;                 // empty: $KUBECONFIG, else in-cluster
-  std::vector<std::string> namespaces;    // empty: all namespaces
-  Duration resync_interval = 10min;       // full re-list as a safety net
-  Duration watch_timeout = 5min;          // timeoutSeconds of each WATCH
-  Duration request_timeout = 30s;         // connect + LIST page / response headers
+  std::string kubeconfig;               // empty: $KUBECONFIG, else in-cluster
+  std::vector<std::string> namespaces;  // empty: all namespaces
+  Duration resync_interval = 10min;     // full re-list as a safety net
+  Duration watch_timeout = 5min;        // timeoutSeconds of each WATCH
+  Duration request_timeout = 30s;       // connect + LIST page / response headers
   int list_page_size = 500;
   std::size_t max_event_bytes = 16 * 1024 * 1024;  // one watch line; larger is an error
-  std::string pod_label_selector;         // narrows the offloaded Pod LIST on the server
+  std::string pod_label_selector;                  // narrows the offloaded Pod LIST on the server
   std::string pod_field_selector;
   std::string operator_container = "modal-operator";
   Duration operator_pod_interval = 30s;   // GET of the operator's own Pod
@@ -96,9 +96,9 @@ struct ShardConfig {
 // case-insensitively. Defaults: Modal's published prices (MODAL_API.md).
 struct PriceConfig {
   std::map<std::string, double> gpu_per_hour = {
-      {"B200", 6.2496}, {"H200", 4.5396},     {"H100", 3.9492}, {"A100-80GB", 2.4984},
+      {"B200", 6.2496},      {"H200", 4.5396}, {"H100", 3.9492}, {"A100-80GB", 2.4984},
       {"A100-40GB", 2.0988}, {"A100", 2.0988}, {"L40S", 1.9512}, {"A10G", 1.1016},
-      {"L4", 0.7992},   {"T4", 0.5904}};
+      {"L4", 0.7992},        {"T4", 0.5904}};
   double cpu_core_per_hour = 0.04716;
   double memory_gib_per_hour = 0.007992;
 };

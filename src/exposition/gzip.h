@@ -11,9 +11,9 @@
 namespace mx {
 
 struct DeflatedPart {
-  std::string bytes;        // raw deflate data
-  std::uint32_t crc32 = 0;  // of the uncompressed input
-  std::uint64_t length = 0; // uncompressed length
+  std::string bytes;         // raw deflate data
+  std::uint32_t crc32 = 0;   // of the uncompressed input
+  std::uint64_t length = 0;  // uncompressed length
 };
 
 // Raw deflate of `data`. final=false ends with a full flush (more parts may follow);

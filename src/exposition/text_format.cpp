@@ -29,10 +29,17 @@ void append_value(std::string& out, double value) {
 void append_escaped_label_value(std::string& out, std::string_view value) {
   for (char c : value) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
     }
   }
 }
@@ -88,8 +95,8 @@ void append_sample(std::string& out, std::string_view name, const std::vector<La
 void append_family_header(std::string& out, ExpositionFormat format, std::string_view name,
                           std::string_view help, MetricType type) {
   std::string_view family = name;
-  if (format == ExpositionFormat::openmetrics && type == MetricType::counter &&
-      family.size() > 6 && family.substr(family.size() - 6) == "_total") {
+  if (format == ExpositionFormat::openmetrics && type == MetricType::counter && family.size() > 6 &&
+      family.substr(family.size() - 6) == "_total") {
     family.remove_suffix(6);
   }
   out += "# HELP ";
@@ -99,9 +106,15 @@ void append_family_header(std::string& out, ExpositionFormat format, std::string
   out += "\n# TYPE ";
   out += family;
   switch (type) {
-    case MetricType::counter: out += " counter\n"; break;
-    case MetricType::gauge: out += " gauge\n"; break;
-    case MetricType::histogram: out += " histogram\n"; break;
+    case MetricType::counter:
+      out += " counter\n";
+      break;
+    case MetricType::gauge:
+      out += " gauge\n";
+      break;
+    case MetricType::histogram:
+      out += " histogram\n";
+      break;
   }
 }
 

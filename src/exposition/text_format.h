@@ -35,7 +35,7 @@ void append_family_header(std::string& out, ExpositionFormat format, std::string
 // A histogram's _bucket (cumulative, ending with +Inf), _sum and _count lines.
 // `bucket_counts` are per-bucket (non-cumulative) counts for `bounds`, plus one for +Inf.
 void append_histogram(std::string& out, std::string_view name, const std::vector<Label>& labels,
-                      const std::vector<double>& bounds, const std::vector<std::uint64_t>& bucket_counts,
-                      double sum);
+                      const std::vector<double>& bounds,
+                      const std::vector<std::uint64_t>& bucket_counts, double sum);
 
 }  // namespace mx

@@ -33,8 +33,8 @@ HttpResponse metrics_response(const RouteContext& c, const HttpRequest& req) {
     r.body.push_back(header);
     // Aliasing shared_ptr: the bytes stay owned by (and keep alive) the snapshot.
     r.body.push_back(std::shared_ptr<const std::string>(snapshot, &prefix.bytes));
-    r.body.push_back(std::make_shared<const std::string>(
-        gzip_tail(prefix, tail, snapshot->gzip_level())));
+    r.body.push_back(
+        std::make_shared<const std::string>(gzip_tail(prefix, tail, snapshot->gzip_level())));
   } else {
     r.body.push_back(std::shared_ptr<const std::string>(snapshot, &snapshot->body(format)));
     r.body.push_back(std::make_shared<const std::string>(std::move(tail)));

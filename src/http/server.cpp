@@ -61,7 +61,9 @@ HttpResponse HttpResponse::text(unsigned status, std::string body) {
   return r;
 }
 
-std::uint64_t HttpResponse::body_size() const { return SharedBuffersBody::size(body); }
+std::uint64_t HttpResponse::body_size() const {
+  return SharedBuffersBody::size(body);
+}
 
 tcp::endpoint parse_listen_address(const std::string& address) {
   const auto colon = address.rfind(':');
@@ -83,8 +85,7 @@ tcp::endpoint parse_listen_address(const std::string& address) {
   boost::system::error_code ec;
   auto ip = net::ip::make_address(host, ec);
   if (ec) {
-    throw ConfigError{"listen address \"" + address + "\": \"" + host +
-                      "\" is not an IP address"};
+    throw ConfigError{"listen address \"" + address + "\": \"" + host + "\" is not an IP address"};
   }
   return tcp::endpoint(ip, static_cast<unsigned short>(port));
 }
@@ -150,10 +151,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(state_->config.max_request_bytes));
     parser_->body_limit(state_->config.max_request_bytes);
     stream_.expires_after(state_->config.read_timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -264,24 +264,23 @@ void HttpServer::start() {
 
 void HttpServer::accept() {
   auto state = state_;
-  state->acceptor.async_accept(
-      [this, state](beast::error_code ec, tcp::socket socket) {
-        if (ec == net::error::operation_aborted || !state->acceptor.is_open()) return;
-        if (!ec) {
-          if (state->active >= static_cast<std::size_t>(state->config.max_connections)) {
-            // Over the cap: close at once so one client cannot starve the others of fds.
-            beast::error_code ignored;
-            socket.close(ignored);
-            log::debug("connection refused: connection cap reached",
-                       {{"max_connections", state->config.max_connections}});
-          } else {
-            auto session = std::make_shared<Session>(std::move(socket), state);
-            state->sessions.push_front(session);
-            session->start(state->sessions.begin());
-          }
-        }
-        accept();
-      });
+  state->acceptor.async_accept([this, state](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !state->acceptor.is_open()) return;
+    if (!ec) {
+      if (state->active >= static_cast<std::size_t>(state->config.max_connections)) {
+        // Over the cap: close at once so one client cannot starve the others of fds.
+        beast::error_code ignored;
+        socket.close(ignored);
+        log::debug("connection refused: connection cap reached",
+                   {{"max_connections", state->config.max_connections}});
+      } else {
+        auto session = std::make_shared<Session>(std::move(socket), state);
+        state->sessions.push_front(session);
+        session->start(state->sessions.begin());
+      }
+    }
+    accept();
+  });
 }
 
 void HttpServer::stop() {
@@ -293,8 +292,12 @@ void HttpServer::stop() {
   }
 }
 
-tcp::endpoint HttpServer::local_endpoint() const { return state_->acceptor.local_endpoint(); }
+tcp::endpoint HttpServer::local_endpoint() const {
+  return state_->acceptor.local_endpoint();
+}
 
-std::size_t HttpServer::active_connections() const { return state_->active; }
+std::size_t HttpServer::active_connections() const {
+  return state_->active;
+}
 
 }  // namespace mx

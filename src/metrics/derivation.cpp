@@ -17,21 +17,21 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
                               "Modal jobs that reached each status (created, completed, failed, "
                               "cancelled), counted once per job UID.",
                               T::counter});
-  jobs_active_ = s.add_family(
-      {"modal_jobs_active", "Jobs now in a non-terminal phase (Pending, Running or none yet).",
-       T::gauge});
-  job_duration_ = s.add_family({"modal_job_duration_seconds",
-                                "Duration of finished jobs (finished_at - started_at).",
-                                T::histogram});
-  job_replicas_ = s.add_family(
-      {"modal_job_replicas", "Desired replicas of each active job.", T::gauge});
+  jobs_active_ =
+      s.add_family({"modal_jobs_active",
+                    "Jobs now in a non-terminal phase (Pending, Running or none yet).", T::gauge});
+  job_duration_ =
+      s.add_family({"modal_job_duration_seconds",
+                    "Duration of finished jobs (finished_at - started_at).", T::histogram});
+  job_replicas_ =
+      s.add_family({"modal_job_replicas", "Desired replicas of each active job.", T::gauge});
   job_queue_ = s.add_family({"modal_job_queue_seconds",
                              "Time jobs spent queued before starting (Modal task enqueue to start "
                              "when known, else status created_at to started_at).",
                              T::histogram});
-  cold_starts_ = s.add_family({"modal_function_cold_starts_total",
-                               "New Modal task (container) ids seen for the job's app.",
-                               T::counter});
+  cold_starts_ =
+      s.add_family({"modal_function_cold_starts_total",
+                    "New Modal task (container) ids seen for the job's app.", T::counter});
   gpu_utilization_ = s.add_family({"modal_gpu_utilization",
                                    "GPU utilization ratio (0-1), mean over the job's GPUs, from "
                                    "the job's telemetry endpoint.",
@@ -40,25 +40,24 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
       {"modal_network_bandwidth_mbps",
        "Network bandwidth of the job in megabits per second, from its telemetry byte counters.",
        T::gauge});
-  cost_ = s.add_family({"modal_cost_estimate_usd",
-                        "Cost of the job in USD: hourly burn rate, billed today, total since start.",
-                        T::gauge});
-  i6pn_jobs_ = s.add_family(
-      {"modal_i6pn_jobs_total", "Jobs that asked for i6pn networking, once per job UID.",
-       T::counter});
+  cost_ = s.add_family(
+      {"modal_cost_estimate_usd",
+       "Cost of the job in USD: hourly burn rate, billed today, total since start.", T::gauge});
+  i6pn_jobs_ = s.add_family({"modal_i6pn_jobs_total",
+                             "Jobs that asked for i6pn networking, once per job UID.", T::counter});
   operator_errors_ = s.add_family({"modal_operator_errors_total",
                                    "Errors talking to each source, Warning Events on the "
                                    "operator's objects, and the operator's own error counts.",
                                    T::counter});
-  operator_restarts_ = s.add_family(
-      {"modal_operator_restarts_total",
-       "Restarts of the operator container (restartCount of its Pod).", T::counter});
+  operator_restarts_ =
+      s.add_family({"modal_operator_restarts_total",
+                    "Restarts of the operator container (restartCount of its Pod).", T::counter});
   webhook_requests_ = s.add_family(
       {"modal_webhook_requests_total",
        "Requests of the operator's mutating webhook (upstream counts, else mutated Pods).",
        T::counter});
-  job_info_ = s.add_family({"modal_job_info", "Information about each known job (always 1).",
-                            T::gauge});
+  job_info_ =
+      s.add_family({"modal_job_info", "Information about each known job (always 1).", T::gauge});
   job_status_phase_ = s.add_family(
       {"modal_job_status_phase", "The job's current phase (1 for the current one).", T::gauge});
   job_running_seconds_ = s.add_family(
@@ -69,9 +68,9 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
       {"modal_function_backlog", "Inputs waiting for the job's Modal function.", T::gauge});
   endpoint_ready_replicas_ = s.add_family(
       {"modal_endpoint_ready_replicas", "Ready replicas of each ModalEndpoint.", T::gauge});
-  dropped_jobs_ = s.add_family({"modal_exporter_dropped_jobs_total",
-                                "Jobs left out by limits.max_jobs or the shard filter.",
-                                T::counter});
+  dropped_jobs_ =
+      s.add_family({"modal_exporter_dropped_jobs_total",
+                    "Jobs left out by limits.max_jobs or the shard filter.", T::counter});
 }
 
 void Derivation::update(Model& model) {
@@ -93,8 +92,8 @@ void Derivation::render_job(const Model& model, const std::string& uid) {
   const bool running = job.phase == "Running";
   std::string out;
 
-  if (active) append_sample(out, "modal_job_replicas", {{"namespace", ns}, {"job_name", name}},
-                            job.replicas);
+  if (active)
+    append_sample(out, "modal_job_replicas", {{"namespace", ns}, {"job_name", name}}, job.replicas);
   set_.set(job_replicas_, uid, std::exchange(out, {}));
 
   const std::string replicas = std::to_string(job.replicas);
@@ -123,8 +122,8 @@ void Derivation::render_job(const Model& model, const std::string& uid) {
   set_.set(job_status_phase_, uid, std::exchange(out, {}));
 
   const CountedJob* counted = model.counted(uid);
-  const auto started = job.started_at ? job.started_at
-                                      : (counted ? counted->seen_running_at : std::nullopt);
+  const auto started =
+      job.started_at ? job.started_at : (counted ? counted->seen_running_at : std::nullopt);
   if (running && started) {
     append_sample(out, "modal_job_running_seconds",
                   {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}},
@@ -162,16 +161,16 @@ void Derivation::render_job(const Model& model, const std::string& uid) {
   // total since the job started (billed intervals plus the estimate for the unreported tail).
   const double hourly = model.hourly_cost(job);
   if (running) {
-    append_sample(out, "modal_cost_estimate_usd",
-                  {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu},
-                   {"time_period", "hourly"}},
-                  hourly);
+    append_sample(
+        out, "modal_cost_estimate_usd",
+        {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "hourly"}},
+        hourly);
   }
   if (auto today = model.billed_today(job.modal_app_id)) {
-    append_sample(out, "modal_cost_estimate_usd",
-                  {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu},
-                   {"time_period", "daily"}},
-                  *today);
+    append_sample(
+        out, "modal_cost_estimate_usd",
+        {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "daily"}},
+        *today);
   }
   if (started) {
     const double end = job.finished_at ? *job.finished_at : (running ? model.now() : *started);
@@ -182,10 +181,10 @@ void Derivation::render_job(const Model& model, const std::string& uid) {
       tail_from = std::max(tail_from, billed->second);
     }
     if (end > tail_from) total += hourly * (end - tail_from) / 3600.0;
-    append_sample(out, "modal_cost_estimate_usd",
-                  {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu},
-                   {"time_period", "total"}},
-                  total);
+    append_sample(
+        out, "modal_cost_estimate_usd",
+        {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "total"}},
+        total);
   }
   set_.set(cost_, uid, std::exchange(out, {}));
 
@@ -223,7 +222,8 @@ void Derivation::render_aggregates(const Model& model) {
   for (const auto& [uid, state] : model.jobs()) {
     active[state.object.gpu_type] += is_active_phase(state.object.phase) ? 1 : 0;
   }
-  for (const auto& [gpu, n] : active) append_sample(out, "modal_jobs_active", {{"gpu_type", gpu}}, n);
+  for (const auto& [gpu, n] : active)
+    append_sample(out, "modal_jobs_active", {{"gpu_type", gpu}}, n);
   set_.set(jobs_active_, "", std::exchange(out, {}));
 
   for (const auto& [key, h] : model.duration_histograms()) {

@@ -84,9 +84,8 @@ ProcessCollector::ProcessCollector() {
   if (stat.ok && boot > 0 && ticks > 0) {
     start_time_seconds_ = boot + stat.start_ticks / ticks;
   } else {
-    start_time_seconds_ = std::chrono::duration<double>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+    start_time_seconds_ =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
 }
 
@@ -96,14 +95,13 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
   if (stat.ok) {
-    out.push_back(gauge_family("process_cpu_seconds_total",
-                               "Total user and system CPU time spent in seconds.",
-                               (stat.utime_ticks + stat.stime_ticks) / ticks,
-                               prometheus::MetricType::Counter));
+    out.push_back(gauge_family(
+        "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+        (stat.utime_ticks + stat.stime_ticks) / ticks, prometheus::MetricType::Counter));
     out.push_back(gauge_family("process_resident_memory_bytes", "Resident memory size in bytes.",
                                stat.rss_pages * page));
-    out.push_back(gauge_family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
-                               stat.vsize));
+    out.push_back(
+        gauge_family("process_virtual_memory_bytes", "Virtual memory size in bytes.", stat.vsize));
   }
   int fds = 0;
   if (DIR* dir = opendir("/proc/self/fd")) {

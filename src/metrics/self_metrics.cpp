@@ -44,7 +44,8 @@ SelfMetrics::SelfMetrics(const BuildInfo& build)
                          .Register(*registry_)) {
   prometheus::BuildGauge()
       .Name("modal_exporter_build_info")
-      .Help("A metric with a constant 1 labeled with the exporter's version, revision and compiler.")
+      .Help(
+          "A metric with a constant 1 labeled with the exporter's version, revision and compiler.")
       .Register(*registry_)
       .Add({{"version", build.version}, {"revision", build.revision}, {"compiler", build.compiler}})
       .Set(1);

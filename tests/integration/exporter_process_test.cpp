@@ -56,7 +56,8 @@ TEST(ExporterProcess, VersionAndHelp) {
 
 TEST(ExporterProcess, BadConfigExitsWithCode2NamingKeyAndLine) {
   const auto path = temp_path("bad.yaml");
-  std::ofstream(path) << "web:\n  listen_address: \":0\"\nsources:\n  modal:\n    apps_interval: -5s\n";
+  std::ofstream(path)
+      << "web:\n  listen_address: \":0\"\nsources:\n  modal:\n    apps_interval: -5s\n";
   std::string out;
   EXPECT_EQ(run_command(kBinary + " --config " + path, out), 2);
   EXPECT_NE(out.find("sources.modal.apps_interval"), std::string::npos) << out;
@@ -79,7 +80,8 @@ TEST(ExporterProcess, ServesLintCleanMetricsWithoutClusterOrCredentials) {
   const auto metrics = testing::http_get(port, "/metrics");
   ASSERT_EQ(metrics.status, 200u);
   EXPECT_NE(metrics.body.find("modal_exporter_build_info{"), std::string::npos);
-  EXPECT_NE(metrics.body.find("modal_exporter_source_up{source=\"kubernetes\"} 0"), std::string::npos);
+  EXPECT_NE(metrics.body.find("modal_exporter_source_up{source=\"kubernetes\"} 0"),
+            std::string::npos);
   EXPECT_NE(metrics.body.find("process_resident_memory_bytes "), std::string::npos);
   const auto dump = temp_path("metrics.txt");
   std::ofstream(dump) << metrics.body;
@@ -102,7 +104,8 @@ TEST(ExporterProcess, SighupAppliesValidConfigAndKeepsOldOnError) {
 
   std::ofstream(path) << "sources:\n  modal:\n    enabled: nope\n";
   p.signal(SIGHUP);
-  EXPECT_TRUE(wait_until([&] { return p.output().find("Config reload failed") != std::string::npos; }));
+  EXPECT_TRUE(
+      wait_until([&] { return p.output().find("Config reload failed") != std::string::npos; }));
   EXPECT_NE(p.output().find("sources.modal.enabled"), std::string::npos);
   auto metrics = testing::http_get(exporter.port(), "/metrics").body;
   EXPECT_EQ(metrics.find("source=\"modal\""), std::string::npos);  // old config still applies
@@ -118,8 +121,8 @@ TEST(ExporterProcess, SighupAppliesValidConfigAndKeepsOldOnError) {
 }
 
 TEST(ExporterProcess, JsonLogs) {
-  RunningExporter exporter({"--log.format=json", "--config", MX_SOURCE_DIR "/config/modal-exporter.yaml"},
-                           "json");
+  RunningExporter exporter(
+      {"--log.format=json", "--config", MX_SOURCE_DIR "/config/modal-exporter.yaml"}, "json");
   // The port regex reads logfmt; in JSON mode find the message instead.
   EXPECT_TRUE(wait_until([&] {
     return exporter.process().output().find("\"msg\":\"Metrics server listening\"") !=

@@ -13,8 +13,8 @@
 namespace mx {
 namespace {
 
-using testing::TestConnection;
 using testing::http_get;
+using testing::TestConnection;
 
 class HttpServerTest : public ::testing::Test {
  protected:
@@ -76,7 +76,8 @@ TEST_F(HttpServerTest, OpenMetricsWhenAsked) {
   auto r = http_get(port_, "/metrics",
                     {{"Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"}});
   EXPECT_EQ(r.status, 200u);
-  EXPECT_EQ(r.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+  EXPECT_EQ(r.headers["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8");
   EXPECT_NE(r.body.find("# TYPE modal_jobs counter\n"), std::string::npos) << r.body;
   ASSERT_GE(r.body.size(), 6u);
   EXPECT_EQ(r.body.substr(r.body.size() - 6), "# EOF\n");

@@ -28,7 +28,9 @@ class TestConnection {
     socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
   }
 
-  void send_raw(const std::string& bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
+  void send_raw(const std::string& bytes) {
+    boost::asio::write(socket_, boost::asio::buffer(bytes));
+  }
 
   TestResponse read_response(bool head = false) {
     namespace http = boost::beast::http;
@@ -49,7 +51,8 @@ class TestConnection {
     return r;
   }
 
-  TestResponse get(const std::string& target, const std::map<std::string, std::string>& headers = {},
+  TestResponse get(const std::string& target,
+                   const std::map<std::string, std::string>& headers = {},
                    const std::string& method = "GET") {
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";

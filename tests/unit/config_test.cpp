@@ -128,12 +128,13 @@ TEST(Flags, ParseAndOverrideYaml) {
   const std::string path = ::testing::TempDir() + "/flags.yaml";
   std::ofstream(path) << "web:\n  listen_address: \":9999\"\n  telemetry_path: /m\n"
                          "log:\n  level: warn\nstate_file: /from/yaml\n";
-  const char* argv[] = {"modal-exporter", "--config", path.c_str(),
-                        "--web.listen-address=127.0.0.1:7000", "--log.level", "debug"};
+  const char* argv[] = {"modal-exporter", "--config",
+                        path.c_str(),     "--web.listen-address=127.0.0.1:7000",
+                        "--log.level",    "debug"};
   const Flags f = parse_flags(6, argv);
   const Config c = resolve_config(f);
   EXPECT_EQ(c.web.listen_address, "127.0.0.1:7000");  // flag wins
-  EXPECT_EQ(c.web.telemetry_path, "/m");               // file value kept
+  EXPECT_EQ(c.web.telemetry_path, "/m");              // file value kept
   EXPECT_EQ(c.log.level, LogLevel::debug);
   EXPECT_EQ(c.state_file, "/from/yaml");
 }

@@ -38,7 +38,8 @@ TEST(TextFormat, EscapesLabelValues) {
 
 TEST(TextFormat, HeadersPerFormat) {
   std::string text, om;
-  append_family_header(text, ExpositionFormat::text, "x_total", "Help \\ me\nplease", MetricType::counter);
+  append_family_header(text, ExpositionFormat::text, "x_total", "Help \\ me\nplease",
+                       MetricType::counter);
   append_family_header(om, ExpositionFormat::openmetrics, "x_total", "Help", MetricType::counter);
   EXPECT_EQ(text, "# HELP x_total Help \\\\ me\\nplease\n# TYPE x_total counter\n");
   EXPECT_EQ(om, "# HELP x Help\n# TYPE x counter\n");
@@ -83,7 +84,8 @@ TEST(Snapshot, FragmentsPerObject) {
 
 TEST(Gzip, PrefixPlusTailIsOneValidStream) {
   std::string big;
-  for (int i = 0; i < 20000; ++i) big += "modal_job_replicas{job_name=\"j" + std::to_string(i) + "\"} 1\n";
+  for (int i = 0; i < 20000; ++i)
+    big += "modal_job_replicas{job_name=\"j" + std::to_string(i) + "\"} 1\n";
   const auto prefix = deflate_part(big, 6, false);
   const std::string tail = "process_open_fds 12\n";
   const std::string gz = gzip_header() + prefix.bytes + gzip_tail(prefix, tail, 6);
@@ -118,8 +120,7 @@ TEST(Negotiation, Format) {
             ExpositionFormat::openmetrics);
   EXPECT_EQ(negotiate_format("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"),
             ExpositionFormat::text);
-  EXPECT_EQ(negotiate_format("application/openmetrics-text;version=2.0.0"),
-            ExpositionFormat::text);
+  EXPECT_EQ(negotiate_format("application/openmetrics-text;version=2.0.0"), ExpositionFormat::text);
   EXPECT_EQ(negotiate_format("application/openmetrics-text;q=0"), ExpositionFormat::text);
 }
 

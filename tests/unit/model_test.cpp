@@ -24,8 +24,8 @@ class ModelTest : public ::testing::Test {
     return set_.publish(1)->body(ExpositionFormat::text);
   }
 
-  static JobObject job(const std::string& uid, const std::string& phase, const std::string& gpu = "T4",
-                       int replicas = 1) {
+  static JobObject job(const std::string& uid, const std::string& phase,
+                       const std::string& gpu = "T4", int replicas = 1) {
     JobObject j;
     j.uid = uid;
     j.kind = "ModalJob";
@@ -37,6 +37,16 @@ class ModelTest : public ::testing::Test {
     j.phase = phase;
     j.created_at = 1000;
     return j;
+  }
+
+  // A Warning Event about a ModalJob in namespace "ml".
+  static WarningEvent warning(std::string uid, std::string reason, std::int64_t count) {
+    WarningEvent e;
+    e.uid = std::move(uid);
+    e.namespace_name = "ml";
+    e.reason = std::move(reason);
+    e.count = count;
+    return e;
   }
 
   static bool has(const std::string& text, const std::string& line) {
@@ -53,10 +63,20 @@ TEST_F(ModelTest, LifecycleCountsOncePerUid) {
   model_.upsert_job(job("a", "Pending"));
   model_.upsert_job(job("a", "Pending"));
   auto text = render();
-  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="created",gpu_type="T4",replicas="1"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="created",gpu_type="T4",replicas="1"} 1)"))
+      << text;
+  // The other statuses of a known GPU type and replica count start at 0, so that rate() sees
+  // the first completion.
+  for (const char* status : {"completed", "failed", "cancelled"}) {
+    EXPECT_TRUE(has(text, std::string(R"(modal_jobs_total{status=")") + status +
+                              R"(",gpu_type="T4",replicas="1"} 0)"))
+        << status;
+  }
+  EXPECT_EQ(text.find(R"(gpu_type="A100",replicas="1"})"), std::string::npos);
   EXPECT_TRUE(has(text, R"(modal_jobs_active{gpu_type="T4"} 1)"));
   EXPECT_TRUE(has(text, R"(modal_job_replicas{namespace="ml",job_name="job-a"} 1)"));
-  EXPECT_TRUE(has(text, R"(modal_job_status_phase{namespace="ml",job_name="job-a",phase="Pending"} 1)"));
+  EXPECT_TRUE(
+      has(text, R"(modal_job_status_phase{namespace="ml",job_name="job-a",phase="Pending"} 1)"));
 
   auto running = job("a", "Running");
   running.started_at = 1012;
@@ -66,7 +86,8 @@ TEST_F(ModelTest, LifecycleCountsOncePerUid) {
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_bucket{gpu_type="T4",le="10"} 0)")) << text;
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_bucket{gpu_type="T4",le="30"} 1)"));
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_sum{gpu_type="T4"} 12)"));
-  EXPECT_TRUE(has(text, R"(modal_job_running_seconds{namespace="ml",job_name="job-a",gpu_type="T4"} 1088)"));
+  EXPECT_TRUE(has(
+      text, R"(modal_job_running_seconds{namespace="ml",job_name="job-a",gpu_type="T4"} 1088)"));
 
   auto done = running;
   done.phase = "Succeeded";
@@ -75,8 +96,10 @@ TEST_F(ModelTest, LifecycleCountsOncePerUid) {
   model_.upsert_job(done);
   text = render();
   EXPECT_TRUE(has(text, R"(modal_jobs_total{status="completed",gpu_type="T4",replicas="1"} 1)"));
-  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_bucket{status="completed",gpu_type="T4",le="30"} 0)"));
-  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_bucket{status="completed",gpu_type="T4",le="60"} 1)"));
+  EXPECT_TRUE(has(
+      text, R"(modal_job_duration_seconds_bucket{status="completed",gpu_type="T4",le="30"} 0)"));
+  EXPECT_TRUE(has(
+      text, R"(modal_job_duration_seconds_bucket{status="completed",gpu_type="T4",le="60"} 1)"));
   EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_count{status="completed",gpu_type="T4"} 1)"));
   EXPECT_TRUE(has(text, R"(modal_jobs_active{gpu_type="T4"} 0)"));
   EXPECT_EQ(text.find("modal_job_replicas{"), std::string::npos);  // only active jobs
@@ -85,7 +108,7 @@ TEST_F(ModelTest, LifecycleCountsOncePerUid) {
 
   model_.delete_job("a");  // after a terminal phase: not cancelled
   text = render();
-  EXPECT_EQ(text.find("status=\"cancelled\""), std::string::npos);
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="cancelled",gpu_type="T4",replicas="1"} 0)"));
   EXPECT_EQ(text.find("job-a"), std::string::npos);  // per-job series gone
 }
 
@@ -94,7 +117,9 @@ TEST_F(ModelTest, DeletedBeforeTerminalIsCancelled) {
   model_.delete_job("b");
   model_.delete_job("b");
   const auto text = render();
-  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="cancelled",gpu_type="A100-80GB",replicas="2"} 1)")) << text;
+  EXPECT_TRUE(
+      has(text, R"(modal_jobs_total{status="cancelled",gpu_type="A100-80GB",replicas="2"} 1)"))
+      << text;
   EXPECT_EQ(text.find("job-b"), std::string::npos);
 }
 
@@ -106,7 +131,8 @@ TEST_F(ModelTest, FailedWithoutTimestampsUsesSeenTransitions) {
   model_.upsert_job(j);
   const auto text = render();
   EXPECT_TRUE(has(text, R"(modal_jobs_total{status="failed",gpu_type="none",replicas="1"} 1)"));
-  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_sum{status="failed",gpu_type="none"} 7)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_sum{status="failed",gpu_type="none"} 7)"))
+      << text;
 }
 
 TEST_F(ModelTest, I6pnWebhookAndEvents) {
@@ -117,19 +143,23 @@ TEST_F(ModelTest, I6pnWebhookAndEvents) {
   p.webhook_mutated = true;
   model_.upsert_job(p);
   model_.upsert_job(p);
-  model_.observe_warning_event({"e1", "ml", "BackOff", 3});
-  model_.observe_warning_event({"e1", "ml", "BackOff", 5});  // grew by 2
-  model_.observe_warning_event({"e1", "ml", "BackOff", 5});  // no growth
-  model_.observe_warning_event({"e2", "ml", "FailedCreate", 1});
+  model_.observe_warning_event(warning("e1", "BackOff", 3));
+  model_.observe_warning_event(warning("e1", "BackOff", 5));  // grew by 2
+  model_.observe_warning_event(warning("e1", "BackOff", 5));  // no growth
+  model_.observe_warning_event(warning("e2", "FailedCreate", 1));
   model_.set_operator_restarts(3);
   model_.count_error("kubernetes_api", "http_5xx");
   const auto text = render();
   EXPECT_TRUE(has(text, R"(modal_i6pn_jobs_total{replicas="4"} 1)")) << text;
   EXPECT_TRUE(has(text, R"(modal_webhook_requests_total{method="CREATE",status="mutated"} 1)"));
-  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="BackOff",component="operator"} 5)"));
-  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="FailedCreate",component="operator"} 1)"));
-  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="http_5xx",component="kubernetes_api"} 1)"));
-  EXPECT_TRUE(has(text, R"(modal_operator_errors_total{error_type="timeout",component="kubernetes_api"} 0)"));
+  EXPECT_TRUE(
+      has(text, R"(modal_operator_errors_total{error_type="BackOff",component="operator"} 5)"));
+  EXPECT_TRUE(has(
+      text, R"(modal_operator_errors_total{error_type="FailedCreate",component="operator"} 1)"));
+  EXPECT_TRUE(has(
+      text, R"(modal_operator_errors_total{error_type="http_5xx",component="kubernetes_api"} 1)"));
+  EXPECT_TRUE(has(
+      text, R"(modal_operator_errors_total{error_type="timeout",component="kubernetes_api"} 0)"));
   EXPECT_TRUE(has(text, "modal_operator_restarts_total 3"));
 }
 
@@ -174,9 +204,56 @@ TEST_F(ModelTest, StateFileSurvivesRestartWithoutDoubleCounting) {
   Derivation d(set);
   d.update(restarted);
   const auto text = set.publish(1)->body(ExpositionFormat::text);
-  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="created",gpu_type="T4",replicas="1"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="created",gpu_type="T4",replicas="1"} 1)"))
+      << text;
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_count{gpu_type="T4"} 1)"));
   EXPECT_TRUE(has(text, R"(modal_i6pn_jobs_total{replicas="1"} 1)"));
+}
+
+TEST_F(ModelTest, WarningEventsCountOnlyForPodsTheOperatorManages) {
+  auto pod_warning = [](std::string uid, std::string pod, std::int64_t count, bool op = false) {
+    WarningEvent e = warning(std::move(uid), "BackOff", count);
+    e.about_pod = true;
+    e.pod_name = std::move(pod);
+    e.operator_pod = op;
+    return e;
+  };
+  const std::string series =
+      R"(modal_operator_errors_total{error_type="BackOff",component="operator"} )";
+  model_.observe_warning_event(pod_warning("e1", "unrelated-web-pod", 7));
+  model_.observe_warning_event(
+      pod_warning("e2", "job-p", 2));  // the offloaded Pod is not known yet
+  EXPECT_EQ(render().find(R"(error_type="BackOff",component="operator")"), std::string::npos);
+  auto p = job("p", "Pending");
+  p.kind = "Pod";
+  model_.upsert_job(p);  // its parked Event counts now
+  EXPECT_TRUE(has(render(), series + "2")) << render();
+  model_.observe_warning_event(pod_warning("e2", "job-p", 3));
+  model_.observe_warning_event(pod_warning("e3", "modal-operator-0", 1, /*operator_pod=*/true));
+  model_.observe_warning_event(pod_warning("e1", "unrelated-web-pod", 9));
+  EXPECT_TRUE(has(render(), series + "4")) << render();
+  model_.delete_warning_event("e1");  // parked, then gone: never counted
+  auto ghost = job("q", "Pending");
+  ghost.kind = "Pod";
+  ghost.name = "unrelated-web-pod";
+  model_.upsert_job(ghost);
+  EXPECT_TRUE(has(render(), series + "4")) << render();
+}
+
+TEST_F(ModelTest, WarningEventCountsSurviveARestart) {
+  const std::string path = ::testing::TempDir() + "/events-state.json";
+  model_.observe_warning_event(warning("e1", "ModalJobFailed", 4));
+  ASSERT_TRUE(model_.save_state(path));
+  Model restarted(make_config(), nullptr, [this] { return clock_; });
+  ASSERT_TRUE(restarted.load_state(path));
+  restarted.observe_warning_event(warning("e1", "ModalJobFailed", 5));  // re-listed, grew by 1
+  FamilySet set;
+  Derivation d(set);
+  d.update(restarted);
+  const auto text = set.publish(1)->body(ExpositionFormat::text);
+  EXPECT_TRUE(has(
+      text, R"(modal_operator_errors_total{error_type="ModalJobFailed",component="operator"} 5)"))
+      << text;
 }
 
 TEST_F(ModelTest, CorruptOrMissingStateFileStartsFresh) {
@@ -209,7 +286,9 @@ TEST_F(ModelTest, ModalTasksGiveColdStartsAndQueueTime) {
   d.update(m);
   text = set.publish(1)->body(ExpositionFormat::text);
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_sum{gpu_type="T4"} 4)")) << text;
-  EXPECT_TRUE(has(text, R"(modal_function_cold_starts_total{namespace="ml",job_name="job-m",gpu_type="T4"} 2)"));
+  EXPECT_TRUE(
+      has(text,
+          R"(modal_function_cold_starts_total{namespace="ml",job_name="job-m",gpu_type="T4"} 2)"));
 }
 
 TEST_F(ModelTest, HourlyCostFromPriceTableAndRates) {
@@ -219,7 +298,8 @@ TEST_F(ModelTest, HourlyCostFromPriceTableAndRates) {
   j.memory_gib = 16;
   // (2.4984 * 2 GPUs + 0.04716 * 4 cores + 0.007992 * 16 GiB) * 2 replicas
   EXPECT_NEAR(model_.hourly_cost(j), (2.4984 * 2 + 0.04716 * 4 + 0.007992 * 16) * 2, 1e-9);
-  model_.modal_rates({{{"A100-80GB", 3'000'000'000}}});  // $3/h from Modal wins; CPU/memory fall back
+  model_.modal_rates(
+      {{{"A100-80GB", 3'000'000'000}}});  // $3/h from Modal wins; CPU/memory fall back
   EXPECT_NEAR(model_.hourly_cost(j), (3.0 * 2 + 0.04716 * 4 + 0.007992 * 16) * 2, 1e-9);
 }
 
