@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <regex>
+#include <thread>
 
 #include "support/http_client.h"
 #include "support/process.h"
@@ -28,7 +29,9 @@ class RunningExporter {
     std::vector<std::string> argv = {kBinary, "--web.listen-address=127.0.0.1:0"};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     process_ = std::make_unique<ChildProcess>(argv, log_path_);
-    const std::regex listening(R"(msg="Metrics server listening" address=127\.0\.0\.1:(\d+))");
+    // logfmt: msg="Metrics server listening" address=...; json: ...listening","address":"...
+    const std::regex listening(
+        R"rx(Metrics server listening"?[ ,]"?address"?[=:]"?127\.0\.0\.1:(\d+))rx");
     wait_until([&] {
       std::smatch m;
       const auto log = process_->output();
@@ -90,6 +93,23 @@ TEST(ExporterProcess, ServesLintCleanMetricsWithoutClusterOrCredentials) {
   EXPECT_EQ(rc, 0) << "promtool (Debian package prometheus) must be installed: " << lint;
   EXPECT_EQ(lint, "") << lint;
 
+  // Each failing source logs once per backoff step, not in a tight loop: over ~3 s the backoff
+  // (first step about 1 s, doubling) allows a handful of lines, a loop would write thousands.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  auto count = [&](const std::string& needle) {
+    const auto log = exporter.process().output();
+    int n = 0;
+    for (auto at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+    return n;
+  };
+  const int kube_failures = count("msg=\"cannot use the Kubernetes API\"");
+  const int modal_failures = count("msg=\"modal poll failed\" poll=apps ");
+  EXPECT_GE(kube_failures, 1);
+  EXPECT_LE(kube_failures, 6) << exporter.process().output();
+  EXPECT_GE(modal_failures, 1);
+  EXPECT_LE(modal_failures, 6) << exporter.process().output();
+  EXPECT_EQ(testing::http_get(port, "/healthz").status, 200u);  // and it stays up
+
   exporter.process().signal(SIGTERM);
   EXPECT_EQ(exporter.process().wait_exit(), 0);
   EXPECT_NE(exporter.process().output().find("modal-exporter stopped"), std::string::npos);
@@ -123,11 +143,10 @@ TEST(ExporterProcess, SighupAppliesValidConfigAndKeepsOldOnError) {
 TEST(ExporterProcess, JsonLogs) {
   RunningExporter exporter(
       {"--log.format=json", "--config", MX_SOURCE_DIR "/config/modal-exporter.yaml"}, "json");
-  // The port regex reads logfmt; in JSON mode find the message instead.
-  EXPECT_TRUE(wait_until([&] {
-    return exporter.process().output().find("\"msg\":\"Metrics server listening\"") !=
-           std::string::npos;
-  }));
+  ASSERT_NE(exporter.port(), 0) << exporter.process().output();
+  EXPECT_NE(exporter.process().output().find("\"msg\":\"Metrics server listening\""),
+            std::string::npos)
+      << exporter.process().output();
   exporter.process().signal(SIGTERM);
   EXPECT_EQ(exporter.process().wait_exit(), 0);
 }
