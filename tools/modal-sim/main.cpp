@@ -28,11 +28,18 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+constexpr const char* kHelp =
+    "usage: modal-sim --dir DIR [--jobs N] [--seed S] [--tick-ms MS] [--http-address HOST:PORT]\n"
+    "                 [--paused]\n"
+    "  --dir DIR            where to write kubeconfig, modal.env and sim.json (required)\n"
+    "  --jobs N             active jobs to keep alive (default 40)\n"
+    "  --seed S             random seed, for a repeatable scenario\n"
+    "  --tick-ms MS         simulation step (default 500)\n"
+    "  --http-address H:P   telemetry, /truth and /control (default 127.0.0.1:0)\n"
+    "  --paused             start with the world frozen (GET /control/resume starts it)\n";
+
 int usage(const char* why) {
-  std::fprintf(stderr,
-               "modal-sim: %s\nusage: modal-sim --dir DIR [--jobs N] [--seed S] [--tick-ms MS] "
-               "[--http-address HOST:PORT] [--paused]\n",
-               why);
+  std::fprintf(stderr, "modal-sim: %s\n%s", why, kHelp);
   return 2;
 }
 
@@ -50,7 +57,10 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     try {
-      if (arg == "--dir") {
+      if (arg == "--help" || arg == "-h") {
+        std::fputs(kHelp, stdout);
+        return 0;
+      } else if (arg == "--dir") {
         dir = value();
       } else if (arg == "--jobs") {
         options.target_jobs = std::stoi(value());

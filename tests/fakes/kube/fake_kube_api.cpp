@@ -758,6 +758,27 @@ Outcome Server::route(const std::string& path, const std::map<std::string, std::
     }
     gv = segments[1];
     rest_at = 2;
+  } else if (segments[0] == "apis" && segments.size() == 1) {
+    // Discovery of the groups (legacy APIGroupList), so that kubectl can resolve resources.
+    std::lock_guard lock(mu);
+    std::map<std::string, std::vector<std::string>> groups;
+    for (const auto& [key, info] : types) {
+      const auto slash = key.first.find('/');
+      if (slash == std::string::npos) continue;  // the core group is served under /api
+      groups[key.first.substr(0, slash)].push_back(key.first.substr(slash + 1));
+    }
+    json list = json::array();
+    for (auto& [group, versions] : groups) {
+      std::sort(versions.begin(), versions.end());
+      versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
+      json entries = json::array();
+      for (const auto& v : versions)
+        entries.push_back({{"groupVersion", group + "/" + v}, {"version", v}});
+      list.push_back({{"name", group}, {"versions", entries}, {"preferredVersion", entries[0]}});
+    }
+    Reply reply;
+    reply.body = dump(json{{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", list}});
+    return reply;
   } else if (segments[0] == "apis" && segments.size() >= 3) {
     gv = segments[1] + "/" + segments[2];
     rest_at = 3;
