@@ -174,15 +174,17 @@ sources:
 };
 
 // Compares a Prometheus vector with a truth map; returns "" when equal within `tolerance`
-// (relative), else a description of the first difference.
-std::string compare(const std::map<std::string, double>& got, const json& want, double tolerance) {
+// (relative) or `absolute`, else a description of the differences.
+std::string compare(const std::map<std::string, double>& got, const json& want, double tolerance,
+                    double absolute) {
   std::string diff;
   for (const auto& [key, value] : want.items()) {
     auto it = got.find(key);
     const double w = value.get<double>();
     if (it == got.end()) {
       diff += key + ": missing (want " + std::to_string(w) + "); ";
-    } else if (std::fabs(it->second - w) > tolerance * std::max(1.0, std::fabs(w))) {
+    } else if (std::fabs(it->second - w) >
+               std::max(tolerance * std::max(1.0, std::fabs(w)), absolute)) {
       diff += key + ": got " + std::to_string(it->second) + " want " + std::to_string(w) + "; ";
     }
   }
@@ -198,6 +200,15 @@ TEST_F(EndToEnd, PrometheusHoldsTheSimulatorsTruth) {
     std::vector<std::string> labels;
     std::string truth_key;
     double tolerance;
+    double absolute = 0;
+  };
+  const json t = truth();
+  // Sums of histogram observations: Pods' creationTimestamp has whole seconds, so each
+  // observation may differ from the simulator's exact time by up to a second.
+  auto observations = [&](const char* key) {
+    double n = 0;
+    for (const auto& [k, v] : t[key].items()) n += v.get<double>();
+    return n;
   };
   const std::vector<Check> checks = {
       {"jobs per status", "modal_jobs_total", {"status", "gpu_type", "replicas"}, "jobs_total", 0},
@@ -233,8 +244,27 @@ TEST_F(EndToEnd, PrometheusHoldsTheSimulatorsTruth) {
        {"error_type"},
        "operator_errors",
        0},
+      {"i6pn jobs", "modal_i6pn_jobs_total", {"replicas"}, "i6pn_total", 0},
+      {"webhook mutations", "modal_webhook_requests_total", {"method", "status"}, "webhook", 0},
+      {"durations observed",
+       "modal_job_duration_seconds_count",
+       {"status", "gpu_type"},
+       "duration_count",
+       0},
+      {"duration sums",
+       "modal_job_duration_seconds_sum",
+       {"status", "gpu_type"},
+       "duration_sum",
+       1e-6,
+       1e-3 * observations("duration_count")},
+      {"queueing observed", "modal_job_queue_seconds_count", {"gpu_type"}, "queue_count", 0},
+      {"queueing sums",
+       "modal_job_queue_seconds_sum",
+       {"gpu_type"},
+       "queue_sum",
+       1e-6,
+       1.0 * observations("queue_count")},
   };
-  const json t = truth();
   // Bandwidth keys in the truth are "ns/name/direction"; others "ns/name".
   auto key_of = [](std::string k) {
     std::replace(k.begin(), k.end(), '|', '/');
@@ -251,7 +281,7 @@ TEST_F(EndToEnd, PrometheusHoldsTheSimulatorsTruth) {
             want = json::object();
             for (const auto& [k, v] : t[c.truth_key].items()) want[key_of(k)] = v;
           }
-          diff = compare(got, want, c.tolerance);
+          diff = compare(got, want, c.tolerance, c.absolute);
           return diff.empty();
         },
         std::chrono::seconds(30));
@@ -263,6 +293,9 @@ TEST_F(EndToEnd, PrometheusHoldsTheSimulatorsTruth) {
   EXPECT_FALSE(t["jobs_total"].empty());
   EXPECT_FALSE(t["gpu_utilization"].empty());  // the scenario exercised every kind of value
   EXPECT_FALSE(t["cold_starts"].empty());
+  EXPECT_FALSE(t["duration_count"].empty());
+  EXPECT_FALSE(t["queue_count"].empty());
+  EXPECT_FALSE(t["webhook"].empty());
 }
 
 // The deploy checks compare the metric names of rules and dashboard with a real scrape.

@@ -125,6 +125,8 @@ void Simulator::create_job(double now) {
   ++jobs_total_["created" + labels];
   // The exporter starts the other statuses of a known GPU type and replica count at 0.
   for (const char* status : {"completed", "failed", "cancelled"}) jobs_total_[status + labels] += 0;
+  if (j.i6pn) ++i6pn_total_[std::to_string(j.replicas)];
+  if (j.kind == "Pod") ++webhook_mutated_;  // every simulated offloaded Pod is mutated
   jobs_.emplace(j.uid, j);
   publish_job(jobs_.at(j.uid));
 }
@@ -254,6 +256,11 @@ void Simulator::step(double now) {
     if (j.phase == "Pending" && now >= j.run_at) {
       j.phase = "Running";
       j.started_at = now;
+      // Queueing as the exporter sees it: Modal's task times for ModalJobs (enqueued 0.25 s
+      // after creation, see below), the status timestamps for Pods.
+      auto& queue = queues_[j.gpu_type];
+      ++queue.first;
+      queue.second += now - j.created_at - (j.kind == "ModalJob" ? 0.25 : 0.0);
       j.run_at = now + uniform(options_.min_run_s, options_.max_run_s);
       if (j.kind == "ModalJob") {
         j.app_id = "ap-" + uid.substr(uid.size() - 8);
@@ -290,6 +297,9 @@ void Simulator::step(double now) {
         if (j.kind == "Pod" && !j.fails) j.phase = "Succeeded";
         j.finished_at = now;
         for (auto& t : j.tasks) t.finished_at = now;
+        auto& duration = durations_[std::string(j.fails ? "failed/" : "completed/") + j.gpu_type];
+        ++duration.first;
+        duration.second += j.finished_at - j.started_at;
         j.delete_at = now + uniform(options_.min_linger_s, options_.max_linger_s);
         ++jobs_total_[std::string(j.fails ? "failed|" : "completed|") + j.gpu_type + "|" +
                       std::to_string(j.replicas)];
@@ -470,6 +480,17 @@ nlohmann::json Simulator::truth(double now) const {
     }
     bandwidth[key + "/ingress"] = j.rx_bps * 8 / 1e6;
     bandwidth[key + "/egress"] = j.tx_bps * 8 / 1e6;
+  }
+  t["i6pn_total"] = i6pn_total_;
+  t["webhook"] = nlohmann::json::object();
+  if (webhook_mutated_ > 0) t["webhook"]["CREATE/mutated"] = webhook_mutated_;
+  for (const auto& [name, histogram] : {std::pair{"duration", &durations_}, {"queue", &queues_}}) {
+    auto& count = t[std::string(name) + "_count"] = nlohmann::json::object();
+    auto& sum = t[std::string(name) + "_sum"] = nlohmann::json::object();
+    for (const auto& [key, observed] : *histogram) {
+      count[key] = observed.first;
+      sum[key] = observed.second;
+    }
   }
   t["operator_restarts"] = operator_restarts_;
   t["operator_errors"] = errors_by_reason_;

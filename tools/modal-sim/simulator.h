@@ -107,6 +107,11 @@ class Simulator {
   std::map<std::string, std::int64_t> event_counts_;  // event name -> count
   std::map<std::string, double> errors_by_reason_;
   std::map<std::string, std::uint64_t> jobs_total_;  // "status|gpu|replicas"
+  std::map<std::string, std::uint64_t> i6pn_total_;  // replicas -> jobs asking for i6pn
+  std::uint64_t webhook_mutated_ = 0;                // offloaded Pods the webhook mutated
+  // Histogram observations the exporter must have made: count and sum, by "status/gpu" for
+  // durations and by gpu type for queueing.
+  std::map<std::string, std::pair<std::uint64_t, double>> durations_, queues_;
   bool paused_ = false;
   bool kubernetes_down_ = false;
   bool modal_down_ = false;
