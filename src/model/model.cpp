@@ -441,7 +441,9 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
     state.tasks_known = true;
     CountedJob& counted = counted_[uid];
     for (const auto& t : tasks) {
-      if (t.task_id.empty()) continue;
+      // A server that ignores TaskListRequest.app_id (older revisions of Modal's API have no
+      // such filter) lists every app's tasks; each TaskStats names its own app.
+      if (t.task_id.empty() || (!t.app_id.empty() && t.app_id != app_id)) continue;
       counted.task_ids.insert(t.task_id);
       if (t.enqueued_at && (!state.modal_enqueued_at || *t.enqueued_at < *state.modal_enqueued_at))
         state.modal_enqueued_at = t.enqueued_at;

@@ -283,6 +283,8 @@ TEST_F(ModelTest, ModalTasksGiveColdStartsAndQueueTime) {
   // ... but Modal says the container queued 4 s.
   m.modal_tasks("ap-1", {{"ta-1", "ap-1", 1090.0, 1094.0}, {"ta-2", "ap-1", 1095.0, 1096.0}});
   m.modal_tasks("ap-1", {{"ta-1", "ap-1", 1090.0, 1094.0}});
+  // A server that ignores the app filter lists another app's task too: not ours.
+  m.modal_tasks("ap-1", {{"ta-1", "ap-1", 1090.0, 1094.0}, {"ta-9", "ap-2", 1000.0, 1001.0}});
   d.update(m);
   text = set.publish(1)->body(ExpositionFormat::text);
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_sum{gpu_type="T4"} 4)")) << text;
