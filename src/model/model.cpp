@@ -578,9 +578,13 @@ std::optional<std::pair<double, double>> Model::billed_since(const std::string& 
 
 std::optional<std::uint64_t> Model::cold_starts(const std::string& uid) const {
   auto job = jobs_.find(uid);
-  if (job == jobs_.end() || !job->second.tasks_known) return std::nullopt;
+  if (job == jobs_.end()) return std::nullopt;
   auto it = counted_.find(uid);
-  return it == counted_.end() ? 0 : it->second.task_ids.size();
+  const std::uint64_t seen = it == counted_.end() ? 0 : it->second.task_ids.size();
+  // Known from a TaskList, or from the state file: after a restart a finished job's tasks are
+  // not listed again (only active jobs are polled), but its count is still true.
+  if (!job->second.tasks_known && seen == 0) return std::nullopt;
+  return seen;
 }
 
 // --- Telemetry / upstream ----------------------------------------------------------------------

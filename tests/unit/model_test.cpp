@@ -210,6 +210,27 @@ TEST_F(ModelTest, StateFileSurvivesRestartWithoutDoubleCounting) {
   EXPECT_TRUE(has(text, R"(modal_i6pn_jobs_total{replicas="1"} 1)"));
 }
 
+TEST_F(ModelTest, ColdStartsOfAFinishedJobSurviveARestart) {
+  const std::string path = ::testing::TempDir() + "/cold-state.json";
+  auto j = job("c", "Succeeded");
+  j.modal_app_id = "ap-c";
+  model_.upsert_job(j);
+  model_.modal_tasks("ap-c", {{"ta-1", "ap-c", 1001.0, 1002.0}, {"ta-2", "ap-c", 1003.0, 1004.0}});
+  ASSERT_TRUE(model_.save_state(path));
+
+  // Only active jobs' tasks are polled, so after the restart nothing lists this job's tasks.
+  Model restarted(make_config(), nullptr, [this] { return clock_; });
+  ASSERT_TRUE(restarted.load_state(path));
+  restarted.upsert_job(j);
+  FamilySet set;
+  Derivation d(set);
+  d.update(restarted);
+  const auto text = set.publish(1)->body(ExpositionFormat::text);
+  EXPECT_TRUE(has(
+      text, R"(modal_function_cold_starts_total{namespace="ml",job_name="job-c",gpu_type="T4"} 2)"))
+      << text;
+}
+
 TEST_F(ModelTest, WarningEventsCountOnlyForPodsTheOperatorManages) {
   auto pod_warning = [](std::string uid, std::string pod, std::int64_t count, bool op = false) {
     WarningEvent e = warning(std::move(uid), "BackOff", count);

@@ -7,7 +7,8 @@
 // Writes DIR/kubeconfig (for the exporter's --kubeconfig), DIR/modal.env (MODAL_SERVER_URL,
 // tokens, POD_NAME/POD_NAMESPACE) and DIR/sim.json (addresses). Its HTTP address serves
 // /telemetry/<uid> (what jobs announce in modal-operator.io/telemetry-url), /truth (ground truth
-// as JSON) and /control/{pause,resume,kubernetes-down,kubernetes-up,modal-down,modal-up}.
+// as JSON) and /control/{pause,resume,kubernetes-down,kubernetes-up,modal-down,modal-up,
+// expire-watches}.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -110,7 +111,12 @@ int main(int argc, char** argv) {
         {"/control/kubernetes-down", [&] { sim.set_kubernetes_down(true); }},
         {"/control/kubernetes-up", [&] { sim.set_kubernetes_down(false); }},
         {"/control/modal-down", [&] { sim.set_modal_down(true); }},
-        {"/control/modal-up", [&] { sim.set_modal_down(false); }}};
+        {"/control/modal-up", [&] { sim.set_modal_down(false); }},
+        // Every resourceVersion becomes too old and open watches end: clients must re-list.
+        {"/control/expire-watches", [&] {
+           sim.kube().compact();
+           sim.kube().end_open_watches();
+         }}};
     if (auto it = controls.find(path); it != controls.end()) {
       it->second();
       return mx::HttpResponse::text(200, "ok\n");
