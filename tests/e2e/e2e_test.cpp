@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -82,13 +83,10 @@ sources:
   telemetry: {interval: 1s, timeout: 2s}
 )";
     exporter_env_ = env;
-    exporter_args_ = {MX_EXPORTER_BINARY,
-                      "--config",
-                      dir_ + "/exporter.yaml",
-                      "--kubeconfig",
-                      info["kubeconfig"].get<std::string>(),
-                      "--state.file",
-                      dir_ + "/state.json"};
+    exporter_args_ = {MX_EXPORTER_BINARY, "--config", dir_ + "/exporter.yaml", "--kubeconfig",
+                      info["kubeconfig"].get<std::string>(), "--state.file", dir_ + "/state.json",
+                      // Debug logs too must never carry a credential (the last test checks).
+                      "--log.level=debug"};
     // A fixed port, so that Prometheus scrapes the same target after an exporter restart.
     exporter_port_ = free_port();
     start_exporter("exporter.log");
@@ -421,6 +419,34 @@ TEST_F(EndToEnd, SourceDownIsVisibleAndLastKnownMetricsStay) {
         },
         std::chrono::seconds(30)))
         << source << " did not recover: " << query(up).dump();
+  }
+}
+
+// Credentials the exporter used all along (Modal token id and secret, the JWT Modal issued for
+// them, the Kubernetes bearer token) appear in no log line and no metric.
+TEST_F(EndToEnd, SecretsNeverReachLogsOrMetrics) {
+  std::vector<std::string> secrets;
+  for (const auto& line : exporter_env_) {
+    for (const char* key : {"MODAL_TOKEN_ID=", "MODAL_TOKEN_SECRET="}) {
+      if (line.rfind(key, 0) == 0) secrets.push_back(line.substr(std::strlen(key)));
+    }
+  }
+  const auto kubeconfig = read_file(dir_ + "/kubeconfig");
+  const std::regex token_line(R"re(token: "?([^"\n]+))re");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(kubeconfig, m, token_line)) << kubeconfig;
+  secrets.push_back(m[1]);
+  secrets.push_back(".fake-signature");  // the tail of every JWT the fake Modal server issues
+  ASSERT_EQ(secrets.size(), 4u);
+  const std::map<std::string, std::string> places = {
+      {"exporter.log", read_file(dir_ + "/exporter.log")},
+      {"exporter-restarted.log", read_file(dir_ + "/exporter-restarted.log")},
+      {"/metrics", http_get(exporter_port_, "/metrics").body}};
+  for (const auto& [where, text] : places) {
+    EXPECT_FALSE(text.empty()) << where;
+    for (const auto& secret : secrets) {
+      EXPECT_EQ(text.find(secret), std::string::npos) << "a credential appears in " << where;
+    }
   }
 }
 
