@@ -422,6 +422,46 @@ TEST_F(EndToEnd, SourceDownIsVisibleAndLastKnownMetricsStay) {
   }
 }
 
+// A second exporter with a wrong Modal secret: Kubernetes metrics keep flowing, Modal is counted
+// as an auth error, reported down, and /readyz names it.
+TEST_F(EndToEnd, WrongModalCredentialsKeepKubernetesMetricsFlowing) {
+  auto env = exporter_env_;
+  for (auto& line : env) {
+    if (line.rfind("MODAL_TOKEN_SECRET=", 0) == 0) line = "MODAL_TOKEN_SECRET=as-wrong-secret";
+  }
+  auto args = exporter_args_;
+  args.back() = "--log.level=info";
+  args[args.size() - 2] = dir_ + "/state-wrong-credentials.json";  // the --state.file value
+  args.push_back("--web.listen-address=127.0.0.1:0");
+  ChildProcess exporter(args, dir_ + "/exporter-wrong-credentials.log", env);
+  const std::regex listening(R"(msg="Metrics server listening" address=127\.0\.0\.1:(\d+))");
+  std::uint16_t port = 0;
+  ASSERT_TRUE(wait_until([&] {
+    std::smatch m;
+    const auto log = read_file(dir_ + "/exporter-wrong-credentials.log");
+    if (!std::regex_search(log, m, listening)) return false;
+    port = static_cast<std::uint16_t>(std::stoi(m[1]));
+    return true;
+  }));
+  std::string metrics;
+  const std::regex unauthenticated(
+      R"(modal_operator_errors_total\{error_type="grpc_unauthenticated",component="modal_api"\} [1-9])");
+  EXPECT_TRUE(wait_until([&] {
+    metrics = http_get(port, "/metrics").body;
+    return metrics.find(R"(modal_exporter_source_up{source="kubernetes"} 1)") !=
+               std::string::npos &&
+           metrics.find("modal_jobs_total{") != std::string::npos &&
+           std::regex_search(metrics, unauthenticated);
+  })) << metrics;
+  EXPECT_NE(metrics.find(R"(modal_exporter_source_up{source="modal"} 0)"), std::string::npos);
+  const auto ready = http_get(port, "/readyz");
+  EXPECT_EQ(ready.status, 503u);
+  EXPECT_NE(ready.body.find("modal"), std::string::npos) << ready.body;
+  EXPECT_EQ(ready.body.find("kubernetes"), std::string::npos) << ready.body;
+  exporter.signal(SIGTERM);
+  EXPECT_EQ(exporter.wait_exit(), 0);
+}
+
 // Credentials the exporter used all along (Modal token id and secret, the JWT Modal issued for
 // them, the Kubernetes bearer token) appear in no log line and no metric.
 TEST_F(EndToEnd, SecretsNeverReachLogsOrMetrics) {
@@ -437,10 +477,12 @@ TEST_F(EndToEnd, SecretsNeverReachLogsOrMetrics) {
   ASSERT_TRUE(std::regex_search(kubeconfig, m, token_line)) << kubeconfig;
   secrets.push_back(m[1]);
   secrets.push_back(".fake-signature");  // the tail of every JWT the fake Modal server issues
-  ASSERT_EQ(secrets.size(), 4u);
+  secrets.push_back("as-wrong-secret");  // the secret the server refused, in the test above
+  ASSERT_EQ(secrets.size(), 5u);
   const std::map<std::string, std::string> places = {
       {"exporter.log", read_file(dir_ + "/exporter.log")},
       {"exporter-restarted.log", read_file(dir_ + "/exporter-restarted.log")},
+      {"exporter-wrong-credentials.log", read_file(dir_ + "/exporter-wrong-credentials.log")},
       {"/metrics", http_get(exporter_port_, "/metrics").body}};
   for (const auto& [where, text] : places) {
     EXPECT_FALSE(text.empty()) << where;
