@@ -372,6 +372,25 @@ TEST_F(SourceTest, ForbiddenNamesVerbAndResource) {
   ASSERT_TRUE(run_until(io, [&] { return api.open_watch_count() == informer_count(); }));
 }
 
+TEST_F(SourceTest, MissingCrdIsNamedAndTheOtherKindsStillFlow) {
+  api.unregister_resource(kCrd, "modaljobs");  // the operator's CRDs are not installed yet
+  api.upsert("v1", "pods", offloaded_pod("offloaded"));
+  start();
+  ASSERT_TRUE(run_until(io, [&] {
+    return logs.count(
+               "Kubernetes API has no modal-operator.io/modaljobs (404): are the "
+               "modal-operator CRDs installed?") >= 2;
+  })) << logs.all();
+  EXPECT_EQ(sink.jobs.size(), 1u);      // offloaded Pods are watched all the same
+  EXPECT_TRUE(sink.successes.empty());  // not ready: one kind has never been listed
+  EXPECT_GE(sink.failures, 2);
+
+  api.register_resource(kCrd, "modaljobs", "ModalJob");  // the CRDs arrive
+  api.upsert(kCrd, "modaljobs", modal_job("train"));
+  ASSERT_TRUE(run_until(io, [&] { return !sink.successes.empty(); })) << logs.all();
+  EXPECT_EQ(sink.jobs.size(), 2u);
+}
+
 TEST_F(SourceTest, ServerErrorsBackOffAndRecover) {
   api.inject_failure(500, 2, "/modalfunctions?limit=");
   start();

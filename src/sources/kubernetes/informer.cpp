@@ -67,6 +67,13 @@ void log_api_failure(std::string_view verb, const ResourceRef& resource, const A
     log::error("Kubernetes API rejected the credentials for " + where +
                    " (401): the token or client certificate is invalid or expired",
                {{"namespace", ns}, {"retry_in", format_duration(retry_in)}});
+  } else if (error.kind == ErrorKind::http && error.status == 404) {
+    // The usual cause on a first install: the operator's CRDs are not (yet) in the cluster.
+    log::error("Kubernetes API has no " + resource.display + " (404): " +
+                   (resource.display.rfind("modal-operator.io/", 0) == 0
+                        ? "are the modal-operator CRDs installed?"
+                        : "is the server a Kubernetes API server?"),
+               {{"namespace", ns}, {"retry_in", format_duration(retry_in)}});
   } else {
     log::warn("Kubernetes API " + where + " failed", {{"namespace", ns},
                                                       {"error_type", error.error_type()},
