@@ -430,8 +430,10 @@ TEST_F(EndToEnd, WrongModalCredentialsKeepKubernetesMetricsFlowing) {
     if (line.rfind("MODAL_TOKEN_SECRET=", 0) == 0) line = "MODAL_TOKEN_SECRET=as-wrong-secret";
   }
   auto args = exporter_args_;
-  args.back() = "--log.level=info";
-  args[args.size() - 2] = dir_ + "/state-wrong-credentials.json";  // the --state.file value
+  // Its own state file: the two exporters must not share one.
+  const auto state = std::find(args.begin(), args.end(), "--state.file");
+  ASSERT_NE(state, args.end());
+  *std::next(state) = dir_ + "/state-wrong-credentials.json";
   args.push_back("--web.listen-address=127.0.0.1:0");
   ChildProcess exporter(args, dir_ + "/exporter-wrong-credentials.log", env);
   const std::regex listening(R"(msg="Metrics server listening" address=127\.0\.0\.1:(\d+))");
