@@ -1,13 +1,11 @@
 #include "app/application.h"
 
+#include <boost/asio/post.hpp>
 #include <csignal>
 
 #include "common/log.h"
 #include "http/routes.h"
-#include "sources/kubernetes/kubernetes_source.h"
-#include "sources/modal/modal_source.h"
-#include "sources/telemetry/telemetry_source.h"
-#include "sources/upstream/upstream_source.h"
+#include "sources/registry.h"
 
 namespace mx {
 
@@ -15,7 +13,7 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr auto kPublishDelay = 100ms;  // coalesces bursts of model changes into one snapshot
-constexpr auto kTickInterval = 5s;     // time-dependent series, pending observations, state file
+constexpr auto kTickInterval = 5s;     // pending observations, cost refresh, state file
 constexpr int kMaxDrainPolls = 200;    // x 50 ms: in-flight responses get 10 s to finish
 }  // namespace
 
@@ -31,20 +29,17 @@ Application::Application(Config config, Flags flags)
       drain_timer_(io_) {
   if (!config_.state_file.empty()) model_.load_state(config_.state_file);
   model_.set_on_change([this] { schedule_publish(); });
-  self_.set_enabled_sources(enabled_sources());
+  declare_sources();
   derivation_.update(model_);
   snapshot_.store(families_.publish(config_.web.gzip_level));
 }
 
 Application::~Application() = default;
 
-std::vector<std::string> Application::enabled_sources() const {
-  std::vector<std::string> out;
-  if (config_.kubernetes.enabled) out.push_back("kubernetes");
-  if (config_.modal.enabled) out.push_back("modal");
-  if (config_.telemetry.enabled) out.push_back("telemetry");
-  if (config_.upstream.enabled) out.push_back("upstream");
-  return out;
+// Health series and readiness follow the enabled sources; their error counters start at 0.
+void Application::declare_sources() {
+  self_.set_enabled_sources(enabled_source_names(config_));
+  declare_error_types(config_, model_);
 }
 
 int Application::run() {
@@ -63,10 +58,11 @@ int Application::run() {
   log::info("Metrics server listening",
             {{"address", endpoint.address().to_string() + ":" + std::to_string(endpoint.port())},
              {"telemetry_path", config_.web.telemetry_path}});
-  log::info("Sources", {{"kubernetes", config_.kubernetes.enabled},
-                        {"modal", config_.modal.enabled},
-                        {"telemetry", config_.telemetry.enabled},
-                        {"upstream", config_.upstream.enabled}});
+  std::string enabled;
+  for (const auto& name : enabled_source_names(config_)) {
+    enabled += (enabled.empty() ? "" : ",") + name;
+  }
+  log::info("Sources", {{"enabled", enabled.empty() ? "none" : enabled}});
   start_sources();
   schedule_tick();
   wait_for_signals();
@@ -92,58 +88,40 @@ void Application::wait_for_signals() {
 void Application::start_sources() {
   // A source that cannot even be constructed (an unusable URL, say) is reported as failing;
   // the exporter keeps serving what the other sources know.
-  auto guarded = [this](const char* name, auto make) {
+  for (const auto& entry : source_registry()) {
+    if (!entry.enabled(config_)) continue;
     try {
-      make();
+      auto source = entry.make(io_, config_, model_);
+      source->start();
+      sources_.emplace_back(&entry, std::move(source));
     } catch (const std::exception& e) {
-      log::error("source cannot start", {{"source", name}, {"err", e.what()}});
-      model_.source_failed(name);
+      log::error("source cannot start", {{"source", entry.name}, {"err", e.what()}});
+      model_.source_failed(entry.name);
     }
-  };
-  if (config_.kubernetes.enabled) {
-    guarded("kubernetes", [&] {
-      kubernetes_ =
-          std::make_unique<KubernetesSource>(io_, config_.kubernetes, config_.backoff, model_);
-      kubernetes_->start();
-    });
-  }
-  if (config_.modal.enabled) {
-    guarded("modal", [&] {
-      modal_ = std::make_unique<ModalSource>(io_, config_.modal, config_.backoff, model_);
-      modal_->start();
-    });
-  }
-  if (config_.telemetry.enabled) {
-    guarded("telemetry", [&] {
-      telemetry_ =
-          std::make_unique<TelemetrySource>(io_, config_.telemetry, config_.backoff, model_);
-      telemetry_->start();
-    });
-  }
-  if (config_.upstream.enabled) {
-    guarded("upstream", [&] {
-      upstream_ = std::make_unique<UpstreamSource>(io_, config_.upstream, config_.backoff, model_);
-      upstream_->start();
-    });
   }
 }
 
 // Sources stop on the io_context thread; afterwards none of them calls the model again.
 void Application::stop_sources() {
-  if (kubernetes_) kubernetes_->stop();
-  if (modal_) modal_->stop();
-  if (telemetry_) telemetry_->stop();
-  if (upstream_) upstream_->stop();
-  kubernetes_.reset();
-  modal_.reset();
-  telemetry_.reset();
-  upstream_.reset();
+  for (auto& [entry, source] : sources_) source->stop();
+  sources_.clear();
 }
 
+// Leading edge: an isolated change is published as soon as the handler that made it returns
+// (a whole LIST page or Modal reply, not its first object); changes within kPublishDelay of the
+// last publish are coalesced into the next one.
 void Application::schedule_publish() {
   if (publish_scheduled_ || stopping_) return;
   publish_scheduled_ = true;
-  publish_timer_.expires_after(kPublishDelay);
+  const auto since = std::chrono::steady_clock::now() - last_publish_;
+  if (since >= kPublishDelay) {
+    boost::asio::post(io_, [this] {
+      publish_scheduled_ = false;
+      if (!stopping_) publish();
+    });
+    return;
+  }
+  publish_timer_.expires_after(kPublishDelay - since);
   publish_timer_.async_wait([this](const boost::system::error_code& ec) {
     publish_scheduled_ = false;
     if (!ec) publish();
@@ -151,6 +129,7 @@ void Application::schedule_publish() {
 }
 
 void Application::publish() {
+  last_publish_ = std::chrono::steady_clock::now();
   derivation_.update(model_);
   snapshot_.store(families_.publish(config_.web.gzip_level));
 }
@@ -189,7 +168,7 @@ void Application::reload() {
   stop_sources();
   config_ = next;
   model_.reconfigure(config_);
-  self_.set_enabled_sources(enabled_sources());
+  declare_sources();
   start_sources();
   log::info("Config reloaded", {{"file", *flags_.config_path}});
 }

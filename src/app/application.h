@@ -6,9 +6,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "config/config.h"
 #include "exposition/snapshot.h"
@@ -19,10 +22,8 @@
 
 namespace mx {
 
-class KubernetesSource;
-class ModalSource;
-class TelemetrySource;
-class UpstreamSource;
+class Source;
+struct SourceEntry;
 
 class Application {
  public:
@@ -41,7 +42,7 @@ class Application {
   void reload();
   void shutdown();
   void wait_for_signals();
-  std::vector<std::string> enabled_sources() const;
+  void declare_sources();
 
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
@@ -53,14 +54,13 @@ class Application {
   Derivation derivation_;
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::unique_ptr<HttpServer> server_;
-  std::unique_ptr<KubernetesSource> kubernetes_;
-  std::unique_ptr<ModalSource> modal_;
-  std::unique_ptr<TelemetrySource> telemetry_;
-  std::unique_ptr<UpstreamSource> upstream_;
+  // The running sources, in registry order.
+  std::vector<std::pair<const SourceEntry*, std::unique_ptr<Source>>> sources_;
   boost::asio::steady_timer publish_timer_;
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer drain_timer_;
   bool publish_scheduled_ = false;
+  std::chrono::steady_clock::time_point last_publish_{};
   bool stopping_ = false;
   int drain_polls_ = 0;
 };

@@ -1,15 +1,9 @@
 #include "metrics/derivation.h"
 
-#include <algorithm>
-
 #include "exposition/text_format.h"
+#include "metrics/job_families.h"
 
 namespace mx {
-namespace {
-
-constexpr const char* kPhases[] = {"Pending", "Running", "Succeeded", "Completed", "Failed"};
-
-}  // namespace
 
 Derivation::Derivation(FamilySet& s) : set_(s) {
   using T = MetricType;
@@ -23,26 +17,11 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
   job_duration_ =
       s.add_family({"modal_job_duration_seconds",
                     "Duration of finished jobs (finished_at - started_at).", T::histogram});
-  job_replicas_ =
-      s.add_family({"modal_job_replicas", "Desired replicas of each active job.", T::gauge});
   job_queue_ = s.add_family({"modal_job_queue_seconds",
                              "Time jobs spent queued before starting (Modal task enqueue to start "
                              "when known, else status created_at to started_at).",
                              T::histogram});
-  cold_starts_ =
-      s.add_family({"modal_function_cold_starts_total",
-                    "New Modal task (container) ids seen for the job's app.", T::counter});
-  gpu_utilization_ = s.add_family({"modal_gpu_utilization",
-                                   "GPU utilization ratio (0-1), mean over the job's GPUs, from "
-                                   "the job's telemetry endpoint.",
-                                   T::gauge});
-  network_bandwidth_ = s.add_family(
-      {"modal_network_bandwidth_mbps",
-       "Network bandwidth of the job in megabits per second, from its telemetry byte counters.",
-       T::gauge});
-  cost_ = s.add_family(
-      {"modal_cost_estimate_usd",
-       "Cost of the job in USD: hourly burn rate, billed today, total since start.", T::gauge});
+  for (const auto& family : job_families()) job_family_ids_.push_back(s.add_family(family.desc));
   i6pn_jobs_ = s.add_family({"modal_i6pn_jobs_total",
                              "Jobs that asked for i6pn networking, once per job UID.", T::counter});
   operator_errors_ = s.add_family({"modal_operator_errors_total",
@@ -56,21 +35,16 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
       {"modal_webhook_requests_total",
        "Requests of the operator's mutating webhook (upstream counts, else mutated Pods).",
        T::counter});
-  job_info_ =
-      s.add_family({"modal_job_info", "Information about each known job (always 1).", T::gauge});
-  job_status_phase_ = s.add_family(
-      {"modal_job_status_phase", "The job's current phase (1 for the current one).", T::gauge});
-  job_running_seconds_ = s.add_family(
-      {"modal_job_running_seconds", "Seconds since each running job started.", T::gauge});
   app_running_tasks_ = s.add_family(
       {"modal_app_running_tasks", "Running tasks of each Modal app (AppList).", T::gauge});
-  function_backlog_ = s.add_family(
-      {"modal_function_backlog", "Inputs waiting for the job's Modal function.", T::gauge});
   endpoint_ready_replicas_ = s.add_family(
       {"modal_endpoint_ready_replicas", "Ready replicas of each ModalEndpoint.", T::gauge});
-  dropped_jobs_ =
-      s.add_family({"modal_exporter_dropped_jobs_total",
-                    "Jobs left out by limits.max_jobs or the shard filter.", T::counter});
+  dropped_jobs_ = s.add_family(
+      {"modal_exporter_dropped_jobs_total", "Jobs left out by limits.max_jobs.", T::counter});
+  shard_jobs_ = s.add_family({"modal_exporter_shard_jobs",
+                              "Live jobs this shard exports (owned) and leaves to other shards "
+                              "(foreign); only with --total-shards > 1.",
+                              T::gauge});
 }
 
 void Derivation::update(Model& model) {
@@ -86,113 +60,15 @@ void Derivation::render_job(const Model& model, const std::string& uid) {
     return;
   }
   const JobState& state = it->second;
-  const JobObject& job = state.object;
-  const std::string_view ns = job.namespace_name, name = job.name, gpu = job.gpu_type;
-  const bool active = is_active_phase(job.phase);
-  const bool running = job.phase == "Running";
-  std::string out;
-
-  if (active)
-    append_sample(out, "modal_job_replicas", {{"namespace", ns}, {"job_name", name}}, job.replicas);
-  set_.set(job_replicas_, uid, std::exchange(out, {}));
-
-  const std::string replicas = std::to_string(job.replicas);
-  append_sample(out, "modal_job_info",
-                {{"namespace", ns},
-                 {"job_name", name},
-                 {"uid", job.uid},
-                 {"kind", job.kind},
-                 {"gpu_type", gpu},
-                 {"replicas", replicas},
-                 {"app_id", job.modal_app_id}},
-                1);
-  set_.set(job_info_, uid, std::exchange(out, {}));
-
-  const std::string phase = job.phase.empty() ? "Pending" : job.phase;
-  bool known_phase = false;
-  for (const char* p : kPhases) {
-    known_phase = known_phase || phase == p;
-    append_sample(out, "modal_job_status_phase",
-                  {{"namespace", ns}, {"job_name", name}, {"phase", p}}, phase == p ? 1 : 0);
-  }
-  if (!known_phase) {
-    append_sample(out, "modal_job_status_phase",
-                  {{"namespace", ns}, {"job_name", name}, {"phase", phase}}, 1);
-  }
-  set_.set(job_status_phase_, uid, std::exchange(out, {}));
-
   const CountedJob* counted = model.counted(uid);
-  const auto started =
-      job.started_at ? job.started_at : (counted ? counted->seen_running_at : std::nullopt);
-  if (running && started) {
-    append_sample(out, "modal_job_running_seconds",
-                  {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}},
-                  std::max(0.0, model.now() - *started));
+  const JobView view{model, state, counted, effective_start(state.object, counted)};
+  const auto& families = job_families();
+  std::string out;
+  for (std::size_t i = 0; i < families.size(); ++i) {
+    JobSamples samples(out, families[i].desc.name, state.object);
+    families[i].write(view, samples);
+    set_.set(job_family_ids_[i], uid, std::exchange(out, {}));
   }
-  set_.set(job_running_seconds_, uid, std::exchange(out, {}));
-
-  if (auto cold = model.cold_starts(uid)) {
-    append_sample(out, "modal_function_cold_starts_total",
-                  {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}},
-                  static_cast<double>(*cold));
-  }
-  set_.set(cold_starts_, uid, std::exchange(out, {}));
-
-  if (state.gpu_utilization) {
-    append_sample(out, "modal_gpu_utilization",
-                  {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}},
-                  *state.gpu_utilization);
-  }
-  set_.set(gpu_utilization_, uid, std::exchange(out, {}));
-
-  if (state.ingress_mbps) {
-    append_sample(out, "modal_network_bandwidth_mbps",
-                  {{"namespace", ns}, {"job_name", name}, {"direction", "ingress"}},
-                  *state.ingress_mbps);
-  }
-  if (state.egress_mbps) {
-    append_sample(out, "modal_network_bandwidth_mbps",
-                  {{"namespace", ns}, {"job_name", name}, {"direction", "egress"}},
-                  *state.egress_mbps);
-  }
-  set_.set(network_bandwidth_, uid, std::exchange(out, {}));
-
-  // Cost: the hourly burn rate of running jobs; what Modal billed the app today; and the
-  // total since the job started (billed intervals plus the estimate for the unreported tail).
-  const double hourly = model.hourly_cost(job);
-  if (running) {
-    append_sample(
-        out, "modal_cost_estimate_usd",
-        {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "hourly"}},
-        hourly);
-  }
-  if (auto today = model.billed_today(job.modal_app_id)) {
-    append_sample(
-        out, "modal_cost_estimate_usd",
-        {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "daily"}},
-        *today);
-  }
-  if (started) {
-    const double end = job.finished_at ? *job.finished_at : (running ? model.now() : *started);
-    double total = 0;
-    double tail_from = *started;
-    if (auto billed = model.billed_since(job.modal_app_id, *started)) {
-      total = billed->first;
-      tail_from = std::max(tail_from, billed->second);
-    }
-    if (end > tail_from) total += hourly * (end - tail_from) / 3600.0;
-    append_sample(
-        out, "modal_cost_estimate_usd",
-        {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "total"}},
-        total);
-  }
-  set_.set(cost_, uid, std::exchange(out, {}));
-
-  if (state.backlog && active) {
-    append_sample(out, "modal_function_backlog", {{"namespace", ns}, {"job_name", name}},
-                  *state.backlog);
-  }
-  set_.set(function_backlog_, uid, std::exchange(out, {}));
 }
 
 void Derivation::render_endpoint(const Model& model, const std::string& uid) {
@@ -220,7 +96,7 @@ void Derivation::render_aggregates(const Model& model) {
   // "sum(modal_jobs_active) == 0" can be true.
   std::map<std::string, int> active;
   for (const auto& [uid, state] : model.jobs()) {
-    active[state.object.gpu_type] += is_active_phase(state.object.phase) ? 1 : 0;
+    active[state.object.gpu_type] += is_active(state.phase) ? 1 : 0;
   }
   for (const auto& [gpu, n] : active)
     append_sample(out, "modal_jobs_active", {{"gpu_type", gpu}}, n);
@@ -279,6 +155,14 @@ void Derivation::render_aggregates(const Model& model) {
                   static_cast<double>(count));
   }
   set_.set(dropped_jobs_, "", std::exchange(out, {}));
+
+  if (model.sharded()) {
+    append_sample(out, "modal_exporter_shard_jobs", {{"ownership", "owned"}},
+                  static_cast<double>(model.owned_jobs()));
+    append_sample(out, "modal_exporter_shard_jobs", {{"ownership", "foreign"}},
+                  static_cast<double>(model.foreign_jobs()));
+  }
+  set_.set(shard_jobs_, "", std::exchange(out, {}));
 }
 
 }  // namespace mx

@@ -1,9 +1,12 @@
-// Derivation (DESIGN.md, step 3): from the model to rendered metric families. Per-job series are
-// rendered per job UID, so a changed job re-renders only its own lines; aggregates are small and
-// re-rendered as a whole when they change. The names, types and labels are METRICS.md's.
+// Derivation (docs/design.md, step 3): from the model to rendered metric families. Per-job
+// series come from the table in metrics/job_families.h and are rendered per job UID, so a changed
+// job re-renders only its own lines; aggregates are small and re-rendered as a whole when they
+// change. Names, types and labels are those of docs/metrics.md.
 #pragma once
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include "exposition/snapshot.h"
 #include "model/model.h"
@@ -14,7 +17,7 @@ class Derivation {
  public:
   explicit Derivation(FamilySet& families);
 
-  // Renders whatever the model marked dirty since the last call.
+  // Renders whatever the model reported changed since the last call.
   void update(Model& model);
 
  private:
@@ -23,10 +26,10 @@ class Derivation {
   void render_aggregates(const Model& model);
 
   FamilySet& set_;
-  FamilyId jobs_total_, jobs_active_, job_duration_, job_replicas_, job_queue_, cold_starts_,
-      gpu_utilization_, network_bandwidth_, cost_, i6pn_jobs_, operator_errors_, operator_restarts_,
-      webhook_requests_, job_info_, job_status_phase_, job_running_seconds_, app_running_tasks_,
-      function_backlog_, endpoint_ready_replicas_, dropped_jobs_;
+  std::vector<FamilyId> job_family_ids_;  // parallel to job_families()
+  FamilyId jobs_total_, jobs_active_, job_duration_, job_queue_, i6pn_jobs_, operator_errors_,
+      operator_restarts_, webhook_requests_, app_running_tasks_, endpoint_ready_replicas_,
+      dropped_jobs_, shard_jobs_;
   std::set<std::string> rendered_apps_;
 };
 

@@ -1,7 +1,9 @@
-// The model (DESIGN.md, step 2): the single owner of state, mutated on the io_context thread
-// only. Jobs are keyed by Kubernetes UID and joined to Modal apps by status.modal_app_id. The
-// model also keeps the event history that makes counters true: which UIDs were already counted
-// for which status, so that nothing is counted twice — also across restarts (state file).
+// The model (docs/design.md, step 2): the single owner of state, mutated on the io_context
+// thread only. It implements what the sources may tell it (model/sinks.h) and keeps the pieces
+// apart: the job store (model/job_store.h), the count history that makes counters
+// restart-safe (model/count_history.h, persisted by model/state_file.h), Warning Event
+// accounting (model/warning_events.h) and cost (metrics/cost.h). It records which jobs changed;
+// it does not know what the derivation reads from them.
 #pragma once
 
 #include <cstdint>
@@ -15,49 +17,34 @@
 #include <vector>
 
 #include "config/config.h"
+#include "metrics/cost.h"
+#include "model/count_history.h"
+#include "model/job_store.h"
 #include "model/objects.h"
 #include "model/sinks.h"
+#include "model/warning_events.h"
 
 namespace mx {
 
 class SelfMetrics;
 
-// Per-UID history that must survive restarts.
-struct CountedJob {
-  std::uint8_t statuses = 0;  // bits of JobStatusBit already counted in modal_jobs_total
-  bool duration_observed = false;
-  bool queue_observed = false;
-  bool i6pn_counted = false;
-  bool webhook_counted = false;
-  std::set<std::string> task_ids;         // Modal task ids counted as cold starts
-  std::optional<double> seen_running_at;  // when the exporter saw it start (fallback times)
-  std::optional<double> deleted_at;       // kept for a while after deletion, then pruned
-};
-
-enum JobStatusBit : std::uint8_t { kCreated = 1, kCompleted = 2, kFailed = 4, kCancelled = 8 };
-
-// A histogram's state: per-bucket counts (last = +Inf) and sum.
-struct HistogramData {
-  std::vector<std::uint64_t> counts;
-  double sum = 0;
-  void observe(const std::vector<double>& bounds, double value);
-};
-
-struct JobState {
-  JobObject object;
-  std::optional<double> modal_enqueued_at;  // earliest Modal task enqueue/start times
-  std::optional<double> modal_started_at;
-  std::optional<double> modal_finished_at;
-  bool tasks_known = false;  // TaskList succeeded for the job's app since it was seen
-  std::optional<double> gpu_utilization;
-  std::optional<double> ingress_mbps;
-  std::optional<double> egress_mbps;
-  std::optional<std::uint32_t> backlog;
-  bool renders_per_job = true;  // false when another object already owns namespace/job_name
-};
-
 bool is_terminal_phase(const std::string& phase);
 bool is_active_phase(const std::string& phase);
+
+// How many entries each structure holds: every one is bounded by the live objects (see the
+// comments of each piece and docs/design.md, "Bounded state").
+struct ModelSizes {
+  std::size_t jobs = 0;
+  std::size_t counted_jobs = 0;
+  std::size_t counted_task_ids = 0;
+  std::size_t warning_events = 0;
+  std::size_t parked_events = 0;
+  std::size_t endpoints = 0;
+  std::size_t apps = 0;
+  std::size_t task_infos = 0;
+  std::size_t billing_rows = 0;
+  std::size_t left_out_jobs = 0;  // foreign (sharding) or over limits.max_jobs, still live
+};
 
 class Model : public KubernetesSink, public ModalSink, public TelemetrySink, public UpstreamSink {
  public:
@@ -66,6 +53,8 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
 
   void set_on_change(std::function<void()> on_change) { on_change_ = std::move(on_change); }
   void reconfigure(const Config& config);
+  // The error types `component` can raise: their counters start at 0.
+  void declare_errors(std::string_view component, const std::vector<std::string>& types);
 
   // --- SourceSink
   void count_error(std::string_view component, std::string_view error_type) override;
@@ -76,8 +65,6 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   void delete_job(const std::string& uid) override;
   void upsert_endpoint(EndpointObject endpoint) override;
   void delete_endpoint(const std::string& uid) override;
-  void upsert_function(FunctionObject function) override;
-  void delete_function(const std::string& uid) override;
   void set_operator_restarts(std::optional<std::int64_t> restart_count) override;
   void observe_warning_event(WarningEvent event) override;
   void delete_warning_event(const std::string& uid) override;
@@ -99,106 +86,92 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   // --- UpstreamSink
   void upstream_samples(std::vector<UpstreamSample> samples) override;
 
-  // Resolves observations that wait on time (queue time fallback) and prunes old history.
+  // Resolves observations that wait on time (queue time fallback).
   void tick();
 
   // --- read access for the derivation
   double now() const { return now_(); }
   const Config& config() const { return config_; }
-  const std::unordered_map<std::string, JobState>& jobs() const { return jobs_; }
+  const JobStore::Jobs& jobs() const { return store_.all(); }
   const std::map<std::string, EndpointObject>& endpoints() const { return endpoints_; }
   const std::map<std::string, ModalApp>& apps() const { return apps_; }
   std::optional<std::int64_t> operator_restarts() const { return operator_restarts_; }
-  // (status, gpu_type, replicas) -> count
-  const std::map<std::tuple<std::string, std::string, int>, std::uint64_t>& jobs_total() const {
-    return jobs_total_;
+  const std::map<CountHistory::JobsTotalKey, std::uint64_t>& jobs_total() const {
+    return history_.jobs_total();
   }
-  const std::map<std::pair<std::string, std::string>, HistogramData>& duration_histograms() const {
-    return duration_;
+  const std::map<CountHistory::DurationKey, HistogramData>& duration_histograms() const {
+    return history_.durations();
   }
-  const std::map<std::string, HistogramData>& queue_histograms() const { return queue_; }
-  const std::map<int, std::uint64_t>& i6pn_total() const { return i6pn_total_; }
-  // (error_type, component) -> count; includes upstream-merged counts.
+  const std::map<std::string, HistogramData>& queue_histograms() const { return history_.queues(); }
+  const std::map<int, std::uint64_t>& i6pn_total() const { return history_.i6pn_total(); }
+  // (error_type, component) -> count; includes Warning Events and upstream-merged counts.
   std::map<std::pair<std::string, std::string>, double> errors_total() const;
   // (method, status) -> count; from upstream when configured, else derived.
   std::map<std::pair<std::string, std::string>, double> webhook_total() const;
   const std::map<std::string, std::uint64_t>& dropped_total() const { return dropped_; }
-  const CountedJob* counted(const std::string& uid) const;
+  // Jobs this exporter holds and, when sharded, live jobs that belong to other shards.
+  std::size_t owned_jobs() const { return store_.size(); }
+  std::size_t foreign_jobs() const { return foreign_.size(); }
+  bool sharded() const { return config_.shard.total_shards > 1; }
+  const CountedJob* counted(const std::string& uid) const { return history_.find(uid); }
+  const Cost& cost() const { return cost_; }
   // Cost in USD per hour of one running job; rates from Modal, else the price table.
-  double hourly_cost(const JobObject& job) const;
-  // USD billed for the app: current UTC day ("d" report) / since `since` ("h" report).
-  std::optional<double> billed_today(const std::string& app_id) const;
-  // Billed USD since `since` and the end of the last reported interval.
-  std::optional<std::pair<double, double>> billed_since(const std::string& app_id,
-                                                        double since) const;
+  double hourly_cost(const JobObject& job) const { return cost_.hourly(job); }
+  std::optional<double> billed_today(const std::string& app_id) const {
+    return cost_.billed_today(app_id, now());
+  }
   std::optional<std::uint64_t> cold_starts(const std::string& uid) const;
+  ModelSizes sizes() const;
 
-  // Objects whose per-object series must be re-rendered, drained by the derivation.
+  // Jobs whose per-job series must be re-rendered, drained by the derivation.
   std::set<std::string> take_dirty_jobs();
   std::set<std::string> take_dirty_endpoints();
   bool take_dirty_aggregates();
 
-  // State file (JSON): counted UIDs, counters and histograms. Atomic write (temp + rename).
-  bool save_state(const std::string& path) const;
-  // A missing or corrupt file is logged and the model starts fresh; returns false then.
+  // State file: count history and Warning Event counts of live objects (model/state_file.h).
+  bool save_state(const std::string& path);
   bool load_state(const std::string& path);
+  // Something the state file holds changed since the last save.
   bool state_dirty() const { return state_dirty_; }
 
-  static const std::vector<double>& duration_buckets();
-  static const std::vector<double>& queue_buckets();
+  static const std::vector<double>& duration_buckets() { return CountHistory::duration_buckets(); }
+  static const std::vector<double>& queue_buckets() { return CountHistory::queue_buckets(); }
 
  private:
   void changed();
-  void mark_job(const std::string& uid);
-  void count_status(const JobObject& job, CountedJob& counted, JobStatusBit bit,
-                    const char* status);
-  void observe_transitions(JobState& state, CountedJob& counted);
-  void try_observe_queue(JobState& state, CountedJob& counted, bool final);
-  bool keep_uid(const std::string& uid);
-  void claim_name(JobState& state);
-  void release_name(const JobState& state);
+  void job_changed(const std::string& uid);
+  void note_history();
+  QueueWait queue_wait() const;
+  // Shard and limit filter for a job not stored yet; counts what it leaves out.
+  bool admit(const std::string& uid);
+  bool owns(const std::string& uid) const;
+  bool pod_known(const std::string& pod_key) const;
   void init_error_counters();
+  void forget_unconfirmed_history();
 
   Config config_;
   SelfMetrics* self_;
   std::function<double()> now_;
   std::function<void()> on_change_;
 
-  std::unordered_map<std::string, JobState> jobs_;
-  std::unordered_map<std::string, CountedJob> counted_;
-  std::unordered_set<std::string> dropped_uids_;
-  std::map<std::string, std::string> name_owner_;  // "ns/name" -> uid rendering per-job series
+  JobStore store_;
+  CountHistory history_;
+  WarningEvents events_;
+  Cost cost_;
+  // Live jobs left out by the shard filter / limits.max_jobs, so each is counted once.
+  std::unordered_set<std::string> foreign_;
+  std::unordered_set<std::string> over_limit_;
   std::map<std::string, EndpointObject> endpoints_;
-  std::map<std::string, FunctionObject> functions_;
-  std::map<std::string, std::int64_t> event_counts_;  // Warning Event UID -> last count
-  // Warning Events about Pods not known as offloaded Pods: "ns/pod" -> Event UID -> Event.
-  std::unordered_map<std::string, std::map<std::string, WarningEvent>> parked_pod_events_;
-  std::unordered_map<std::string, std::string> parked_event_pod_;  // Event UID -> "ns/pod"
-  static constexpr std::size_t kMaxParkedPodEvents = 100000;
-  void park_pod_event(const std::string& pod_key, WarningEvent event);
-  void release_parked_events(const std::string& pod_key);
   std::optional<std::int64_t> operator_restarts_;
-
   std::map<std::string, ModalApp> apps_;
-  std::map<std::string, ModalTaskInfo> task_infos_;
-  std::map<std::string, std::uint32_t> function_backlog_;  // function_id -> backlog
-  std::map<std::string, NanoUsd> rates_;
-  // Billing items by app id; a resolution is "known" once its first complete report arrived.
-  std::optional<std::unordered_map<std::string, std::vector<BillingItem>>> billing_daily_;
-  std::optional<std::unordered_map<std::string, std::vector<BillingItem>>> billing_hourly_;
-  // Job UIDs by Modal app and function id, so each Modal result touches only its jobs.
-  std::unordered_map<std::string, std::set<std::string>> jobs_by_app_;
-  std::unordered_map<std::string, std::set<std::string>> jobs_by_function_;
-  void index_job(const JobObject& job, bool add);
-
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> jobs_total_;
-  std::map<std::pair<std::string, std::string>, HistogramData> duration_;
-  std::map<std::string, HistogramData> queue_;
-  std::map<int, std::uint64_t> i6pn_total_;
-  std::map<std::pair<std::string, std::string>, double> errors_;
-  std::map<std::pair<std::string, std::string>, double> webhook_derived_;
+  // Modal task infos by task id, only for tasks of live jobs' apps (pruned with the apps).
+  std::unordered_map<std::string, ModalTaskInfo> task_infos_;
+  std::map<std::pair<std::string, std::string>, double> errors_;  // (error_type, component)
   std::vector<UpstreamSample> upstream_;
   std::map<std::string, std::uint64_t> dropped_;
+  bool synced_once_ = false;  // the Kubernetes source completed its first full sync
+  static constexpr double kCostRefreshSeconds = 60;
+  double last_cost_refresh_ = 0;
 
   std::set<std::string> dirty_jobs_;
   std::set<std::string> dirty_endpoints_;

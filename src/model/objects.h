@@ -6,11 +6,27 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mx {
 
 // --- Kubernetes ---------------------------------------------------------------------------
+
+// A job's phase, parsed once from status.phase (see parse_phase). `none`: no phase yet;
+// `other`: a phase this exporter does not know (its text is still shown in
+// modal_job_status_phase).
+enum class JobPhase { none, pending, running, succeeded, completed, failed, other };
+
+JobPhase parse_phase(std::string_view phase);
+// Succeeded, Completed or Failed: the job ended.
+inline bool is_terminal(JobPhase p) {
+  return p == JobPhase::succeeded || p == JobPhase::completed || p == JobPhase::failed;
+}
+// Pending, Running or no phase yet: counted in modal_jobs_active.
+inline bool is_active(JobPhase p) {
+  return p == JobPhase::none || p == JobPhase::pending || p == JobPhase::running;
+}
 
 // A "job": a ModalJob, or a Pod the operator offloads to Modal (see METRICS.md).
 struct JobObject {
@@ -24,7 +40,7 @@ struct JobObject {
   bool i6pn = false;
   double cpu_cores = 1.0;             // spec.cpu / modal-operator.io/cpu, default "1.0"
   double memory_gib = 0.5;            // spec.memory / modal-operator.io/memory, default "512Mi"
-  std::string phase;                  // "" when the object has no phase yet
+  std::string phase;                  // status.phase as sent; "" when it has none yet
   std::optional<double> created_at;   // unix seconds (status.created_at, else metadata)
   std::optional<double> started_at;   // unix seconds
   std::optional<double> finished_at;  // unix seconds
@@ -42,14 +58,6 @@ struct EndpointObject {
   std::optional<std::int64_t> ready_replicas;
 };
 
-struct FunctionObject {
-  std::string uid;
-  std::string namespace_name;
-  std::string name;
-  std::string modal_app_id;
-  std::string phase;
-};
-
 // A Warning Event about one of the operator's objects. `count` is the Event's own running
 // count (count or series.count); the model counts its growth per Event UID.
 // Events about Pods count only for Pods the operator manages: offloaded Pods (jobs the model
@@ -59,6 +67,7 @@ struct WarningEvent {
   std::string namespace_name;
   std::string reason;
   std::int64_t count = 1;
+  std::string involved_uid;   // involvedObject.uid: decides the shard that counts the Event
   bool about_pod = false;     // involvedObject is a Pod
   std::string pod_name;       // its name (in namespace_name)
   bool operator_pod = false;  // the Pod is the operator's own (POD_NAMESPACE/POD_NAME)

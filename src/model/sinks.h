@@ -31,8 +31,6 @@ class KubernetesSink : public virtual SourceSink {
   virtual void delete_job(const std::string& uid) = 0;
   virtual void upsert_endpoint(EndpointObject endpoint) = 0;
   virtual void delete_endpoint(const std::string& uid) = 0;
-  virtual void upsert_function(FunctionObject function) = 0;
-  virtual void delete_function(const std::string& uid) = 0;
   // restartCount of the operator container, or nullopt when the Pod/container is not found.
   virtual void set_operator_restarts(std::optional<std::int64_t> restart_count) = 0;
   virtual void observe_warning_event(WarningEvent event) = 0;

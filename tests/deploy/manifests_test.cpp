@@ -122,11 +122,11 @@ std::set<Grant> grants(const YAML::Node& role) {
   return out;
 }
 
-// Exactly the rights KUBERNETES.md lists for the exporter.
+// Exactly the rights docs/sources.md lists for the exporter (ModalFunctions feed no metric).
 std::set<Grant> expected_exporter_grants() {
   std::set<Grant> out;
   for (const char* verb : {"get", "list", "watch"}) {
-    for (const char* r : {"modaljobs", "modalendpoints", "modalfunctions"}) {
+    for (const char* r : {"modaljobs", "modalendpoints"}) {
       out.emplace("modal-operator.io", r, verb);
     }
     for (const char* r : {"pods", "events"}) out.emplace("", r, verb);

@@ -339,25 +339,14 @@ TEST(Endpoint, FieldsAndNulls) {
   EXPECT_TRUE(parse_modal_endpoint(json::parse("{}")).rejected());
 }
 
-TEST(Function, FieldsAndNulls) {
-  auto r = parse_modal_function(json::parse(R"({
-    "metadata": {"uid": "f-1", "name": "fn", "namespace": "ns"},
-    "status": {"modal_app_id": "ap-2", "phase": "Deployed"}})"));
-  ASSERT_TRUE(r.object);
-  EXPECT_EQ(r.object->modal_app_id, "ap-2");
-  EXPECT_EQ(r.object->phase, "Deployed");
-  r = parse_modal_function(json::parse(R"({"metadata": {"uid": "f-2"}})"));
-  ASSERT_TRUE(r.object);
-  EXPECT_EQ(r.object->phase, "");
-  EXPECT_TRUE(parse_modal_function(json::parse(R"({"metadata": {}})")).rejected());
-}
-
 TEST(Event, OperatorObjectsAndPodsAreKept) {
   auto r = parse_warning_event(json::parse(R"({
     "metadata": {"uid": "ev-1", "namespace": "ns"}, "type": "Warning", "reason": "ModalError",
     "count": 4,
-    "involvedObject": {"apiVersion": "modal-operator.io/v1alpha1", "kind": "ModalJob"}})"));
+    "involvedObject": {"apiVersion": "modal-operator.io/v1alpha1", "kind": "ModalJob",
+                       "uid": "job-uid-1"}})"));
   ASSERT_TRUE(r.object);
+  EXPECT_EQ(r.object->involved_uid, "job-uid-1");  // decides the shard that counts it
   EXPECT_EQ(r.object->reason, "ModalError");
   EXPECT_EQ(r.object->count, 4);
   EXPECT_EQ(r.object->namespace_name, "ns");

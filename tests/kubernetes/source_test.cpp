@@ -113,9 +113,6 @@ TEST_F(SourceTest, InitialSyncFeedsEveryKind) {
       api.upsert(kCrd, "modalendpoints",
                  json{{"metadata", {{"name", "web"}, {"namespace", "default"}}},
                       {"status", {{"ready_replicas", 2}, {"modal_app_id", "ap-web"}}}});
-  const auto function = api.upsert(
-      kCrd, "modalfunctions",
-      json{{"metadata", {{"name", "fn"}, {"namespace", "default"}}}, {"status", nullptr}});
   const auto event = api.upsert("v1", "events", warning_event("ev", "ModalApiError", 3));
   json other_event = warning_event("other", "BackOff", 1);
   other_event["involvedObject"] = {{"apiVersion", "apps/v1"}, {"kind", "Deployment"}};
@@ -139,7 +136,6 @@ TEST_F(SourceTest, InitialSyncFeedsEveryKind) {
   EXPECT_EQ(sink.jobs.at(uid_of(pod)).kind, "Pod");
   EXPECT_EQ(sink.jobs.at(uid_of(pod)).gpu_type, "T4");
   EXPECT_EQ(sink.endpoints.at(uid_of(endpoint)).ready_replicas, 2);
-  EXPECT_EQ(sink.functions.count(uid_of(function)), 1u);
   ASSERT_EQ(sink.events.size(), 1u);
   EXPECT_EQ(sink.events.at(uid_of(event)).reason, "ModalApiError");
   EXPECT_EQ(sink.events.at(uid_of(event)).count, 3);
@@ -270,11 +266,11 @@ TEST_F(SourceTest, Http410OnWatchRelists) {
   start_and_sync();
   api.end_open_watches();
   while (api.open_watch_count() != 0) std::this_thread::sleep_for(1ms);
-  api.inject_failure(410, 1, "modalfunctions?watch=1");
-  const auto fn = api.upsert(kCrd, "modalfunctions",
-                             json{{"metadata", {{"name", "f"}, {"namespace", "default"}}}});
-  ASSERT_TRUE(run_until(io, [&] { return sink.functions.count(uid_of(fn)) == 1; }));
-  EXPECT_EQ(count_requests("/modalfunctions?limit="), 2u);
+  api.inject_failure(410, 1, "modalendpoints?watch=1");
+  const auto ep = api.upsert(kCrd, "modalendpoints",
+                             json{{"metadata", {{"name", "e"}, {"namespace", "default"}}}});
+  ASSERT_TRUE(run_until(io, [&] { return sink.endpoints.count(uid_of(ep)) == 1; }));
+  EXPECT_EQ(count_requests("/modalendpoints?limit="), 2u);
   EXPECT_TRUE(sink.errors.empty());
 }
 
@@ -392,12 +388,12 @@ TEST_F(SourceTest, MissingCrdIsNamedAndTheOtherKindsStillFlow) {
 }
 
 TEST_F(SourceTest, ServerErrorsBackOffAndRecover) {
-  api.inject_failure(500, 2, "/modalfunctions?limit=");
+  api.inject_failure(500, 2, "/modalendpoints?limit=");
   start();
   ASSERT_TRUE(run_until(io, [&] { return !sink.successes.empty(); })) << logs.all();
   EXPECT_EQ(sink.error_count("kubernetes_api/http_5xx"), 2);
   EXPECT_EQ(sink.failures, 2);
-  EXPECT_EQ(count_requests("/modalfunctions?limit="), 3u);
+  EXPECT_EQ(count_requests("/modalendpoints?limit="), 3u);
 }
 
 TEST_F(SourceTest, TooManyRequestsHonoursRetryAfter) {

@@ -28,8 +28,6 @@ class RecordingKubeSink : public KubernetesSink {
   std::vector<std::string> deleted_jobs;
   std::map<std::string, EndpointObject> endpoints;
   std::vector<std::string> deleted_endpoints;
-  std::map<std::string, FunctionObject> functions;
-  std::vector<std::string> deleted_functions;
   std::map<std::string, WarningEvent> events;
   std::vector<std::string> deleted_events;
   std::vector<std::optional<std::int64_t>> restarts;
@@ -67,15 +65,6 @@ class RecordingKubeSink : public KubernetesSink {
   void delete_endpoint(const std::string& uid) override {
     endpoints.erase(uid);
     deleted_endpoints.push_back(uid);
-  }
-  void upsert_function(FunctionObject f) override {
-    ++upserts;
-    std::string uid = f.uid;
-    functions[uid] = std::move(f);
-  }
-  void delete_function(const std::string& uid) override {
-    functions.erase(uid);
-    deleted_functions.push_back(uid);
   }
   void set_operator_restarts(std::optional<std::int64_t> count) override {
     restarts.push_back(count);

@@ -152,7 +152,6 @@ TEST(HostileInput, KubernetesObjectsWithEveryFieldBroken) {
       auto job = kube::parse_modal_job(o);
       auto pod = kube::parse_offloaded_pod(o);
       auto endpoint = kube::parse_modal_endpoint(o);
-      auto function = kube::parse_modal_function(o);
       auto event = kube::parse_warning_event(o);
       (void)kube::container_restart_count(o, "modal-operator");
       (void)kube::resource_version(o);
@@ -173,7 +172,6 @@ TEST(HostileInput, KubernetesObjectsWithEveryFieldBroken) {
         model.upsert_job(parsed);
       }
       if (endpoint.object) model.upsert_endpoint(*endpoint.object);
-      if (function.object) model.upsert_function(*function.object);
       if (event.object) {
         EXPECT_GE(event.object->count, 1);
         model.observe_warning_event(*event.object);

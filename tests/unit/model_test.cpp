@@ -5,6 +5,7 @@
 
 #include "metrics/derivation.h"
 #include "model/model.h"
+#include "sources/registry.h"
 
 namespace mx {
 namespace {
@@ -87,7 +88,7 @@ TEST_F(ModelTest, LifecycleCountsOncePerUid) {
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_bucket{gpu_type="T4",le="30"} 1)"));
   EXPECT_TRUE(has(text, R"(modal_job_queue_seconds_sum{gpu_type="T4"} 12)"));
   EXPECT_TRUE(has(
-      text, R"(modal_job_running_seconds{namespace="ml",job_name="job-a",gpu_type="T4"} 1088)"));
+      text, R"(modal_job_start_time_seconds{namespace="ml",job_name="job-a",gpu_type="T4"} 1012)"));
 
   auto done = running;
   done.phase = "Succeeded";
@@ -103,7 +104,7 @@ TEST_F(ModelTest, LifecycleCountsOncePerUid) {
   EXPECT_TRUE(has(text, R"(modal_job_duration_seconds_count{status="completed",gpu_type="T4"} 1)"));
   EXPECT_TRUE(has(text, R"(modal_jobs_active{gpu_type="T4"} 0)"));
   EXPECT_EQ(text.find("modal_job_replicas{"), std::string::npos);  // only active jobs
-  EXPECT_EQ(text.find("modal_job_running_seconds{"), std::string::npos);
+  EXPECT_EQ(text.find("modal_job_start_time_seconds{"), std::string::npos);
   EXPECT_EQ(text.find("modal_job_queue_seconds_count{gpu_type=\"T4\"} 2"), std::string::npos);
 
   model_.delete_job("a");  // after a terminal phase: not cancelled
@@ -148,6 +149,7 @@ TEST_F(ModelTest, I6pnWebhookAndEvents) {
   model_.observe_warning_event(warning("e1", "BackOff", 5));  // no growth
   model_.observe_warning_event(warning("e2", "FailedCreate", 1));
   model_.set_operator_restarts(3);
+  declare_error_types(model_.config(), model_);  // as the application does at start
   model_.count_error("kubernetes_api", "http_5xx");
   const auto text = render();
   EXPECT_TRUE(has(text, R"(modal_i6pn_jobs_total{replicas="4"} 1)")) << text;

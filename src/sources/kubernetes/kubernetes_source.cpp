@@ -143,10 +143,6 @@ void KubernetesSource::State::create_informers() {
       crd, "modal-operator.io/modalendpoints", "modalendpoints", kube::parse_modal_endpoint,
       [&s](EndpointObject e) { s.upsert_endpoint(std::move(e)); },
       [&s](const std::string& uid) { s.delete_endpoint(uid); });
-  add_kind(
-      crd, "modal-operator.io/modalfunctions", "modalfunctions", kube::parse_modal_function,
-      [&s](FunctionObject f) { s.upsert_function(std::move(f)); },
-      [&s](const std::string& uid) { s.delete_function(uid); });
   if (config.watch_events) {
     add_kind(
         core, "events", "events", kube::parse_warning_event,

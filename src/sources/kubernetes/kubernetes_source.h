@@ -1,4 +1,4 @@
-// The Kubernetes source: informers for ModalJobs, ModalEndpoints, ModalFunctions, offloaded
+// The Kubernetes source: informers for ModalJobs, ModalEndpoints, offloaded
 // Pods and Warning Events, plus a poll of the operator's own Pod, all feeding a KubernetesSink.
 // Everything runs on the given io_context (one thread, no locks).
 #pragma once

@@ -415,21 +415,6 @@ ParseOutcome<EndpointObject> parse_modal_endpoint(const json& object) {
   return out;
 }
 
-ParseOutcome<FunctionObject> parse_modal_function(const json& object) {
-  ParseOutcome<FunctionObject> out;
-  auto meta = read_metadata(object, "ModalFunction", out);
-  if (!meta) return out;
-  const json* status = object_member(&object, "status");
-  FunctionObject f;
-  f.uid = meta->uid;
-  f.namespace_name = meta->namespace_name;
-  f.name = meta->name;
-  f.modal_app_id = string_or_empty(status, "modal_app_id");
-  f.phase = string_or_empty(status, "phase");
-  out.object = std::move(f);
-  return out;
-}
-
 ParseOutcome<WarningEvent> parse_warning_event(const json& object) {
   ParseOutcome<WarningEvent> out;
   auto meta = read_metadata(object, "Event", out);
@@ -446,6 +431,7 @@ ParseOutcome<WarningEvent> parse_warning_event(const json& object) {
   e.namespace_name = meta->namespace_name;
   e.reason = string_or_empty(&object, "reason");
   if (e.reason.empty()) e.reason = "Unknown";
+  e.involved_uid = string_or_empty(involved, "uid");
   if (kind == "Pod") {
     e.about_pod = true;
     e.pod_name = string_or_empty(involved, "name");

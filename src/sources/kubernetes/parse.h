@@ -47,7 +47,6 @@ struct ParseOutcome {
 ParseOutcome<JobObject> parse_modal_job(const nlohmann::json& object);
 ParseOutcome<JobObject> parse_offloaded_pod(const nlohmann::json& object);
 ParseOutcome<EndpointObject> parse_modal_endpoint(const nlohmann::json& object);
-ParseOutcome<FunctionObject> parse_modal_function(const nlohmann::json& object);
 ParseOutcome<WarningEvent> parse_warning_event(const nlohmann::json& object);
 
 // restartCount of the named container in a Pod's status.containerStatuses; nullopt if absent.

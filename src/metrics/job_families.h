@@ -1,0 +1,51 @@
+// Per-job metrics, declared as a table: one entry per family (name, help, type) and one small
+// function that writes one job's samples. The base labels (namespace, job_name) and the family
+// name are bound once by JobSamples, so an entry names only its own extra labels.
+//
+// To add a per-job metric: add one entry to job_families() in job_families.cpp and a test in
+// tests/unit/job_families_test.cpp. The derivation re-renders a job's entries whenever the model
+// reports the job changed; nothing else needs to know.
+#pragma once
+
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "exposition/snapshot.h"
+#include "model/model.h"
+
+namespace mx {
+
+// What an entry may read about one job.
+struct JobView {
+  const Model& model;
+  const JobState& state;
+  const CountedJob* counted;    // the job's count history (nullptr before any was kept)
+  std::optional<double> start;  // effective_start(): when the job started, if known
+
+  const JobObject& job() const { return state.object; }
+};
+
+// Appends one job's samples of one family: `name{namespace=..,job_name=..,<extra>} value`.
+class JobSamples {
+ public:
+  JobSamples(std::string& out, std::string_view family, const JobObject& job)
+      : out_(out), family_(family), job_(job) {}
+  void add(std::initializer_list<Label> extra, double value);
+  void add(double value) { add({}, value); }
+
+ private:
+  std::string& out_;
+  std::string_view family_;
+  const JobObject& job_;
+};
+
+struct JobFamily {
+  FamilyDesc desc;
+  void (*write)(const JobView& job, JobSamples& out);
+};
+
+const std::vector<JobFamily>& job_families();
+
+}  // namespace mx

@@ -1,0 +1,72 @@
+// The job store: every live job by Kubernetes UID, which job owns a namespace/name (per-job
+// series are keyed by name, so only one object may render them), and indexes by Modal app and
+// function id so that a Modal result touches only its own jobs. Bounded by the live job set:
+// a job leaves the store when the informer reports it deleted.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/objects.h"
+
+namespace mx {
+
+// One live job and what the sources learnt about it beyond its Kubernetes object.
+struct JobState {
+  JobObject object;
+  JobPhase phase = JobPhase::none;          // object.phase, parsed once on every upsert
+  std::optional<double> modal_enqueued_at;  // earliest Modal task enqueue/start times
+  std::optional<double> modal_started_at;
+  std::optional<double> modal_finished_at;
+  bool tasks_known = false;  // TaskList succeeded for the job's app since it was seen
+  std::optional<double> gpu_utilization;
+  std::optional<double> ingress_mbps;
+  std::optional<double> egress_mbps;
+  std::optional<std::uint32_t> backlog;
+  bool renders_per_job = true;  // false when another object already owns namespace/job_name
+
+  // Running, or reported a start time: the job has started on Modal.
+  bool started() const { return phase == JobPhase::running || object.started_at.has_value(); }
+};
+
+class JobStore {
+ public:
+  using Jobs = std::unordered_map<std::string, JobState>;
+
+  const Jobs& all() const { return jobs_; }
+  std::size_t size() const { return jobs_.size(); }
+  JobState* find(const std::string& uid);
+  const JobState* find(const std::string& uid) const;
+
+  // Stores `job` (new or updated). `renamed_to` receives the UIDs whose per-job series must be
+  // re-rendered because name ownership moved to them. Returns the stored state; `is_new` is
+  // true when the UID was not stored before (or its namespace/name changed).
+  JobState& put(JobObject job, bool& is_new, std::vector<std::string>& renamed_to);
+  // Removes the job; returns its last state (nullopt when unknown). Name ownership passes to
+  // another job of the same namespace/name, listed in `renamed_to`.
+  std::optional<JobState> take(const std::string& uid, std::vector<std::string>& renamed_to);
+
+  // The job that renders per-job series for namespace/name, if any.
+  const JobState* owner_of(const std::string& namespace_name, const std::string& name) const;
+  // Job UIDs by Modal app / function id (empty when none).
+  const std::set<std::string>& by_app(const std::string& app_id) const;
+  const std::set<std::string>& by_function(const std::string& function_id) const;
+  std::size_t app_count() const { return by_app_.size(); }
+  std::size_t function_count() const { return by_function_.size(); }
+
+ private:
+  void claim_name(JobState& state);
+  void release_name(const JobState& state, std::vector<std::string>& renamed_to);
+  void index(const JobObject& job, bool add);
+
+  Jobs jobs_;
+  std::unordered_map<std::string, std::string> name_owner_;  // "ns/name" -> owning UID
+  std::unordered_map<std::string, std::set<std::string>> by_app_;
+  std::unordered_map<std::string, std::set<std::string>> by_function_;
+};
+
+}  // namespace mx

@@ -1,0 +1,85 @@
+#include "sources/registry.h"
+
+#include "model/model.h"
+#include "sources/kubernetes/kubernetes_source.h"
+#include "sources/modal/modal_source.h"
+#include "sources/telemetry/telemetry_source.h"
+#include "sources/upstream/upstream_source.h"
+
+namespace mx {
+namespace {
+
+// Every source class has start() and stop(); this adapts it to the Source interface without
+// making the source depend on the registry.
+template <typename T>
+class Adapter : public Source {
+ public:
+  explicit Adapter(std::unique_ptr<T> source) : source_(std::move(source)) {}
+  void start() override { source_->start(); }
+  void stop() override { source_->stop(); }
+
+ private:
+  std::unique_ptr<T> source_;
+};
+
+template <typename T, typename SourceConfig>
+std::unique_ptr<Source> make_source(boost::asio::io_context& io, const SourceConfig& section,
+                                    const Config& config, Model& model) {
+  return std::make_unique<Adapter<T>>(std::make_unique<T>(io, section, config.backoff, model));
+}
+
+// The error types of sources that speak HTTP (docs/metrics.md, modal_operator_errors_total).
+std::vector<std::string> http_errors() {
+  return {"timeout", "connection", "http_4xx", "http_5xx", "parse"};
+}
+
+}  // namespace
+
+const std::vector<SourceEntry>& source_registry() {
+  static const std::vector<SourceEntry> sources = {
+      {"kubernetes", "kubernetes_api",
+       [] {
+         auto types = http_errors();
+         types.push_back("auth");
+         return types;
+       }(),
+       [](const Config& c) { return c.kubernetes.enabled; },
+       [](boost::asio::io_context& io, const Config& c, Model& m) {
+         return make_source<KubernetesSource>(io, c.kubernetes, c, m);
+       }},
+      {"modal",
+       "modal_api",
+       {"grpc_unavailable", "grpc_deadline_exceeded", "grpc_resource_exhausted",
+        "grpc_unauthenticated", "grpc_permission_denied", "grpc_unimplemented", "grpc_internal",
+        "grpc_unknown", "parse", "auth"},
+       [](const Config& c) { return c.modal.enabled; },
+       [](boost::asio::io_context& io, const Config& c, Model& m) {
+         return make_source<ModalSource>(io, c.modal, c, m);
+       }},
+      {"telemetry", "telemetry", http_errors(), [](const Config& c) { return c.telemetry.enabled; },
+       [](boost::asio::io_context& io, const Config& c, Model& m) {
+         return make_source<TelemetrySource>(io, c.telemetry, c, m);
+       }},
+      {"upstream", "upstream", http_errors(), [](const Config& c) { return c.upstream.enabled; },
+       [](boost::asio::io_context& io, const Config& c, Model& m) {
+         return make_source<UpstreamSource>(io, c.upstream, c, m);
+       }},
+  };
+  return sources;
+}
+
+std::vector<std::string> enabled_source_names(const Config& config) {
+  std::vector<std::string> out;
+  for (const auto& s : source_registry()) {
+    if (s.enabled(config)) out.push_back(s.name);
+  }
+  return out;
+}
+
+void declare_error_types(const Config& config, Model& model) {
+  for (const auto& entry : source_registry()) {
+    if (entry.enabled(config)) model.declare_errors(entry.component, entry.error_types);
+  }
+}
+
+}  // namespace mx
