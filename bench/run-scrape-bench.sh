@@ -34,7 +34,7 @@ DURATION=10
 THREADS=2
 CONNECTIONS=8
 ROUNDS=1
-# One nginx worker by default: the exporter serves from its one io_context thread (DESIGN.md),
+# One nginx worker by default: the exporter serves from its one io_context thread (docs/design.md),
 # so both servers get one thread; "--nginx-workers auto" shows nginx with one per core.
 NGINX_WORKERS=1
 SERVER_ARGS=()

@@ -122,7 +122,7 @@ std::set<Grant> grants(const YAML::Node& role) {
   return out;
 }
 
-// Exactly the rights docs/sources.md lists for the exporter (ModalFunctions feed no metric).
+// Exactly the rights docs/sources.md (RBAC) lists for the exporter.
 std::set<Grant> expected_exporter_grants() {
   std::set<Grant> out;
   for (const char* verb : {"get", "list", "watch"}) {

@@ -24,7 +24,7 @@ std::string read_source(const std::string& rel) {
   return ss.str();
 }
 
-// The operator's documented metric set (OPERATOR_METRICS.md); every one must be on the
+// The operator's documented metric set (docs/metrics.md); every one must be on the
 // dashboard or in an alert, so none of them is exported without anyone looking at it.
 const std::set<std::string> kSeedMetrics = {"modal_jobs_total",
                                             "modal_jobs_active",

@@ -452,7 +452,7 @@ std::map<std::string, std::string> Simulator::exporter_env() const {
           {"POD_NAMESPACE", kOperatorNamespace}};
 }
 
-// The ground truth, in the exporter's terms (METRICS.md), for the world as it is now.
+// The ground truth, in the exporter's terms (docs/metrics.md), for the world as it is now.
 nlohmann::json Simulator::truth(double now) const {
   nlohmann::json t;
   auto& totals = t["jobs_total"] = nlohmann::json::object();
