@@ -124,6 +124,7 @@ class HttpFetchTest : public ::testing::Test {
                            if (target == "/ok") r.body = "up 1\n";
                            if (target == "/404") r.status = 404;
                            if (target == "/503") r.status = 503;
+                           if (target == "/401") r.status = 401;
                            if (target == "/301") r.status = 301;
                            if (target == "/big") r.body.assign(10000, 'x');
                            if (target == "/slow") r.delay = 10s;
@@ -153,6 +154,10 @@ TEST_F(HttpFetchTest, StatusClasses) {
   r = fetch(fetcher, server_.url("/301"));
   EXPECT_EQ(type_of(r->error), "http_4xx");
   EXPECT_THAT(r->error.message, HasSubstr("redirect"));
+  // The scrape carried no credentials: a 401 says the URL is wrong.
+  r = fetch(fetcher, server_.url("/401"));
+  EXPECT_EQ(r->error.status, 401);
+  EXPECT_EQ(type_of(r->error), "http_4xx");
 }
 
 TEST_F(HttpFetchTest, BodyOverTheCap) {

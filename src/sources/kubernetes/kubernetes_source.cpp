@@ -220,7 +220,8 @@ asio::awaitable<ApiError> KubernetesSource::State::fetch_operator_pod() {
   auto ex = client->exchange();
   operator_exchange = ex;
   const auto timeout = [this] { return std::chrono::steady_clock::now() + config.request_timeout; };
-  ApiError e = co_await ex->open(client->request(target), timeout());
+  const net::Request request = client->request(target);
+  ApiError e = co_await ex->open(request, timeout());
   if (e || stopped) co_return e;
   std::string body;
   const int status = ex->status();
