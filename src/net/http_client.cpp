@@ -82,22 +82,34 @@ void HttpClient::cancel_all() {
 
 namespace {
 
-asio::awaitable<void> run_fetch(std::shared_ptr<Exchange> ex, Request request, FetchRequest options,
-                                std::function<void(FetchResult)> done) {
+asio::awaitable<Error> fetch_into(Exchange& ex, Request request, const FetchRequest& options,
+                                  FetchResult& result) {
   const auto deadline = Exchange::Clock::now() + options.timeout;
-  FetchResult result;
-  Error e = co_await ex->open(std::move(request), deadline);
-  result.status = ex->status();
-  result.content_type = ex->content_type();
+  Error e = co_await ex.open(std::move(request), deadline);
+  result.status = ex.status();
+  result.content_type = ex.content_type();
   if (!e && (result.status < 200 || result.status >= 300)) {
     // The body of an error page is of no use; the connection is closed unread.
     e = make_error(ErrorKind::http, "HTTP status " + std::to_string(result.status), result.status);
     if (result.status >= 300 && result.status < 400) e.message += " (redirects are not followed)";
   }
-  if (!e) e = co_await ex->read_body(result.body, options.max_body_bytes, deadline);
+  if (!e) e = co_await ex.read_body(result.body, options.max_body_bytes, deadline);
   if (e.kind == ErrorKind::timeout) {
     e.message =
         "no complete response within " + format_duration(options.timeout) + " (" + e.message + ")";
+  }
+  co_return e;
+}
+
+asio::awaitable<void> run_fetch(std::shared_ptr<Exchange> ex, Request request, FetchRequest options,
+                                std::function<void(FetchResult)> done) {
+  FetchResult result;
+  Error e;
+  try {
+    e = co_await fetch_into(*ex, std::move(request), options, result);
+  } catch (const std::exception& failure) {
+    // Whatever happens, the caller hears back exactly once.
+    e = make_error(ErrorKind::connection, std::string("internal error: ") + failure.what());
   }
   ex->cancel();
   if (e) {
