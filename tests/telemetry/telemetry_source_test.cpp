@@ -7,7 +7,7 @@
 #include <mutex>
 
 #include "common/log.h"
-#include "recording_sink.h"
+#include "support/recording_sinks.h"
 #include "support/test_http_server.h"
 
 namespace mx {

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "recording_sink.h"
+#include "support/recording_sinks.h"
 #include "support/test_http_server.h"
 
 namespace mx {
