@@ -5,13 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <random>
 
 #include <boost/asio/io_context.hpp>
 
 #include "common/base64.h"
-#include "sources/kubernetes/api_client.h"
+#include "sources/kubernetes/api.h"
+#include "support/temp_dir.h"
 #include "test_ca.h"
 
 namespace mx::kube {
@@ -19,28 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ =
-        fs::temp_directory_path() / ("mx-kube-test-" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string write(const std::string& name, const std::string& content) const {
-    const auto p = path_ / name;
-    std::ofstream(p, std::ios::binary) << content;
-    return p.string();
-  }
-  std::string path() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
+using mx::testing::TempDir;
 
 std::string kubeconfig(const std::string& cluster_extra, const std::string& user_body,
                        const std::string& server = "https://10.0.0.1:6443") {
@@ -252,25 +230,35 @@ TEST(TokenSource, ReloadsTheFile) {
   EXPECT_EQ(periodic.current(), "b");
 }
 
-TEST(ApiClientTls, RejectsUnusableMaterialClearly) {
+TEST(ApiSessionTls, RejectsUnusableMaterialClearly) {
   boost::asio::io_context io;
   ClusterAccess a;
   a.origin = "test";
   a.server = parse_server_url("https://127.0.0.1:1");
   a.ca_pem = "not a certificate";
-  EXPECT_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
+  try {
+    ApiSession session(io.get_executor(), a, std::chrono::minutes(1));
+    ADD_FAILURE() << "a CA that is not PEM was accepted";
+  } catch (const AccessError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("test: the certificate authority data", 0), 0u)
+        << e.what();
+  }
+  // Over plain http:// the TLS material is not used, so it is not checked either.
+  a.server = parse_server_url("http://127.0.0.1:1");
+  EXPECT_NO_THROW(ApiSession(io.get_executor(), a, std::chrono::minutes(1)));
+  a.server = parse_server_url("https://127.0.0.1:1");
   a.ca_pem.clear();
   a.ca_file = "/nonexistent/ca.crt";
-  EXPECT_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
+  EXPECT_THROW(ApiSession(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
 
   const auto tls = mx::testing::kube::make_test_tls();
   a.ca_file.clear();
   a.ca_pem = tls.ca_pem;
   a.client_cert_pem = tls.server_cert_pem;
   a.client_key_pem = tls.server_key_pem;
-  EXPECT_NO_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)));
+  EXPECT_NO_THROW(ApiSession(io.get_executor(), a, std::chrono::minutes(1)));
   a.client_key_pem = "garbage";
-  EXPECT_THROW(ApiClient(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
+  EXPECT_THROW(ApiSession(io.get_executor(), a, std::chrono::minutes(1)), AccessError);
 }
 
 }  // namespace

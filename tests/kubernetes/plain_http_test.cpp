@@ -11,7 +11,10 @@
 #include <boost/asio/write.hpp>
 
 #include "sources/kubernetes/kubernetes_source.h"
-#include "test_support.h"
+#include "support/io.h"
+#include "support/log_capture.h"
+#include "support/recording_sinks.h"
+#include "support/temp_dir.h"
 
 namespace mx::testing {
 namespace {

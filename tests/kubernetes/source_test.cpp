@@ -11,8 +11,11 @@
 #include <thread>
 
 #include "fake_kube_api.h"
+#include "support/io.h"
+#include "support/log_capture.h"
+#include "support/recording_sinks.h"
+#include "support/temp_dir.h"
 #include "test_ca.h"
-#include "test_support.h"
 
 namespace mx::testing {
 namespace {

@@ -7,8 +7,8 @@
 #include <mutex>
 
 #include "common/log.h"
-#include "recording_sink.h"
-#include "test_http_server.h"
+#include "support/recording_sinks.h"
+#include "support/test_http_server.h"
 
 namespace mx {
 namespace {
@@ -16,8 +16,8 @@ namespace {
 using namespace std::chrono_literals;
 using testing::RecordingSink;
 using testing::run_until;
+using testing::ServedResponse;
 using testing::TestHttpServer;
-using testing::TestResponse;
 
 // Serves changing telemetry: every request to /dcgm advances the byte counters by 1 MB received
 // and 0.5 MB sent per second of the (sample-timestamp) clock, and the utilization by one point.
@@ -36,10 +36,10 @@ class TelemetryServer {
   bool flaky_down = true;
 
  private:
-  TestResponse answer(const std::string& request_target) {
+  ServedResponse answer(const std::string& request_target) {
     const std::string target = request_target.substr(0, request_target.find('?'));
     const int n = ++hits_[target];
-    TestResponse r;
+    ServedResponse r;
     if (target == "/flaky") {
       if (flaky_down) {
         r.status = 404;

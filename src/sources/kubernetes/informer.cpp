@@ -32,13 +32,6 @@ std::string object_uid(const json& object) {
 
 }  // namespace
 
-std::string ResourceRef::collection_path() const {
-  std::string path = api_prefix;
-  if (!namespace_name.empty()) path += "/namespaces/" + url_encode(namespace_name);
-  path += "/" + plural;
-  return path;
-}
-
 InformerSettings InformerSettings::from(const KubernetesConfig& config,
                                         const BackoffConfig& backoff) {
   InformerSettings s;
@@ -53,67 +46,9 @@ InformerSettings InformerSettings::from(const KubernetesConfig& config,
   return s;
 }
 
-void log_api_failure(std::string_view verb, const ResourceRef& resource, const ApiError& error,
-                     Duration retry_in) {
-  const std::string where = std::string(verb) + " on " + resource.display;
-  const std::string ns = resource.namespace_name.empty() ? "*" : resource.namespace_name;
-  // One line per failed attempt; attempts are spaced by the backoff, so this never floods.
-  if (error.kind == ErrorKind::http && error.status == 403) {
-    log::error(
-        "Kubernetes API denied " + where + " (403): grant get/list/watch on " + resource.display +
-            " to the exporter's service account",
-        {{"namespace", ns}, {"retry_in", format_duration(retry_in)}, {"detail", error.message}});
-  } else if (error.kind == ErrorKind::http && error.status == 401) {
-    log::error("Kubernetes API rejected the credentials for " + where +
-                   " (401): the token or client certificate is invalid or expired",
-               {{"namespace", ns}, {"retry_in", format_duration(retry_in)}});
-  } else if (error.kind == ErrorKind::http && error.status == 404) {
-    // The usual cause on a first install: the operator's CRDs are not (yet) in the cluster.
-    log::error("Kubernetes API has no " + resource.display + " (404): " +
-                   (resource.display.rfind("modal-operator.io/", 0) == 0
-                        ? "are the modal-operator CRDs installed?"
-                        : "is the server a Kubernetes API server?"),
-               {{"namespace", ns}, {"retry_in", format_duration(retry_in)}});
-  } else {
-    log::warn("Kubernetes API " + where + " failed", {{"namespace", ns},
-                                                      {"error_type", error.error_type()},
-                                                      {"status", error.status},
-                                                      {"error", error.message},
-                                                      {"retry_in", format_duration(retry_in)}});
-  }
-}
-
-std::string url_encode(std::string_view value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : value) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-std::string status_message(std::string_view body) {
-  std::string text;
-  json j = json::parse(body, nullptr, false);
-  if (!j.is_discarded() && j.is_object()) {
-    auto m = j.find("message");
-    if (m != j.end() && m->is_string()) text = m->get<std::string>();
-  }
-  if (text.size() > 300) text = text.substr(0, 300) + "...";
-  for (char& c : text) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
-  return text;
-}
-
-Informer::Informer(std::shared_ptr<ApiClient> client, ResourceRef resource, InformerHandler handler,
-                   InformerSettings settings, SourceSink& sink, Hooks hooks)
+Informer::Informer(std::shared_ptr<ApiSession> client, ResourceRef resource,
+                   InformerHandler handler, InformerSettings settings, SourceSink& sink,
+                   Hooks hooks)
     : client_(std::move(client)),
       resource_(std::move(resource)),
       handler_(std::move(handler)),
@@ -200,17 +135,19 @@ std::string Informer::selectors() const {
 }
 
 asio::awaitable<ApiError> Informer::open(std::string target, const char* verb,
-                                         std::shared_ptr<HttpExchange>& out) {
+                                         std::shared_ptr<net::Exchange>& out) {
   for (int attempt = 0;; ++attempt) {
     out = client_->exchange();
     current_ = out;
-    ApiError e = co_await out->open(target, settings_.request_timeout);
+    net::Request request = client_->request(target);
+    const std::string token = request.bearer_token;
+    ApiError e = co_await out->open(std::move(request), Clock::now() + settings_.request_timeout);
     if (e || stopped_) co_return e;
     const int status = out->status();
     if (status == 200) co_return ApiError{};
 
     std::string body;
-    co_await out->read_body(body, kMaxErrorBodyBytes, settings_.request_timeout);
+    co_await out->read_body(body, kMaxErrorBodyBytes, Clock::now() + settings_.request_timeout);
     if (stopped_) co_return ApiError{ErrorKind::cancelled, 0, "cancelled", std::nullopt};
     ApiError http_error;
     http_error.kind = ErrorKind::http;
@@ -222,7 +159,7 @@ asio::awaitable<ApiError> Informer::open(std::string target, const char* verb,
     // A rotated service-account token: re-read the file and retry once at once. Another
     // informer may have re-read it already, so compare with the token this request carried.
     if (status == 401 && attempt == 0) client_->tokens().reload();
-    if (status == 401 && attempt == 0 && !out->sent_with(client_->tokens().current())) {
+    if (status == 401 && attempt == 0 && token != client_->tokens().current()) {
       sink_.count_error("kubernetes_api", "auth");
       log::info("Kubernetes API rejected the token; retrying with the token file's new token",
                 {{"verb", verb}, {"resource", resource_.display}});
@@ -234,7 +171,7 @@ asio::awaitable<ApiError> Informer::open(std::string target, const char* verb,
 
 asio::awaitable<void> Informer::fail(const char* verb, ApiError error) {
   healthy_ = false;
-  sink_.count_error("kubernetes_api", error.error_type());
+  sink_.count_error("kubernetes_api", error_type(error));
   if (hooks_.failed) hooks_.failed(*this);
   if (error.kind == ErrorKind::http && error.status == 401) client_->tokens().reload();
   const Duration delay = backoff_.next(error.retry_after);
@@ -275,7 +212,7 @@ asio::awaitable<ApiError> Informer::list() {
     std::string target = resource_.collection_path() +
                          "?limit=" + std::to_string(settings_.list_page_size) + selectors();
     if (!continue_token.empty()) target += "&continue=" + url_encode(continue_token);
-    std::shared_ptr<HttpExchange> ex;
+    std::shared_ptr<net::Exchange> ex;
     ApiError e = co_await open(target, "list", ex);
     if (stopped_) co_return ApiError{ErrorKind::cancelled, 0, "cancelled", std::nullopt};
     if (e.kind == ErrorKind::http && e.status == 410 && !continue_token.empty() &&
@@ -289,7 +226,8 @@ asio::awaitable<ApiError> Informer::list() {
     if (e) co_return e;
 
     std::string body;
-    e = co_await ex->read_body(body, settings_.max_list_bytes, settings_.request_timeout);
+    e = co_await ex->read_body(body, settings_.max_list_bytes,
+                               Clock::now() + settings_.request_timeout);
     current_.reset();
     if (stopped_) co_return ApiError{ErrorKind::cancelled, 0, "cancelled", std::nullopt};
     if (e) co_return e;
@@ -340,7 +278,7 @@ asio::awaitable<ApiError> Informer::watch(WatchEnd& end, bool& had_events) {
   std::string target =
       resource_.collection_path() + "?watch=1&resourceVersion=" + url_encode(rv_) +
       "&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(timeout_seconds) + selectors();
-  std::shared_ptr<HttpExchange> ex;
+  std::shared_ptr<net::Exchange> ex;
   ApiError e = co_await open(target, "watch", ex);
   if (stopped_) co_return ApiError{ErrorKind::cancelled, 0, "cancelled", std::nullopt};
   if (e.kind == ErrorKind::http && e.status == 410) {

@@ -17,20 +17,9 @@
 #include "common/backoff.h"
 #include "config/config.h"
 #include "model/sinks.h"
-#include "sources/kubernetes/api_client.h"
+#include "sources/kubernetes/api.h"
 
 namespace mx::kube {
-
-struct ResourceRef {
-  std::string display;     // for logs: "modal-operator.io/modaljobs", "pods", "events"
-  std::string api_prefix;  // "/apis/modal-operator.io/v1alpha1" or "/api/v1"
-  std::string plural;
-  std::string namespace_name;  // "" = all namespaces
-  std::string label_selector;
-  std::string field_selector;
-
-  std::string collection_path() const;
-};
 
 // How the objects of one resource reach the sink.
 struct InformerHandler {
@@ -53,16 +42,6 @@ struct InformerSettings {
   static InformerSettings from(const KubernetesConfig& config, const BackoffConfig& backoff);
 };
 
-// Logs one failed API call: 401/403 name the verb and resource and what RBAC to grant.
-void log_api_failure(std::string_view verb, const ResourceRef& resource, const ApiError& error,
-                     Duration retry_in);
-
-// URL-encodes a query parameter value.
-std::string url_encode(std::string_view value);
-
-// Text of a Kubernetes Status body ("message"), shortened and safe to log; "" when absent.
-std::string status_message(std::string_view body);
-
 class Informer : public std::enable_shared_from_this<Informer> {
  public:
   struct Hooks {
@@ -70,7 +49,7 @@ class Informer : public std::enable_shared_from_this<Informer> {
     std::function<void(Informer&)> failed;                       // after each error
   };
 
-  Informer(std::shared_ptr<ApiClient> client, ResourceRef resource, InformerHandler handler,
+  Informer(std::shared_ptr<ApiSession> client, ResourceRef resource, InformerHandler handler,
            InformerSettings settings, SourceSink& sink, Hooks hooks);
 
   void start();
@@ -91,7 +70,7 @@ class Informer : public std::enable_shared_from_this<Informer> {
   asio::awaitable<ApiError> list();
   asio::awaitable<ApiError> watch(WatchEnd& end, bool& had_events);
   asio::awaitable<ApiError> open(std::string target, const char* verb,
-                                 std::shared_ptr<HttpExchange>& out);
+                                 std::shared_ptr<net::Exchange>& out);
   asio::awaitable<void> fail(const char* verb, ApiError error);
   asio::awaitable<void> sleep(Duration d);
 
@@ -100,7 +79,7 @@ class Informer : public std::enable_shared_from_this<Informer> {
   ApiError handle_line(std::string_view line, bool& relist);
   std::string selectors() const;
 
-  std::shared_ptr<ApiClient> client_;
+  std::shared_ptr<ApiSession> client_;
   ResourceRef resource_;
   InformerHandler handler_;
   InformerSettings settings_;
@@ -108,7 +87,7 @@ class Informer : public std::enable_shared_from_this<Informer> {
   Hooks hooks_;
   Backoff backoff_;
   asio::steady_timer timer_;
-  std::shared_ptr<HttpExchange> current_;
+  std::shared_ptr<net::Exchange> current_;
 
   std::unordered_map<std::string, std::string> cache_;  // tracked uid -> resourceVersion
   std::string rv_;

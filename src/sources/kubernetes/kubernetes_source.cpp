@@ -13,7 +13,7 @@
 
 #include "common/backoff.h"
 #include "common/log.h"
-#include "sources/kubernetes/api_client.h"
+#include "sources/kubernetes/api.h"
 #include "sources/kubernetes/informer.h"
 #include "sources/kubernetes/parse.h"
 
@@ -55,9 +55,9 @@ struct KubernetesSource::State : std::enable_shared_from_this<KubernetesSource::
   std::string operator_namespace;
   std::string operator_name;
 
-  std::shared_ptr<kube::ApiClient> client;
+  std::shared_ptr<kube::ApiSession> client;
   std::vector<std::shared_ptr<kube::Informer>> informers;
-  std::shared_ptr<kube::HttpExchange> operator_exchange;
+  std::shared_ptr<net::Exchange> operator_exchange;
   std::chrono::steady_clock::time_point started_at{};
   bool started = false;
   bool stopped = false;
@@ -180,8 +180,8 @@ asio::awaitable<void> KubernetesSource::State::connect(std::shared_ptr<State> se
     std::string error;
     try {
       auto access = kube::resolve_cluster_access(self->config, self->in_cluster);
-      self->client = std::make_shared<kube::ApiClient>(self->io.get_executor(), std::move(access),
-                                                       self->config.token_reload_interval);
+      self->client = std::make_shared<kube::ApiSession>(self->io.get_executor(), std::move(access),
+                                                        self->config.token_reload_interval);
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -215,11 +215,13 @@ asio::awaitable<ApiError> KubernetesSource::State::fetch_operator_pod() {
                              "/pods/" + kube::url_encode(operator_name);
   auto ex = client->exchange();
   operator_exchange = ex;
-  ApiError e = co_await ex->open(target, config.request_timeout);
+  const auto timeout = [this] { return std::chrono::steady_clock::now() + config.request_timeout; };
+  const net::Request request = client->request(target);
+  ApiError e = co_await ex->open(request, timeout());
   if (e || stopped) co_return e;
   std::string body;
   const int status = ex->status();
-  e = co_await ex->read_body(body, kMaxPodBytes, config.request_timeout);
+  e = co_await ex->read_body(body, kMaxPodBytes, timeout());
   operator_exchange.reset();
   if (stopped) co_return ApiError{ErrorKind::cancelled, 0, "cancelled", std::nullopt};
   if (status == 404) {
@@ -267,7 +269,7 @@ asio::awaitable<void> KubernetesSource::State::poll_operator(std::shared_ptr<Sta
     Duration delay = self->config.operator_pod_interval;
     if (e) {
       self->operator_healthy = false;
-      self->sink.count_error("kubernetes_api", e.error_type());
+      self->sink.count_error("kubernetes_api", kube::error_type(e));
       self->sink.source_failed("kubernetes");
       if (e.kind == ErrorKind::http && e.status == 401) self->client->tokens().reload();
       delay = backoff.next(e.retry_after);

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "common/log.h"
+#include "net/http_client.h"
 #include "sources/telemetry/exposition_parser.h"
-#include "sources/telemetry/http_fetch.h"
 #include "sources/telemetry/scrape_health.h"
 #include "sources/telemetry/telemetry_derive.h"
 
@@ -19,6 +19,8 @@ namespace mx {
 namespace {
 
 constexpr std::string_view kComponent = "telemetry";  // error component and source name
+// The scrape carries no credentials: a 401/403 means a wrong URL, http_4xx (docs/metrics.md).
+constexpr net::AuthPolicy kAuthPolicy = net::AuthPolicy::anonymous;
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -39,7 +41,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
       : config_(std::move(config)),
         backoff_(backoff),
         sink_(sink),
-        fetcher_(io, std::move(tls)),
+        http_(net::HttpClient::create(io.get_executor(), {{}, std::move(tls)})),
         timer_(io) {
     // A zero interval would spin the io_context; config validation should prevent it anyway.
     config_.interval = std::max(config_.interval, Duration(10));
@@ -60,7 +62,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
     running_ = false;
     ++generation_;  // whatever is still queued belongs to an old round
     timer_.cancel();
-    fetcher_.cancel_all();
+    http_->cancel_all();
   }
 
  private:
@@ -117,12 +119,12 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
       const std::string& uid = queue_[next_index_++];
       const Target& target = targets_.at(uid);
       ++in_flight_;
-      FetchRequest request;
+      net::FetchRequest request;
       request.url = target.url;
       request.timeout = config_.timeout;
       request.max_body_bytes = config_.max_body_bytes;
-      fetcher_.fetch(request, [weak = weak_from_this(), generation = generation_, uid,
-                               url = target.url, started = monotonic_seconds()](FetchResult r) {
+      http_->fetch(request, [weak = weak_from_this(), generation = generation_, uid,
+                             url = target.url, started = monotonic_seconds()](net::FetchResult r) {
         auto self = weak.lock();
         if (!self || !self->running_ || self->generation_ != generation) return;
         self->on_scraped(uid, url, started, std::move(r));
@@ -131,7 +133,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   void on_scraped(const std::string& uid, const std::string& url, double started,
-                  FetchResult result) {
+                  net::FetchResult result) {
     --in_flight_;
     const auto it = targets_.find(uid);
     if (it != targets_.end() && it->second.url == url) {
@@ -142,9 +144,9 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   // Returns whether the target counts as scraped successfully this round.
-  bool handle(const std::string& uid, Target& target, double started, FetchResult result) {
+  bool handle(const std::string& uid, Target& target, double started, net::FetchResult result) {
     if (!result.ok()) {
-      failed(uid, target, error_type(result.outcome), result.detail);
+      failed(uid, target, net::error_type(result.error, kAuthPolicy), result.error.message);
       return false;
     }
     ExpositionParseOptions options;
@@ -184,12 +186,12 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
       if (target.health.degraded("parse")) {
         log::warn("telemetry endpoint sends malformed lines; they are skipped",
                   {{"uid", uid},
-                   {"url", redact_url(target.url)},
+                   {"url", net::redact_url(target.url)},
                    {"malformed_lines", parsed.error_count},
                    {"first_error", first_error}});
       }
     } else if (target.health.succeed()) {
-      log::info("telemetry scrape recovered", {{"uid", uid}, {"url", redact_url(target.url)}});
+      log::info("telemetry scrape recovered", {{"uid", uid}, {"url", net::redact_url(target.url)}});
     }
     return true;
   }
@@ -203,7 +205,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
     sink_.job_telemetry(std::move(none));
     if (target.health.fail(type, Clock::now())) {
       log::warn("telemetry scrape failed", {{"uid", uid},
-                                            {"url", redact_url(target.url)},
+                                            {"url", net::redact_url(target.url)},
                                             {"error_type", type},
                                             {"detail", detail}});
     }
@@ -227,7 +229,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   TelemetryConfig config_;
   BackoffConfig backoff_;
   TelemetrySink& sink_;
-  HttpFetcher fetcher_;
+  std::shared_ptr<net::HttpClient> http_;
   boost::asio::steady_timer timer_;
   bool running_ = false;
   std::uint64_t generation_ = 0;

@@ -5,7 +5,7 @@
 #include <chrono>
 
 #include "common/log.h"
-#include "sources/telemetry/http_fetch.h"
+#include "net/http_client.h"
 #include "sources/telemetry/scrape_health.h"
 
 namespace mx {
@@ -13,6 +13,8 @@ namespace mx {
 namespace {
 
 constexpr std::string_view kComponent = "upstream";  // error component and source name
+// The scrape carries no credentials: a 401/403 means a wrong URL, http_4xx (docs/metrics.md).
+constexpr net::AuthPolicy kAuthPolicy = net::AuthPolicy::anonymous;
 
 }  // namespace
 
@@ -43,7 +45,7 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
       : config_(std::move(config)),
         sink_(sink),
         health_(backoff),
-        fetcher_(io, std::move(tls)),
+        http_(net::HttpClient::create(io.get_executor(), {{}, std::move(tls)})),
         timer_(io) {
     config_.interval = std::max(config_.interval, Duration(10));
   }
@@ -67,26 +69,26 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
     running_ = false;
     ++generation_;
     timer_.cancel();
-    fetcher_.cancel_all();
+    http_->cancel_all();
   }
 
  private:
   void scrape() {
     started_ = Clock::now();
-    FetchRequest request;
+    net::FetchRequest request;
     request.url = config_.url;
     request.timeout = config_.timeout;
     request.max_body_bytes = config_.max_body_bytes;
-    fetcher_.fetch(request, [weak = weak_from_this(), generation = generation_](FetchResult r) {
+    http_->fetch(request, [weak = weak_from_this(), generation = generation_](net::FetchResult r) {
       auto self = weak.lock();
       if (!self || !self->running_ || self->generation_ != generation) return;
       self->on_scraped(std::move(r));
     });
   }
 
-  void on_scraped(FetchResult result) {
+  void on_scraped(net::FetchResult result) {
     if (!result.ok()) {
-      failed(error_type(result.outcome), result.detail);
+      failed(net::error_type(result.error, kAuthPolicy), result.error.message);
     } else {
       ExpositionParseOptions options;
       options.format = exposition_format_for_content_type(result.content_type);
@@ -103,7 +105,7 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
         sink_.source_succeeded(kComponent,
                                std::chrono::duration<double>(Clock::now() - started_).count());
         if (health_.succeed()) {
-          log::info("upstream scrape recovered", {{"url", redact_url(config_.url)}});
+          log::info("upstream scrape recovered", {{"url", net::redact_url(config_.url)}});
         }
       }
     }
@@ -123,14 +125,14 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
     sink_.source_failed(kComponent);
     if (health_.fail(type, Clock::now())) {
       log::warn("upstream scrape failed",
-                {{"url", redact_url(config_.url)}, {"error_type", type}, {"detail", detail}});
+                {{"url", net::redact_url(config_.url)}, {"error_type", type}, {"detail", detail}});
     }
   }
 
   UpstreamConfig config_;
   UpstreamSink& sink_;
   ScrapeHealth health_;
-  HttpFetcher fetcher_;
+  std::shared_ptr<net::HttpClient> http_;
   boost::asio::steady_timer timer_;
   bool running_ = false;
   std::uint64_t generation_ = 0;

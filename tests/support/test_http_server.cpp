@@ -1,4 +1,4 @@
-#include "test_http_server.h"
+#include "support/test_http_server.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -80,7 +80,7 @@ class Connection final : public ConnectionBase,
   void answer() {
     answering_ = true;
     load_->max_in_flight = std::max(load_->max_in_flight, ++load_->in_flight);
-    const TestResponse r = (*handler_)(std::string(request_.target()));
+    const ServedResponse r = (*handler_)(std::string(request_.target()));
     response_.result(r.status);
     response_.version(11);
     response_.set(http::field::content_type, r.content_type);
@@ -255,23 +255,6 @@ std::shared_ptr<asio::ssl::context> make_client_tls_trusting(const TestCertifica
   ctx->add_certificate_authority(asio::buffer(cert.cert_pem));
   ctx->set_verify_mode(asio::ssl::verify_peer);
   return ctx;
-}
-
-bool run_until(asio::io_context& io, const std::function<bool()>& done,
-               std::chrono::milliseconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    if (io.stopped()) io.restart();
-    io.run_one_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
-
-unsigned short closed_port() {
-  asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return acceptor.local_endpoint().port();
 }
 
 }  // namespace mx::testing

@@ -1,5 +1,6 @@
-// A tiny HTTP(S) server for the telemetry tests: 127.0.0.1 on an ephemeral port, on the test's
-// io_context, answering each request from a handler (status, body, optional delay).
+// A tiny HTTP(S) server for the HTTP client and scrape source tests: 127.0.0.1 on an ephemeral
+// port, on the test's io_context, answering each request from a handler (status, body, optional
+// delay).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -10,9 +11,11 @@
 #include <string>
 #include <string_view>
 
+#include "support/io.h"
+
 namespace mx::testing {
 
-struct TestResponse {
+struct ServedResponse {
   unsigned status = 200;
   std::string content_type = "text/plain; version=0.0.4; charset=utf-8";
   std::string body;
@@ -21,7 +24,7 @@ struct TestResponse {
 
 class TestHttpServer {
  public:
-  using Handler = std::function<TestResponse(const std::string& target)>;
+  using Handler = std::function<ServedResponse(const std::string& target)>;
 
   // With `tls`, the server speaks HTTPS using that (server) context.
   TestHttpServer(boost::asio::io_context& io, Handler handler,
@@ -51,12 +54,5 @@ TestCertificate make_test_certificate();
 // A server TLS context using `cert`, and a client context trusting only `cert`.
 std::shared_ptr<boost::asio::ssl::context> make_server_tls(const TestCertificate& cert);
 std::shared_ptr<boost::asio::ssl::context> make_client_tls_trusting(const TestCertificate& cert);
-
-// Runs `io` until `done()` holds or `limit` passes; returns done().
-bool run_until(boost::asio::io_context& io, const std::function<bool()>& done,
-               std::chrono::milliseconds limit = std::chrono::seconds(20));
-
-// A TCP port on 127.0.0.1 where nothing listens (bound, then closed).
-unsigned short closed_port();
 
 }  // namespace mx::testing

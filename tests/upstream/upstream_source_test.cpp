@@ -3,8 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "recording_sink.h"
-#include "test_http_server.h"
+#include "support/recording_sinks.h"
+#include "support/test_http_server.h"
 
 namespace mx {
 namespace {
@@ -12,8 +12,8 @@ namespace {
 using namespace std::chrono_literals;
 using testing::RecordingSink;
 using testing::run_until;
+using testing::ServedResponse;
 using testing::TestHttpServer;
-using testing::TestResponse;
 using ::testing::UnorderedElementsAre;
 
 MATCHER_P3(IsUpstream, metric, labels, value, "") {
@@ -60,7 +60,7 @@ class UpstreamSourceTest : public ::testing::Test {
   int webhook_count_ = 0;
   enum class Mode { ok, malformed, not_found } mode_ = Mode::ok;
   TestHttpServer server_{io_, [this](const std::string&) {
-                           TestResponse r;
+                           ServedResponse r;
                            r.content_type = "application/openmetrics-text; version=1.0.0";
                            ++webhook_count_;
                            if (mode_ == Mode::not_found) r.status = 404;

@@ -1,19 +1,21 @@
-#include "sources/telemetry/http_fetch.h"
+// HttpClient::fetch (whole GETs, as the telemetry and upstream sources use it), URLs, and the
+// status -> error_type mapping.
+#include "net/http_client.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <optional>
 
-#include "test_http_server.h"
+#include "support/test_http_server.h"
 
-namespace mx {
+namespace mx::net {
 namespace {
 
+using mx::testing::ServedResponse;
+using mx::testing::TestHttpServer;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using testing::TestHttpServer;
-using testing::TestResponse;
 using namespace std::chrono_literals;
 
 TEST(ParseHttpUrl, AcceptsHttpAndHttps) {
@@ -65,18 +67,44 @@ TEST(RedactUrl, DropsUserInfoAndQuery) {
   EXPECT_EQ(redact_url("http://host/p@th"), "http://host/p@th");
 }
 
-TEST(ErrorType, MapsOutcomesToTheMetricContract) {
-  EXPECT_EQ(error_type(FetchOutcome::timeout), "timeout");
-  EXPECT_EQ(error_type(FetchOutcome::connection), "connection");
-  EXPECT_EQ(error_type(FetchOutcome::bad_url), "connection");
-  EXPECT_EQ(error_type(FetchOutcome::http_4xx), "http_4xx");
-  EXPECT_EQ(error_type(FetchOutcome::http_5xx), "http_5xx");
-  EXPECT_EQ(error_type(FetchOutcome::too_large), "parse");
+Error error_of(ErrorKind kind, int status = 0) {
+  Error e;
+  e.kind = kind;
+  e.status = status;
+  return e;
+}
+
+TEST(ErrorType, MapsFailuresToTheMetricContract) {
+  for (AuthPolicy policy : {AuthPolicy::credentials, AuthPolicy::anonymous}) {
+    EXPECT_EQ(error_type(error_of(ErrorKind::timeout), policy), "timeout");
+    EXPECT_EQ(error_type(error_of(ErrorKind::connection), policy), "connection");
+    EXPECT_EQ(error_type(error_of(ErrorKind::bad_url), policy), "connection");
+    EXPECT_EQ(error_type(error_of(ErrorKind::parse), policy), "parse");
+    EXPECT_EQ(error_type(error_of(ErrorKind::too_large), policy), "parse");
+    EXPECT_EQ(error_type(error_of(ErrorKind::http, 404), policy), "http_4xx");
+    EXPECT_EQ(error_type(error_of(ErrorKind::http, 410), policy), "http_4xx");
+    EXPECT_EQ(error_type(error_of(ErrorKind::http, 301), policy), "http_4xx");
+    EXPECT_EQ(error_type(error_of(ErrorKind::http, 500), policy), "http_5xx");
+    EXPECT_EQ(error_type(error_of(ErrorKind::http, 503), policy), "http_5xx");
+  }
+}
+
+TEST(ErrorType, AuthStatusesFollowThePolicy) {
+  // The Kubernetes API: the request carried a token or client certificate.
+  EXPECT_EQ(error_type(error_of(ErrorKind::http, 401), AuthPolicy::credentials), "auth");
+  EXPECT_EQ(error_type(error_of(ErrorKind::http, 403), AuthPolicy::credentials), "auth");
+  // Telemetry and upstream scrapes carry none: a 401/403 is a wrong URL.
+  EXPECT_EQ(error_type(error_of(ErrorKind::http, 401), AuthPolicy::anonymous), "http_4xx");
+  EXPECT_EQ(error_type(error_of(ErrorKind::http, 403), AuthPolicy::anonymous), "http_4xx");
+}
+
+std::string type_of(const Error& e) {
+  return std::string(error_type(e, AuthPolicy::anonymous));
 }
 
 class HttpFetchTest : public ::testing::Test {
  protected:
-  std::optional<FetchResult> fetch(HttpFetcher& fetcher, const std::string& url,
+  std::optional<FetchResult> fetch(HttpClient& fetcher, const std::string& url,
                                    std::size_t max_body = 1 << 20,
                                    Duration timeout = std::chrono::seconds(5)) {
     std::optional<FetchResult> result;
@@ -85,17 +113,18 @@ class HttpFetchTest : public ::testing::Test {
     request.max_body_bytes = max_body;
     request.timeout = timeout;
     fetcher.fetch(request, [&](FetchResult r) { result = std::move(r); });
-    EXPECT_TRUE(testing::run_until(io_, [&] { return result.has_value(); }));
+    EXPECT_TRUE(mx::testing::run_until(io_, [&] { return result.has_value(); }));
     return result;
   }
 
   boost::asio::io_context io_;
   std::string last_accept_;
   TestHttpServer server_{io_, [this](const std::string& target) {
-                           TestResponse r;
+                           ServedResponse r;
                            if (target == "/ok") r.body = "up 1\n";
                            if (target == "/404") r.status = 404;
                            if (target == "/503") r.status = 503;
+                           if (target == "/401") r.status = 401;
                            if (target == "/301") r.status = 301;
                            if (target == "/big") r.body.assign(10000, 'x');
                            if (target == "/slow") r.delay = 10s;
@@ -104,122 +133,138 @@ class HttpFetchTest : public ::testing::Test {
 };
 
 TEST_F(HttpFetchTest, OkBodyAndContentType) {
-  HttpFetcher fetcher(io_);
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
   auto r = fetch(fetcher, server_.url("/ok"));
   ASSERT_TRUE(r);
-  EXPECT_TRUE(r->ok()) << r->detail;
-  EXPECT_EQ(r->status, 200u);
+  EXPECT_TRUE(r->ok()) << r->error.message;
+  EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body, "up 1\n");
   EXPECT_THAT(r->content_type, HasSubstr("text/plain"));
 }
 
 TEST_F(HttpFetchTest, StatusClasses) {
-  HttpFetcher fetcher(io_);
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
   auto r = fetch(fetcher, server_.url("/404"));
-  EXPECT_EQ(r->outcome, FetchOutcome::http_4xx);
-  EXPECT_EQ(r->status, 404u);
+  EXPECT_EQ(type_of(r->error), "http_4xx");
+  EXPECT_EQ(r->status, 404);
   r = fetch(fetcher, server_.url("/503"));
-  EXPECT_EQ(r->outcome, FetchOutcome::http_5xx);
+  EXPECT_EQ(type_of(r->error), "http_5xx");
   r = fetch(fetcher, server_.url("/301"));
-  EXPECT_EQ(r->outcome, FetchOutcome::http_4xx);
-  EXPECT_THAT(r->detail, HasSubstr("redirect"));
+  EXPECT_EQ(type_of(r->error), "http_4xx");
+  EXPECT_THAT(r->error.message, HasSubstr("redirect"));
+  // The scrape carried no credentials: a 401 says the URL is wrong.
+  r = fetch(fetcher, server_.url("/401"));
+  EXPECT_EQ(r->error.status, 401);
+  EXPECT_EQ(type_of(r->error), "http_4xx");
 }
 
 TEST_F(HttpFetchTest, BodyOverTheCap) {
-  HttpFetcher fetcher(io_);
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
   auto r = fetch(fetcher, server_.url("/big"), 1000);
-  EXPECT_EQ(r->outcome, FetchOutcome::too_large);
-  EXPECT_THAT(r->detail, HasSubstr("1000 bytes"));
+  EXPECT_EQ(r->error.kind, ErrorKind::too_large);
+  EXPECT_THAT(r->error.message, HasSubstr("1000 bytes"));
   r = fetch(fetcher, server_.url("/big"), 10000);
   EXPECT_TRUE(r->ok());
 }
 
 TEST_F(HttpFetchTest, Timeout) {
-  HttpFetcher fetcher(io_);
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
   auto r = fetch(fetcher, server_.url("/slow"), 1000, std::chrono::milliseconds(200));
-  EXPECT_EQ(r->outcome, FetchOutcome::timeout);
-  EXPECT_THAT(r->detail, HasSubstr("200ms"));
+  EXPECT_EQ(r->error.kind, ErrorKind::timeout);
+  EXPECT_THAT(r->error.message, HasSubstr("200ms"));
   server_.stop();
 }
 
 TEST_F(HttpFetchTest, ConnectionRefused) {
-  HttpFetcher fetcher(io_);
-  auto r = fetch(fetcher, "http://127.0.0.1:" + std::to_string(testing::closed_port()) + "/");
-  EXPECT_EQ(r->outcome, FetchOutcome::connection);
-  EXPECT_THAT(r->detail, HasSubstr("connect"));
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
+  auto r = fetch(fetcher, "http://127.0.0.1:" + std::to_string(mx::testing::closed_port()) + "/");
+  EXPECT_EQ(r->error.kind, ErrorKind::connection);
+  EXPECT_THAT(r->error.message, HasSubstr("connect"));
 }
 
 TEST_F(HttpFetchTest, BadUrlCompletesAsynchronously) {
-  HttpFetcher fetcher(io_);
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
   bool called = false;
   FetchRequest request;
   request.url = "gopher://x";
   fetcher.fetch(request, [&](FetchResult r) {
     called = true;
-    EXPECT_EQ(r.outcome, FetchOutcome::bad_url);
+    EXPECT_EQ(r.error.kind, ErrorKind::bad_url);
   });
   EXPECT_FALSE(called);
-  EXPECT_TRUE(testing::run_until(io_, [&] { return called; }));
+  EXPECT_TRUE(mx::testing::run_until(io_, [&] { return called; }));
 }
 
 TEST_F(HttpFetchTest, CancelAllCompletesInFlightFetches) {
-  HttpFetcher fetcher(io_);
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
   std::optional<FetchResult> result;
   FetchRequest request;
   request.url = server_.url("/slow");
   fetcher.fetch(request, [&](FetchResult r) { result = std::move(r); });
   io_.poll();
   fetcher.cancel_all();
-  ASSERT_TRUE(testing::run_until(io_, [&] { return result.has_value(); }));
-  EXPECT_EQ(result->outcome, FetchOutcome::cancelled);
+  ASSERT_TRUE(mx::testing::run_until(io_, [&] { return result.has_value(); }));
+  EXPECT_EQ(result->error.kind, ErrorKind::cancelled);
   server_.stop();
 }
 
 class HttpsFetchTest : public ::testing::Test {
  protected:
   HttpsFetchTest()
-      : cert_(testing::make_test_certificate()),
+      : cert_(mx::testing::make_test_certificate()),
         server_(
             io_,
             [](const std::string&) {
-              return TestResponse{200, "text/plain", "up 1\n"};
+              return ServedResponse{200, "text/plain", "up 1\n"};
             },
-            testing::make_server_tls(cert_)) {}
+            mx::testing::make_server_tls(cert_)) {}
 
-  FetchResult fetch(HttpFetcher& fetcher, const std::string& url) {
+  FetchResult fetch(HttpClient& fetcher, const std::string& url) {
     std::optional<FetchResult> result;
     FetchRequest request;
     request.url = url;
     fetcher.fetch(request, [&](FetchResult r) { result = std::move(r); });
-    EXPECT_TRUE(testing::run_until(io_, [&] { return result.has_value(); }));
+    EXPECT_TRUE(mx::testing::run_until(io_, [&] { return result.has_value(); }));
     return result.value_or(FetchResult{});
   }
 
   boost::asio::io_context io_;
-  testing::TestCertificate cert_;
+  mx::testing::TestCertificate cert_;
   TestHttpServer server_;
 };
 
 TEST_F(HttpsFetchTest, TrustedCertificate) {
-  HttpFetcher fetcher(io_, testing::make_client_tls_trusting(cert_));
+  auto client =
+      HttpClient::create(io_.get_executor(), {{}, mx::testing::make_client_tls_trusting(cert_)});
+  HttpClient& fetcher = *client;
   const auto r = fetch(fetcher, server_.url("/metrics"));
-  EXPECT_TRUE(r.ok()) << r.detail;
+  EXPECT_TRUE(r.ok()) << r.error.message;
   EXPECT_EQ(r.body, "up 1\n");
 }
 
 TEST_F(HttpsFetchTest, UnknownCertificateIsRefusedWithSystemCas) {
-  HttpFetcher fetcher(io_);
+  auto client = HttpClient::create(io_.get_executor());
+  HttpClient& fetcher = *client;
   const auto r = fetch(fetcher, server_.url("/metrics"));
-  EXPECT_EQ(r.outcome, FetchOutcome::connection);
-  EXPECT_THAT(r.detail, HasSubstr("TLS handshake"));
+  EXPECT_EQ(r.error.kind, ErrorKind::connection);
+  EXPECT_THAT(r.error.message, HasSubstr("TLS handshake"));
 }
 
 TEST_F(HttpsFetchTest, HostNameMustMatchTheCertificate) {
   // The certificate names IP 127.0.0.1 only; "localhost" reaches the same server but must fail.
-  HttpFetcher fetcher(io_, testing::make_client_tls_trusting(cert_));
+  auto client =
+      HttpClient::create(io_.get_executor(), {{}, mx::testing::make_client_tls_trusting(cert_)});
+  HttpClient& fetcher = *client;
   const auto r = fetch(fetcher, "https://localhost:" + std::to_string(server_.port()) + "/");
-  EXPECT_EQ(r.outcome, FetchOutcome::connection);
+  EXPECT_EQ(r.error.kind, ErrorKind::connection);
 }
 
 }  // namespace
-}  // namespace mx
+}  // namespace mx::net

@@ -1,0 +1,306 @@
+#include "net/http_client.h"
+
+#include <algorithm>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace mx::net {
+
+namespace http = beast::http;
+using asio::redirect_error;
+using asio::use_awaitable;
+
+namespace {
+
+constexpr std::size_t kHeaderLimit = 64 * 1024;
+
+std::optional<Duration> parse_retry_after(std::string_view value) {
+  if (value.empty() || value.size() >= 10) return std::nullopt;
+  int seconds = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') return std::nullopt;
+    seconds = seconds * 10 + (c - '0');
+  }
+  return std::chrono::seconds(seconds);
+}
+
+Error make_error(ErrorKind kind, std::string message, int status = 0) {
+  Error e;
+  e.kind = kind;
+  e.status = status;
+  e.message = std::move(message);
+  return e;
+}
+
+}  // namespace
+
+// --- HttpClient --------------------------------------------------------------------------------
+
+std::shared_ptr<HttpClient> HttpClient::create(asio::any_io_executor executor,
+                                               ClientOptions options) {
+  return std::make_shared<HttpClient>(std::move(executor), std::move(options));
+}
+
+HttpClient::HttpClient(asio::any_io_executor executor, ClientOptions options)
+    : executor_(std::move(executor)), options_(std::move(options)) {}
+
+std::shared_ptr<asio::ssl::context> HttpClient::tls_context(std::string& error) {
+  if (!options_.tls_context) {
+    try {
+      options_.tls_context = make_tls_client_context(options_.tls);
+    } catch (const std::exception& e) {
+      error = std::string("TLS setup: ") + e.what();
+    }
+  }
+  return options_.tls_context;
+}
+
+std::shared_ptr<Exchange> HttpClient::exchange() {
+  std::erase_if(exchanges_, [](const auto& weak) { return weak.expired(); });
+  auto ex = std::make_shared<Exchange>(shared_from_this());
+  exchanges_.push_back(ex);
+  return ex;
+}
+
+void HttpClient::cancel_all() {
+  auto exchanges = std::move(exchanges_);
+  exchanges_.clear();
+  for (auto& weak : exchanges) {
+    if (auto ex = weak.lock()) ex->cancel();
+  }
+}
+
+namespace {
+
+asio::awaitable<Error> fetch_into(Exchange& ex, Request request, const FetchRequest& options,
+                                  FetchResult& result) {
+  const auto deadline = Exchange::Clock::now() + options.timeout;
+  Error e = co_await ex.open(std::move(request), deadline);
+  result.status = ex.status();
+  result.content_type = ex.content_type();
+  if (!e && (result.status < 200 || result.status >= 300)) {
+    // The body of an error page is of no use; the connection is closed unread.
+    e = make_error(ErrorKind::http, "HTTP status " + std::to_string(result.status), result.status);
+    if (result.status >= 300 && result.status < 400) e.message += " (redirects are not followed)";
+  }
+  if (!e) e = co_await ex.read_body(result.body, options.max_body_bytes, deadline);
+  if (e.kind == ErrorKind::timeout) {
+    e.message =
+        "no complete response within " + format_duration(options.timeout) + " (" + e.message + ")";
+  }
+  co_return e;
+}
+
+asio::awaitable<void> run_fetch(std::shared_ptr<Exchange> ex, Request request, FetchRequest options,
+                                std::function<void(FetchResult)> done) {
+  FetchResult result;
+  Error e;
+  try {
+    e = co_await fetch_into(*ex, std::move(request), options, result);
+  } catch (const std::exception& failure) {
+    // Whatever happens, the caller hears back exactly once.
+    e = make_error(ErrorKind::connection, std::string("internal error: ") + failure.what());
+  }
+  ex->cancel();
+  if (e) {
+    result.error = std::move(e);
+    result.body.clear();
+  }
+  done(std::move(result));
+}
+
+}  // namespace
+
+void HttpClient::fetch(const FetchRequest& request, std::function<void(FetchResult)> done) {
+  std::string why;
+  auto url = parse_http_url(request.url, &why);
+  if (!url) {
+    FetchResult result;
+    result.error = make_error(ErrorKind::bad_url, why);
+    // Never inline: the caller may be inside its own handler.
+    asio::post(executor_, [done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
+    return;
+  }
+  Request r;
+  r.url = std::move(*url);
+  r.accept = request.accept;
+  asio::co_spawn(executor_, run_fetch(exchange(), std::move(r), request, std::move(done)),
+                 asio::detached);
+}
+
+// --- Exchange ----------------------------------------------------------------------------------
+
+Exchange::Exchange(std::shared_ptr<HttpClient> client)
+    : client_(std::move(client)),
+      resolver_(client_->executor_),
+      resolve_deadline_(client_->executor_) {
+  parser_.header_limit(kHeaderLimit);
+  parser_.body_limit(boost::none);  // read_body() and the callers of read_some() bound it
+}
+
+beast::tcp_stream& Exchange::tcp() {
+  return tls_ ? beast::get_lowest_layer(*tls_) : *plain_;
+}
+
+void Exchange::cancel() {
+  cancelled_ = true;
+  resolver_.cancel();
+  resolve_deadline_.cancel();
+  if (!tls_ && !plain_) return;
+  boost::system::error_code ignored;
+  tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  tcp().socket().close(ignored);
+}
+
+Error Exchange::map_error(const boost::system::error_code& ec, const std::string& step) const {
+  if (cancelled_ || ec == asio::error::operation_aborted) {
+    return make_error(ErrorKind::cancelled, "cancelled");
+  }
+  if (ec == beast::error::timeout) return make_error(ErrorKind::timeout, step + " timed out");
+  if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+    return make_error(ErrorKind::too_large, step + ": response header too large");
+  }
+  const boost::system::error_code http_end = http::error::end_of_stream;
+  if (ec.category() == http_end.category() && ec != http::error::end_of_stream &&
+      ec != http::error::partial_message) {
+    return make_error(ErrorKind::parse, step + ": malformed HTTP response (" + ec.message() + ")");
+  }
+  return make_error(ErrorKind::connection, step + " failed: " + ec.message());
+}
+
+asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadline) {
+  if (cancelled_) co_return map_error(asio::error::operation_aborted, "open");
+  const HttpUrl& url = request.url;
+  authority_ = url.host_header;
+  boost::system::error_code ec;
+
+  // Resolution has no timeout of its own: a timer cancels it at the deadline.
+  resolve_deadline_.expires_at(deadline);
+  resolve_deadline_.async_wait([weak = weak_from_this()](boost::system::error_code wait_ec) {
+    auto self = weak.lock();
+    if (wait_ec || !self) return;
+    self->resolve_timed_out_ = true;
+    self->resolver_.cancel();
+  });
+  auto endpoints =
+      co_await resolver_.async_resolve(url.host, url.port, redirect_error(use_awaitable, ec));
+  resolve_deadline_.cancel();
+  if (resolve_timed_out_ && !cancelled_) {
+    co_return make_error(ErrorKind::timeout, "resolve " + url.host + " timed out");
+  }
+  if (ec || cancelled_) co_return map_error(ec, "resolve " + url.host);
+
+  const TlsOptions& tls_options = client_->options_.tls;
+  if (url.tls) {
+    std::string why;
+    tls_context_ = client_->tls_context(why);
+    if (!tls_context_) co_return make_error(ErrorKind::connection, why);
+    tls_ =
+        std::make_unique<beast::ssl_stream<beast::tcp_stream>>(client_->executor_, *tls_context_);
+  } else {
+    plain_ = std::make_unique<beast::tcp_stream>(client_->executor_);
+  }
+  tcp().expires_at(deadline);
+  co_await tcp().async_connect(endpoints, redirect_error(use_awaitable, ec));
+  if (ec || cancelled_) co_return map_error(ec, "connect to " + authority_);
+
+  if (tls_) {
+    const std::string& name = tls_options.server_name.empty() ? url.host : tls_options.server_name;
+    if (!prepare_tls_connection(tls_->native_handle(), name, !tls_options.insecure_skip_verify)) {
+      co_return make_error(ErrorKind::connection, "TLS: cannot use the server name " + name);
+    }
+    co_await tls_->async_handshake(asio::ssl::stream_base::client,
+                                   redirect_error(use_awaitable, ec));
+    if (ec || cancelled_) co_return map_error(ec, "TLS handshake with " + authority_);
+  }
+
+  http::request<http::empty_body> req{http::verb::get, url.target, 11};
+  req.set(http::field::host, url.host_header);
+  req.set(http::field::user_agent, user_agent());
+  req.set(http::field::accept, request.accept);
+  req.set(http::field::connection, "close");
+  if (!request.bearer_token.empty()) {
+    req.set(http::field::authorization, "Bearer " + request.bearer_token);
+  }
+  if (tls_) {
+    co_await http::async_write(*tls_, req, redirect_error(use_awaitable, ec));
+  } else {
+    co_await http::async_write(*plain_, req, redirect_error(use_awaitable, ec));
+  }
+  if (ec || cancelled_) co_return map_error(ec, "send request");
+
+  if (tls_) {
+    co_await http::async_read_header(*tls_, buffer_, parser_, redirect_error(use_awaitable, ec));
+  } else {
+    co_await http::async_read_header(*plain_, buffer_, parser_, redirect_error(use_awaitable, ec));
+  }
+  if (ec || cancelled_) co_return map_error(ec, "read response header");
+
+  const auto& header = parser_.get();
+  status_ = static_cast<int>(header.result_int());
+  content_type_ = std::string(header[http::field::content_type]);
+  retry_after_ = parse_retry_after(header[http::field::retry_after]);
+  done_ = parser_.is_done();
+  co_return Error{};
+}
+
+asio::awaitable<Error> Exchange::read_some(std::string& out, Clock::time_point deadline) {
+  if (done_) co_return Error{};
+  if (cancelled_ || (!tls_ && !plain_)) {
+    co_return map_error(asio::error::operation_aborted, "read");
+  }
+  if (!chunk_) chunk_ = std::make_unique<std::array<char, 64 * 1024>>();
+  parser_.get().body().data = chunk_->data();
+  parser_.get().body().size = chunk_->size();
+  boost::system::error_code ec;
+  tcp().expires_at(deadline);
+  if (tls_) {
+    co_await http::async_read_some(*tls_, buffer_, parser_, redirect_error(use_awaitable, ec));
+  } else {
+    co_await http::async_read_some(*plain_, buffer_, parser_, redirect_error(use_awaitable, ec));
+  }
+  if (ec == http::error::need_buffer) ec = {};
+  if (ec == asio::ssl::error::stream_truncated && parser_.is_header_done()) {
+    // A TLS peer that closes without close_notify ends a body delimited by EOF this way.
+    boost::system::error_code eof_ec;
+    parser_.put_eof(eof_ec);
+    if (!eof_ec && parser_.is_done()) ec = {};
+  }
+  if (cancelled_) co_return map_error(asio::error::operation_aborted, "read");
+  const std::size_t n = chunk_->size() - parser_.get().body().size;
+  out.append(chunk_->data(), n);
+  if (ec) co_return map_error(ec, "read response body");
+  done_ = parser_.is_done();
+  co_return Error{};
+}
+
+asio::awaitable<Error> Exchange::read_body(std::string& out, std::size_t max_bytes,
+                                           Clock::time_point deadline) {
+  const auto too_large = [&] {
+    return make_error(ErrorKind::too_large,
+                      "response body larger than " + std::to_string(max_bytes) + " bytes");
+  };
+  if (const auto length = parser_.content_length(); length && *length > max_bytes) {
+    co_return too_large();
+  }
+  while (!done_) {
+    Error e = co_await read_some(out, deadline);
+    if (e) co_return e;
+    if (out.size() > max_bytes) co_return too_large();
+  }
+  co_return Error{};
+}
+
+}  // namespace mx::net
