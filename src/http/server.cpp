@@ -179,6 +179,8 @@ struct HttpServer::State {
   tcp::acceptor acceptor;
   net::steady_timer accept_retry;
   net::steady_timer watch_timer;
+  net::steady_timer trim_timer;  // cancelled by ~HttpServer; `this` outlives it
+  bool trim_scheduled = false;
   bool stopping = false;
   // Open sessions, the most recently active first: the back is idle or incomplete the longest.
   std::list<SessionBase*> sessions;
@@ -198,15 +200,22 @@ struct HttpServer::State {
         handler(std::move(h)),
         acceptor(i),
         accept_retry(i),
-        watch_timer(i) {}
+        watch_timer(i),
+        trim_timer(i) {}
 
   // After a flood of connections has gone, gives the freed session memory back to the kernel
   // (main() raises glibc's trim threshold for the snapshots' sake, so it would not on its own).
+  // Deferred a little, so that the flood's last connections are gone too.
   void after_close() {
-    if (high_water >= 256 && sessions.size() < high_water / 8) {
+    if (trim_scheduled || high_water < 256 || sessions.size() >= high_water / 8) return;
+    trim_scheduled = true;
+    trim_timer.expires_after(std::chrono::seconds(1));
+    trim_timer.async_wait([this](beast::error_code ec) {
+      if (ec) return;
+      trim_scheduled = false;
       high_water = sessions.size();
       ::malloc_trim(0);
-    }
+    });
   }
 
   // Closes the session idle or incomplete for the longest time. False when none is.
@@ -606,6 +615,7 @@ HttpServer::~HttpServer() {
   state_->acceptor.close(ec);
   state_->watch_timer.cancel();
   state_->accept_retry.cancel();
+  state_->trim_timer.cancel();
   state_->bcrypt_pool = nullptr;
   bcrypt_pool_->join();
 }

@@ -194,25 +194,21 @@ class SlowClients : public ::testing::Test {
       port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
       return true;
     }));
-    pid_ = exporter_pid();
+    pid_ = exporter_->pid();
   }
-  int exporter_pid() {
-    std::string out;
-    testing::run_command("ss -Hltnp 'sport = :" + std::to_string(port_) + "'", out);
-    std::smatch m;
-    if (std::regex_search(out, m, std::regex(R"(pid=(\d+))"))) return std::stoi(m[1]);
-    return -1;
-  }
-
   // 20 scrapes, one a second, while `slow` + `silent` connections are held open.
-  void run(int slow, int silent, bool expect_evictions) {
+  void run(int slow, int silent, std::size_t cap) {
+    const bool expect_evictions = cap < static_cast<std::size_t>(slow + silent);
     ASSERT_GT(pid_, 0);
     ASSERT_TRUE(scrape(port_, 5s));
     const auto before = usage_of(pid_);
     Attackers attackers(port_, slow, silent);
     // Let the attack build up before measuring (bounded wait).
     wait_until(
-        [&] { return attackers.connected() >= static_cast<std::size_t>(slow + silent) * 9 / 10; },
+        [&] {
+          return attackers.connected() >=
+                 std::min<std::size_t>(cap, static_cast<std::size_t>(slow + silent)) * 9 / 10;
+        },
         30s);
     int ok = 0;
     const int scrapes = 20;
@@ -240,20 +236,26 @@ class SlowClients : public ::testing::Test {
     EXPECT_GE(ok * 100, scrapes * 99) << ok << " of " << scrapes << " scrapes succeeded";
     // Bounded: one fd per connection plus a fixed few, and memory per connection stays small.
     EXPECT_LE(peak.fds, before.fds + static_cast<std::size_t>(slow + silent) + 64);
-    EXPECT_LE(peak.rss_kib, before.rss_kib + static_cast<std::size_t>(slow + silent) * 64 + 65536);
+    EXPECT_LE(peak.rss_kib, before.rss_kib + static_cast<std::size_t>(slow + silent) * 16 + 16384);
     // ...and falls back once the attackers are gone.
     EXPECT_TRUE(wait_until([&] { return usage_of(pid_).fds <= before.fds + 16; }, 30s))
         << usage_of(pid_).fds << " fds, " << before.fds << " before";
-    const std::size_t grown = peak.rss_kib - before.rss_kib;
-    EXPECT_TRUE(wait_until(
-        [&] { return usage_of(pid_).rss_kib <= before.rss_kib + grown / 2 + 8192; }, 30s))
-        << "RSS " << usage_of(pid_).rss_kib << " KiB; before " << before.rss_kib << ", peak "
-        << peak.rss_kib;
-    EXPECT_GT(metric(body, "modal_exporter_http_connections_accepted_total"), slow + silent);
-    EXPECT_GT(metric(body, "modal_exporter_http_connections_timed_out_total{phase=\"header\"}"), 0)
-        << body;
+    // Memory falls back too: at least a quarter of what the flood added is returned (glibc keeps
+    // some of the freed heap; the numbers are printed below).
+    const std::size_t grown = peak.rss_kib > before.rss_kib ? peak.rss_kib - before.rss_kib : 0;
+    if (grown > 4096) {
+      EXPECT_TRUE(
+          wait_until([&] { return usage_of(pid_).rss_kib <= peak.rss_kib - grown / 4; }, 30s))
+          << "RSS " << usage_of(pid_).rss_kib << " KiB; before " << before.rss_kib << ", peak "
+          << peak.rss_kib;
+    }
     if (expect_evictions) {
-      EXPECT_GT(metric(body, "modal_exporter_http_connections_evicted_total"), 0);
+      EXPECT_GT(metric(body, "modal_exporter_http_connections_evicted_total"), 0) << body;
+    } else {
+      // Silent and slowloris connections alike are cut at the header deadline.
+      EXPECT_GT(metric(body, "modal_exporter_http_connections_timed_out_total{phase=\"header\"}"),
+                slow + silent)
+          << body;
     }
     std::printf(
         "[ measured ] %d slow + %d silent: %d/%d scrapes ok; attackers connected at end %zu, "
@@ -270,17 +272,17 @@ class SlowClients : public ::testing::Test {
 
 TEST_F(SlowClients, ThousandHeldOpenConnections) {
   start_exporter("  header_timeout: 5s\n");
-  run(500, 500, false);
+  run(500, 500, 10000);
 }
 
 TEST_F(SlowClients, FiveThousandHeldOpenConnections) {
   start_exporter("  header_timeout: 5s\n");
-  run(2500, 2500, false);
+  run(2500, 2500, 10000);
 }
 
 TEST_F(SlowClients, AtTheCapTheLongestIdleIsEvictedNotTheNewcomer) {
   start_exporter("  max_connections: 200\n");
-  run(500, 500, true);
+  run(500, 500, 200);
 }
 
 }  // namespace
