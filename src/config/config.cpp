@@ -149,10 +149,10 @@ class Reader {
 
 void read_web(const Reader& r, const YAML::Node& n, WebConfig& c) {
   const std::string p = "web";
-  r.expect_map(n, p,
-               {"listen_address", "telemetry_path", "config_file", "header_timeout", "read_timeout",
-                "write_timeout", "idle_timeout", "max_connections", "max_request_bytes",
-                "gzip_level"});
+  r.expect_map(
+      n, p,
+      {"listen_address", "telemetry_path", "config_file", "header_timeout", "read_timeout",
+       "write_timeout", "idle_timeout", "max_connections", "max_request_bytes", "gzip_level"});
   r.scalar(n, p, "config_file", c.config_file);
   r.duration(n, p, "header_timeout", c.header_timeout);
   r.scalar(n, p, "listen_address", c.listen_address);

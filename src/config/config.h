@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 struct WebConfig {
   std::string listen_address = ":8081";
   std::string telemetry_path = "/metrics";
-  std::string config_file;  // --web.config.file: TLS, basic auth, ... (config/web_config.h)
+  std::string config_file;       // --web.config.file: TLS, basic auth, ... (config/web_config.h)
   Duration header_timeout = 5s;  // TLS handshake + request line + headers, from accept/first byte
   Duration read_timeout = 10s;   // the request body, once the headers are in
   Duration write_timeout = 30s;  // a slow reader is dropped after this

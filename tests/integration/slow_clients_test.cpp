@@ -184,7 +184,8 @@ class SlowClients : public ::testing::Test {
     exporter_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{MX_EXPORTER_BINARY, "--config=" + config,
                                  "--web.listen-address=127.0.0.1:0"},
-        temp_path("slow-clients.log"));
+        temp_path(std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+                  ".log"));
     const std::regex listening(
         R"rx(Metrics server listening"?[ ,]"?address"?[=:]"?127\.0\.0\.1:(\d+))rx");
     ASSERT_TRUE(wait_until([&] {
@@ -200,7 +201,7 @@ class SlowClients : public ::testing::Test {
   void run(int slow, int silent, std::size_t cap) {
     const bool expect_evictions = cap < static_cast<std::size_t>(slow + silent);
     ASSERT_GT(pid_, 0);
-    ASSERT_TRUE(scrape(port_, 5s));
+    ASSERT_TRUE(wait_until([&] { return scrape(port_, 5s); }, 30s));
     const auto before = usage_of(pid_);
     Attackers attackers(port_, slow, silent);
     // Let the attack build up before measuring (bounded wait).
