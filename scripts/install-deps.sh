@@ -11,13 +11,15 @@ build_packages=(
   libyaml-cpp-dev                              # config file, kubeconfig
   nlohmann-json3-dev                           # Kubernetes API payloads, state file
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # Modal's gRPC API
-  libssl-dev                                   # TLS to the Kubernetes API and telemetry
+  libssl-dev                                   # TLS to the Kubernetes API and telemetry, TLS on /metrics
+  libcrypt-dev                                 # crypt_r: bcrypt for basic_auth_users
   zlib1g-dev                                   # gzip responses
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev   # unit/integration tests, bench/
   prometheus                                   # promtool + a real Prometheus for e2e tests
   curl unzip systemd clang-format              # check tools (helm, dockerfilelint, systemd-analyze, style)
+  apache2-utils openssl                        # htpasswd -B and certificates for the web config tests
 )
 # nodejs/npm are not listed: a machine may carry a non-Debian nodejs (e.g. nodesource) that
 # bundles npm, and Debian's npm conflicts with it. install-check-tools.sh installs them only

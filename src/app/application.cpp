@@ -54,6 +54,8 @@ int Application::run() {
   routes.ready = [this](std::string& why) { return self_.ready(why); };
   server_ = std::make_unique<HttpServer>(io_, config_.web, make_exporter_handler(routes));
   server_->start();
+  self_.add_renderer(
+      [s = server_.get()](std::string& out, ExpositionFormat f) { s->render_metrics(out, f); });
   const auto endpoint = server_->local_endpoint();
   log::info("Metrics server listening",
             {{"address", endpoint.address().to_string() + ":" + std::to_string(endpoint.port())},
@@ -147,6 +149,7 @@ void Application::schedule_tick() {
 }
 
 void Application::reload() {
+  if (server_) server_->reload_web_config();  // --web.config.file, independent of --config
   if (!flags_.config_path) {
     log::warn("SIGHUP received but no --config file was given; nothing to reload");
     return;

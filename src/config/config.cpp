@@ -149,15 +149,18 @@ class Reader {
 
 void read_web(const Reader& r, const YAML::Node& n, WebConfig& c) {
   const std::string p = "web";
-  r.expect_map(n, p,
-               {"listen_address", "telemetry_path", "read_timeout", "write_timeout", "idle_timeout",
-                "max_connections", "max_request_bytes", "gzip_level"});
+  r.expect_map(
+      n, p,
+      {"listen_address", "telemetry_path", "config_file", "header_timeout", "read_timeout",
+       "write_timeout", "idle_timeout", "max_connections", "max_request_bytes", "gzip_level"});
+  r.scalar(n, p, "config_file", c.config_file);
+  r.duration(n, p, "header_timeout", c.header_timeout);
   r.scalar(n, p, "listen_address", c.listen_address);
   r.scalar(n, p, "telemetry_path", c.telemetry_path);
   r.duration(n, p, "read_timeout", c.read_timeout);
   r.duration(n, p, "write_timeout", c.write_timeout);
   r.duration(n, p, "idle_timeout", c.idle_timeout);
-  r.integer(n, p, "max_connections", c.max_connections, 1, 100000);
+  r.integer(n, p, "max_connections", c.max_connections, 1, 1000000);
   r.integer(n, p, "max_request_bytes", c.max_request_bytes, 256, 1 << 20);
   r.integer(n, p, "gzip_level", c.gzip_level, 1, 9);
   if (c.telemetry_path.empty() || c.telemetry_path[0] != '/') {
@@ -345,6 +348,7 @@ Derives the Modal operator's Prometheus metrics from the Kubernetes API and Moda
   --config PATH                 YAML configuration file (see config/modal-exporter.yaml)
   --web.listen-address ADDR     address to serve metrics on (default ":8081")
   --web.telemetry-path PATH     path of the metrics endpoint (default "/metrics")
+  --web.config.file PATH        TLS / basic auth / rate limit config, exporter-toolkit's format
   --kubeconfig PATH             kubeconfig to use (default: $KUBECONFIG, else in-cluster)
   --state.file PATH             file keeping counted job UIDs across restarts
   --log.level LEVEL             debug, info, warn or error (default info)
@@ -401,6 +405,8 @@ Flags parse_flags(int argc, const char* const* argv) {
       if (f.telemetry_path->empty() || (*f.telemetry_path)[0] != '/') {
         throw ConfigError{"flag --web.telemetry-path must start with '/'"};
       }
+    } else if (name == "--web.config.file") {
+      f.web_config_file = take();
     } else if (name == "--kubeconfig") {
       f.kubeconfig = take();
     } else if (name == "--state.file") {
@@ -433,6 +439,7 @@ Config resolve_config(const Flags& flags) {
   Config c = flags.config_path ? load_config_file(*flags.config_path) : Config{};
   if (flags.listen_address) c.web.listen_address = *flags.listen_address;
   if (flags.telemetry_path) c.web.telemetry_path = *flags.telemetry_path;
+  if (flags.web_config_file) c.web.config_file = *flags.web_config_file;
   if (flags.state_file) c.state_file = *flags.state_file;
   if (flags.log_level) c.log.level = *flags.log_level;
   if (flags.log_format) c.log.format = *flags.log_format;

@@ -17,10 +17,14 @@ using namespace std::chrono_literals;
 struct WebConfig {
   std::string listen_address = ":8081";
   std::string telemetry_path = "/metrics";
-  Duration read_timeout = 10s;           // whole request (headers + body) must arrive within this
-  Duration write_timeout = 30s;          // a slow reader is dropped after this
-  Duration idle_timeout = 60s;           // keep-alive connection with no new request
-  int max_connections = 64;              // further connections are closed at accept
+  std::string config_file;       // --web.config.file: TLS, basic auth, ... (config/web_config.h)
+  Duration header_timeout = 5s;  // TLS handshake + request line + headers, from accept/first byte
+  Duration read_timeout = 10s;   // the request body, once the headers are in
+  Duration write_timeout = 30s;  // a slow reader is dropped after this
+  Duration idle_timeout = 60s;   // keep-alive connection with no new request
+  // Open connections; capped by the fd limit. When full, the connection idle or incomplete for
+  // the longest is closed to admit the newcomer.
+  int max_connections = 10000;
   std::size_t max_request_bytes = 8192;  // header + body cap (431 / 413 beyond)
   int gzip_level = 6;                    // 1..9, applied once per snapshot
 };
@@ -131,6 +135,7 @@ struct Flags {
   std::optional<std::string> config_path;
   std::optional<std::string> listen_address;
   std::optional<std::string> telemetry_path;
+  std::optional<std::string> web_config_file;
   std::optional<std::string> kubeconfig;
   std::optional<std::string> state_file;
   std::optional<LogLevel> log_level;

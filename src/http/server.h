@@ -1,19 +1,22 @@
-// Boost.Beast HTTP/1.1 server on the shared io_context: keep-alive, header/body read timeout,
-// idle timeout, write timeout, connection cap and request-size cap. Routing lives in routes.h;
-// this file only speaks HTTP.
+// Boost.Beast HTTP/1.1 server on the shared io_context: keep-alive, a short header deadline
+// separate from the body/idle/write timeouts, a connection cap bounded by the fd limit that evicts
+// the connection idle or incomplete the longest instead of refusing a newcomer, and a request-size
+// cap. With a web config file (config/web_config.h): TLS (re-read when the files change), basic
+// auth, rate limit and security headers. Routing lives in routes.h; this file only speaks HTTP.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "config/config.h"
+#include "exposition/text_format.h"
 
 namespace mx {
 
@@ -47,8 +50,16 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts accepting. Throws boost::system::system_error when the address is taken.
+  // Loads the web config file (if any; ConfigError when invalid), binds and starts accepting.
+  // Throws boost::system::system_error when the address is taken.
   void start();
+  // Re-reads the web config file (SIGHUP). An invalid file is logged and the running one kept.
+  // The listener stays open; new connections use the new settings. No-op without a file.
+  void reload_web_config();
+  // The server's self-metrics (connections accepted/evicted/timed out, auth failures, ...).
+  void render_metrics(std::string& out, ExpositionFormat format) const;
+  // The connection cap after the fd limit is applied (known after start()).
+  std::size_t max_connections() const;
   // Closes the listener; idle keep-alive connections close now, requests in flight finish.
   void stop();
   boost::asio::ip::tcp::endpoint local_endpoint() const;
@@ -57,9 +68,9 @@ class HttpServer {
   struct State;  // shared with sessions, which may outlive a stopped server briefly
 
  private:
-  void accept();
   boost::asio::io_context& io_;
   std::shared_ptr<State> state_;
+  std::unique_ptr<boost::asio::thread_pool> bcrypt_pool_;  // bcrypt off the io_context thread
 };
 
 }  // namespace mx

@@ -9,6 +9,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,6 +45,10 @@ class SelfMetrics {
   // HELP/TYPE + samples of every self-metric family, in `format`.
   std::string render(ExpositionFormat format) const;
 
+  // Families kept elsewhere (the HTTP server's connection and auth counters), appended by
+  // render(). Called on the thread that renders.
+  void add_renderer(std::function<void(std::string&, ExpositionFormat)> renderer);
+
  private:
   struct SourceState {
     bool ever_succeeded = false;
@@ -59,6 +64,7 @@ class SelfMetrics {
   prometheus::Family<prometheus::Histogram>& poll_duration_;
   std::map<std::string, SourceState, std::less<>> sources_;
   ProcessCollector process_;
+  std::vector<std::function<void(std::string&, ExpositionFormat)>> renderers_;
 };
 
 // Renders prometheus-cpp families with this project's writer (both formats).

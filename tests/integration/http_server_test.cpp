@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
+#include <future>
 #include <thread>
 
 #include "exposition/gzip.h"
@@ -43,6 +44,16 @@ class HttpServerTest : public ::testing::Test {
       io_.stop();
       thread_.join();
     }
+  }
+  // The server's self-metrics, rendered on its own thread.
+  std::string server_metrics() {
+    std::promise<std::string> out;
+    boost::asio::post(io_, [&] {
+      std::string m;
+      server_->render_metrics(m, ExpositionFormat::text);
+      out.set_value(std::move(m));
+    });
+    return out.get_future().get();
   }
   static void set_receive_timeout(TestConnection& c, int seconds) {
     timeval tv{seconds, 0};
@@ -156,7 +167,7 @@ TEST_F(HttpServerTest, OversizedHeaderAndBody) {
 
 TEST_F(HttpServerTest, SilentClientIsDroppedWhileOthersAreServed) {
   WebConfig web;
-  web.read_timeout = std::chrono::milliseconds(300);
+  web.header_timeout = std::chrono::milliseconds(300);
   start(web);
   TestConnection silent(port_);
   set_receive_timeout(silent, 20);  // a guard against hanging, far above the server's timeout
@@ -167,19 +178,43 @@ TEST_F(HttpServerTest, SilentClientIsDroppedWhileOthersAreServed) {
   set_receive_timeout(partial, 20);
   partial.send_raw("GET /metrics HTTP/1.1\r\nHost:");
   EXPECT_TRUE(partial.closed_by_peer());
+  const std::string m = server_metrics();
+  EXPECT_NE(m.find("modal_exporter_http_connections_timed_out_total{phase=\"header\"} 2"),
+            std::string::npos)
+      << m;
 }
 
-TEST_F(HttpServerTest, ConnectionCap) {
+TEST_F(HttpServerTest, HeaderDeadlineIsSeparateFromTheBodyTimeout) {
+  WebConfig web;
+  web.header_timeout = std::chrono::milliseconds(300);
+  web.read_timeout = std::chrono::seconds(30);
+  start(web);
+  // Headers within the deadline, body later: served (the body has its own, longer timeout).
+  TestConnection c(port_);
+  set_receive_timeout(c, 20);
+  c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  c.send_raw("body");
+  EXPECT_EQ(c.read_response().status, 200u);
+}
+
+TEST_F(HttpServerTest, AtTheCapTheLongestIdleConnectionMakesRoomForANewcomer) {
   WebConfig web;
   web.max_connections = 2;
   start(web);
   TestConnection a(port_), b(port_);
+  set_receive_timeout(a, 20);
   EXPECT_EQ(a.get("/healthz").status, 200u);
   EXPECT_EQ(b.get("/healthz").status, 200u);
+  EXPECT_EQ(b.get("/healthz").status, 200u);  // b was active after a: a is idle the longest
   TestConnection c(port_);
-  set_receive_timeout(c, 20);
-  EXPECT_TRUE(c.closed_by_peer());
-  EXPECT_EQ(a.get("/healthz").status, 200u);  // the admitted ones keep working
+  EXPECT_EQ(c.get("/healthz").status, 200u);  // the newcomer is served...
+  EXPECT_TRUE(a.closed_by_peer());            // ...and the longest idle one made room
+  EXPECT_EQ(b.get("/healthz").status, 200u);
+  const std::string m = server_metrics();
+  EXPECT_NE(m.find("modal_exporter_http_connections_evicted_total 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("modal_exporter_http_connections_accepted_total 3\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("modal_exporter_http_connections_max 2\n"), std::string::npos) << m;
 }
 
 TEST(ListenAddress, Parses) {

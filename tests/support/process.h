@@ -63,6 +63,7 @@ class ChildProcess {
   ChildProcess& operator=(const ChildProcess&) = delete;
 
   void signal(int sig) { ::kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
   std::string output() const { return read_file(output_path_); }
 
   // Exit code, or nullopt when the process is still running after `timeout`.

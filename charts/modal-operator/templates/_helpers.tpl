@@ -108,3 +108,39 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- toYaml (uniq $nss) }}
 {{- end }}
+
+{{/* The exporter's web config (exporter-toolkit format), from exporter.webConfig. */}}
+{{- define "modal-operator.webConfig" -}}
+{{- $w := .Values.exporter.webConfig -}}
+{{- $out := dict -}}
+{{- if $w.tls.secretName }}
+{{- $tls := dict "cert_file" "/etc/modal-exporter-tls/tls.crt" "key_file" "/etc/modal-exporter-tls/tls.key" "client_auth_type" $w.tls.clientAuthType "min_version" $w.tls.minVersion -}}
+{{- if has $w.tls.clientAuthType (list "VerifyClientCertIfGiven" "RequireAndVerifyClientCert") }}
+{{- $_ := set $tls "client_ca_file" "/etc/modal-exporter-tls/ca.crt" -}}
+{{- end }}
+{{- $_ := set $out "tls_server_config" $tls -}}
+{{- end }}
+{{- if $w.basicAuthUsers }}
+{{- $_ := set $out "basic_auth_users" $w.basicAuthUsers -}}
+{{- if $w.authExcludedPaths }}
+{{- $_ := set $out "auth_excluded_paths" $w.authExcludedPaths -}}
+{{- end }}
+{{- end }}
+{{- toYaml (mergeOverwrite $out (deepCopy $w.extra)) }}
+{{- end }}
+
+{{/* A probe of the exporter: HTTPS with TLS; tcpSocket when a client certificate is required. */}}
+{{- define "modal-operator.exporterProbe" -}}
+{{- $p := deepCopy .probe -}}
+{{- $w := .root.Values.exporter.webConfig -}}
+{{- if and $w.enabled $w.tls.secretName $p.httpGet }}
+{{- if has $w.tls.clientAuthType (list "RequireAnyClientCert" "RequireAndVerifyClientCert") }}
+{{- $port := $p.httpGet.port -}}
+{{- $_ := unset $p "httpGet" -}}
+{{- $_ := set $p "tcpSocket" (dict "port" $port) -}}
+{{- else }}
+{{- $_ := set $p.httpGet "scheme" "HTTPS" -}}
+{{- end }}
+{{- end }}
+{{- toYaml $p }}
+{{- end }}
