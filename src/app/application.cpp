@@ -109,7 +109,11 @@ void Application::start_sources() {
   }
   if (config_.modal.enabled) {
     guarded("modal", [&] {
-      modal_ = std::make_unique<ModalSource>(io_, config_.modal, config_.backoff, model_);
+      modal_ =
+          std::make_unique<ModalSource>(io_, config_.modal, config_.backoff, model_,
+                                        [this](std::string_view method, std::string_view code) {
+                                          self_.count_modal_call(method, code);
+                                        });
       modal_->start();
     });
   }

@@ -54,12 +54,18 @@ struct KubernetesConfig {
 
 struct ModalConfig {
   bool enabled = true;
-  std::string server_url = "https://api.modal.com:443";  // MODAL_SERVER_URL overrides
+  // One URL or a comma-separated list tried in order (failover on UNAVAILABLE / connection
+  // failure), like Modal's clients. MODAL_SERVER_URL overrides.
+  std::string server_url = "https://api.modal.com:443";
   std::string environment = "main";
   std::string token_id_file;      // empty: env MODAL_TOKEN_ID
   std::string token_secret_file;  // empty: env MODAL_TOKEN_SECRET
   int client_type = 9;
   std::string client_version = "1.0.0";
+  // x-modal-libmodal-version; empty: "modal-exporter/<version>".
+  std::string libmodal_version;
+  // Budget of the per-object calls (FunctionGetCurrentStats, TaskGetInfo), spread evenly.
+  double max_calls_per_second = 5;
   Duration call_timeout = 10s;
   Duration apps_interval = 15s;
   Duration tasks_interval = 15s;

@@ -71,12 +71,14 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
   dropped_jobs_ =
       s.add_family({"modal_exporter_dropped_jobs_total",
                     "Jobs left out by limits.max_jobs or the shard filter.", T::counter});
+  app_cost_.emplace(s);
 }
 
 void Derivation::update(Model& model) {
   for (const auto& uid : model.take_dirty_jobs()) render_job(model, uid);
   for (const auto& uid : model.take_dirty_endpoints()) render_endpoint(model, uid);
   if (model.take_dirty_aggregates()) render_aggregates(model);
+  if (model.take_dirty_app_costs()) app_cost_->render(model);
 }
 
 void Derivation::render_job(const Model& model, const std::string& uid) {
@@ -166,7 +168,7 @@ void Derivation::render_job(const Model& model, const std::string& uid) {
         {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "hourly"}},
         hourly);
   }
-  if (auto today = model.billed_today(job.modal_app_id)) {
+  if (auto today = job_cost_today(model, job, hourly, started, running)) {
     append_sample(
         out, "modal_cost_estimate_usd",
         {{"namespace", ns}, {"job_name", name}, {"gpu_type", gpu}, {"time_period", "daily"}},

@@ -3,9 +3,11 @@
 // re-rendered as a whole when they change. The names, types and labels are METRICS.md's.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "exposition/snapshot.h"
+#include "metrics/app_cost.h"
 #include "model/model.h"
 
 namespace mx {
@@ -28,6 +30,7 @@ class Derivation {
       webhook_requests_, job_info_, job_status_phase_, job_running_seconds_, app_running_tasks_,
       function_backlog_, endpoint_ready_replicas_, dropped_jobs_;
   std::set<std::string> rendered_apps_;
+  std::optional<AppCostFamily> app_cost_;  // added last: renders after the others
 };
 
 }  // namespace mx

@@ -459,8 +459,6 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
 
 void Model::modal_task_info(ModalTaskInfo info) {
   const auto app = info.app_id;
-  const auto task = info.task_id;
-  task_infos_[task] = info;
   auto index = jobs_by_app_.find(app);
   if (index == jobs_by_app_.end()) return;
   for (const auto& uid : index->second) {
@@ -489,6 +487,7 @@ void Model::modal_billing(BillingReport report) {
   auto& target = report.resolution == "d" ? billing_daily_ : billing_hourly_;
   target.emplace();
   for (auto& item : report.items) (*target)[item.app_id].push_back(std::move(item));
+  app_costs_dirty_ = true;
   for (const auto& [uid, state] : jobs_) {
     if (!state.object.modal_app_id.empty()) dirty_jobs_.insert(uid);
   }
@@ -525,10 +524,6 @@ std::vector<std::string> Model::job_function_ids() const {
     if (!s.object.modal_function_id.empty()) ids.insert(s.object.modal_function_id);
   }
   return {ids.begin(), ids.end()};
-}
-
-bool Model::task_info_known(const std::string& task_id) const {
-  return task_infos_.count(task_id) != 0;
 }
 
 double Model::hourly_cost(const JobObject& job) const {

@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -91,7 +92,6 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::vector<std::string> active_job_app_ids() const override;
   std::vector<std::string> known_job_app_ids() const override;
   std::vector<std::string> job_function_ids() const override;
-  bool task_info_known(const std::string& task_id) const override;
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override;
   void job_telemetry(JobTelemetry telemetry) override;
@@ -132,11 +132,17 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::optional<std::pair<double, double>> billed_since(const std::string& app_id,
                                                         double since) const;
   std::optional<std::uint64_t> cold_starts(const std::string& uid) const;
+  // The last complete billing reports by app id ("d" / "h"); nullopt until the first arrived.
+  // Read by src/metrics/app_cost.cpp.
+  using BillingByApp = std::unordered_map<std::string, std::vector<BillingItem>>;
+  const std::optional<BillingByApp>& billing_daily() const { return billing_daily_; }
+  const std::optional<BillingByApp>& billing_hourly() const { return billing_hourly_; }
 
   // Objects whose per-object series must be re-rendered, drained by the derivation.
   std::set<std::string> take_dirty_jobs();
   std::set<std::string> take_dirty_endpoints();
   bool take_dirty_aggregates();
+  bool take_dirty_app_costs() { return std::exchange(app_costs_dirty_, false); }
 
   // State file (JSON): counted UIDs, counters and histograms. Atomic write (temp + rename).
   bool save_state(const std::string& path) const;
@@ -180,7 +186,6 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::optional<std::int64_t> operator_restarts_;
 
   std::map<std::string, ModalApp> apps_;
-  std::map<std::string, ModalTaskInfo> task_infos_;
   std::map<std::string, std::uint32_t> function_backlog_;  // function_id -> backlog
   std::map<std::string, NanoUsd> rates_;
   // Billing items by app id; a resolution is "known" once its first complete report arrived.
@@ -203,6 +208,7 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::set<std::string> dirty_jobs_;
   std::set<std::string> dirty_endpoints_;
   bool dirty_aggregates_ = true;
+  bool app_costs_dirty_ = true;  // a billing report arrived
   bool state_dirty_ = false;
 };
 

@@ -107,7 +107,9 @@ struct ModalFunctionStats {
 struct BillingItem {
   std::string app_id;         // object_id
   double interval_start = 0;  // unix seconds
-  NanoUsd cost = 0;
+  NanoUsd cost = 0;           // negative for a credit
+  // The item's cost split by resource (GPU types, CPU, memory: Modal's names, as sent).
+  std::map<std::string, NanoUsd> cost_by_resource;
 };
 
 // One complete WorkspaceBillingReport stream; a stream that breaks midway is never published.

@@ -49,10 +49,9 @@ class ModalSink : public virtual SourceSink {
   virtual void modal_rates(BillingRates rates) = 0;
 
   // What the pollers should ask about, from the jobs the model knows.
-  virtual std::vector<std::string> active_job_app_ids() const = 0;     // TaskList targets
-  virtual std::vector<std::string> known_job_app_ids() const = 0;      // billing filter
-  virtual std::vector<std::string> job_function_ids() const = 0;       // FunctionGetCurrentStats
-  virtual bool task_info_known(const std::string& task_id) const = 0;  // TaskGetInfo once per task
+  virtual std::vector<std::string> active_job_app_ids() const = 0;  // TaskList targets
+  virtual std::vector<std::string> known_job_app_ids() const = 0;   // billing filter
+  virtual std::vector<std::string> job_function_ids() const = 0;    // FunctionGetCurrentStats
 };
 
 }  // namespace mx

@@ -238,6 +238,11 @@ void EndToEnd::expect_prometheus_holds_truth() {
        {"namespace", "job_name"},
        "cost_daily",
        1e-9},
+      {"daily cost by resource",
+       "modal_app_cost_usd{time_period=\"daily\"}",
+       {"app_id", "resource"},
+       "app_cost_daily",
+       1e-9},
       {"GPU utilization",
        "modal_gpu_utilization",
        {"namespace", "job_name"},
@@ -286,7 +291,7 @@ void EndToEnd::expect_prometheus_holds_truth() {
           std::map<std::string, double> got;
           for (const auto& [k, v] : vector_of(c.promql, c.labels)) got[key_of(k)] = v;
           json want = t[c.truth_key];
-          if (c.truth_key == "jobs_total") {
+          if (c.truth_key == "jobs_total" || c.truth_key == "app_cost_daily") {
             want = json::object();
             for (const auto& [k, v] : t[c.truth_key].items()) want[key_of(k)] = v;
           }
