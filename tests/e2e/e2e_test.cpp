@@ -212,6 +212,8 @@ void EndToEnd::expect_prometheus_holds_truth() {
     double absolute = 0;
   };
   const json t = truth();
+  // The cost split is compared below; the world must have some for that to mean anything.
+  EXPECT_FALSE(t["app_cost_daily"].empty());
   // Sums of histogram observations: Pods' creationTimestamp has whole seconds, so each
   // observation may differ from the simulator's exact time by up to a second.
   auto observations = [&](const char* key) {
