@@ -1,3 +1,6 @@
+// Over ~450 lines on purpose: the gRPC plumbing (auth, failover, cancellation, rounds, budget)
+// shares one Impl's state and callbacks; what can stand alone already does (convert.cpp,
+// pacing.cpp, modal_util.cpp, decimal.cpp). See modal_source.h for the behaviour.
 #include "sources/modal/modal_source.h"
 
 #include <algorithm>
