@@ -276,14 +276,14 @@ SyntheticSummary populate(Model& model, const SyntheticOptions& options, double 
       for (double d = std::floor(*j.started_at / 86400.0) * 86400.0; d < end; d += 86400.0) {
         if (d < daily.start) continue;
         const double secs = std::min(end, d + 86400.0) - std::max(*j.started_at, d);
-        daily.items.push_back({j.modal_app_id, d, to_nano(rate * secs / 3600.0)});
+        daily.items.push_back({j.modal_app_id, d, to_nano(rate * secs / 3600.0), {}});
       }
       // Modal reports an hour once it has ended: the current hour is the unreported tail.
       for (double h = std::floor(*j.started_at / 3600.0) * 3600.0; h + 3600.0 <= std::min(end, now);
            h += 3600.0) {
         if (h < hourly.start) continue;
         const double secs = std::min(end, h + 3600.0) - std::max(*j.started_at, h);
-        hourly.items.push_back({j.modal_app_id, h, to_nano(rate * secs / 3600.0)});
+        hourly.items.push_back({j.modal_app_id, h, to_nano(rate * secs / 3600.0), {}});
       }
     }
     summary.billing_items = daily.items.size() + hourly.items.size();

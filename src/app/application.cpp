@@ -93,7 +93,7 @@ void Application::start_sources() {
   for (const auto& entry : source_registry()) {
     if (!entry.enabled(config_)) continue;
     try {
-      auto source = entry.make(io_, config_, model_);
+      auto source = entry.make(io_, config_, model_, self_);
       source->start();
       sources_.emplace_back(&entry, std::move(source));
     } catch (const std::exception& e) {

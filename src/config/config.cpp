@@ -210,10 +210,11 @@ void read_kubernetes(const Reader& r, const YAML::Node& n, KubernetesConfig& c) 
 
 void read_modal(const Reader& r, const YAML::Node& n, ModalConfig& c) {
   const std::string p = "sources.modal";
-  r.expect_map(n, p,
-               {"enabled", "server_url", "environment", "token_id_file", "token_secret_file",
-                "client_type", "client_version", "call_timeout", "apps_interval", "tasks_interval",
-                "stats_interval", "billing_interval", "rates_interval"});
+  r.expect_map(
+      n, p,
+      {"enabled", "server_url", "environment", "token_id_file", "token_secret_file", "client_type",
+       "client_version", "libmodal_version", "max_calls_per_second", "call_timeout",
+       "apps_interval", "tasks_interval", "stats_interval", "billing_interval", "rates_interval"});
   r.boolean(n, p, "enabled", c.enabled);
   r.scalar(n, p, "server_url", c.server_url);
   r.scalar(n, p, "environment", c.environment);
@@ -221,6 +222,11 @@ void read_modal(const Reader& r, const YAML::Node& n, ModalConfig& c) {
   r.scalar(n, p, "token_secret_file", c.token_secret_file);
   r.integer(n, p, "client_type", c.client_type, 0, 1000);
   r.scalar(n, p, "client_version", c.client_version);
+  r.scalar(n, p, "libmodal_version", c.libmodal_version);
+  r.number(n, p, "max_calls_per_second", c.max_calls_per_second);
+  if (!(c.max_calls_per_second >= 0.01 && c.max_calls_per_second <= 1000)) {
+    r.fail(n["max_calls_per_second"], p + ".max_calls_per_second", "must be within 0.01..1000");
+  }
   r.duration(n, p, "call_timeout", c.call_timeout);
   r.duration(n, p, "apps_interval", c.apps_interval);
   r.duration(n, p, "tasks_interval", c.tasks_interval);

@@ -58,12 +58,18 @@ struct KubernetesConfig {
 
 struct ModalConfig {
   bool enabled = true;
-  std::string server_url = "https://api.modal.com:443";  // MODAL_SERVER_URL overrides
+  // One URL or a comma-separated list tried in order (failover on UNAVAILABLE / connection
+  // failure), like Modal's clients. MODAL_SERVER_URL overrides.
+  std::string server_url = "https://api.modal.com:443";
   std::string environment = "main";
   std::string token_id_file;      // empty: env MODAL_TOKEN_ID
   std::string token_secret_file;  // empty: env MODAL_TOKEN_SECRET
   int client_type = 9;
   std::string client_version = "1.0.0";
+  // x-modal-libmodal-version; empty: "modal-exporter/<version>".
+  std::string libmodal_version;
+  // Budget of the per-object calls (FunctionGetCurrentStats, TaskGetInfo), spread evenly.
+  double max_calls_per_second = 5;
   Duration call_timeout = 10s;
   Duration apps_interval = 15s;
   Duration tasks_interval = 15s;
@@ -97,7 +103,7 @@ struct ShardConfig {
 };
 
 // USD per hour. Keys of gpu_per_hour are GPU types as in specs ("A100-80GB"), matched
-// case-insensitively. Defaults: Modal's published prices (MODAL_API.md).
+// case-insensitively. Defaults: Modal's published prices (docs/modal.md).
 struct PriceConfig {
   std::map<std::string, double> gpu_per_hour = {
       {"B200", 6.2496},      {"H200", 4.5396}, {"H100", 3.9492}, {"A100-80GB", 2.4984},

@@ -1,4 +1,4 @@
-// The exposition snapshot (DESIGN.md, step 4). The model's derivation writes rendered lines per
+// The exposition snapshot (docs/design.md, step 4). The model's derivation writes rendered lines per
 // (family, object) into a FamilySet; publish() concatenates them into an immutable Snapshot that
 // scrapes only copy out. One changed job re-renders only its own fragments.
 #pragma once

@@ -1,3 +1,7 @@
+// Over ~450 lines on purpose: the session state machine (read with header/body deadlines,
+// write, keep-alive) for plain and TLS streams and the connection table (cap, eviction of the
+// longest idle or slowest) share the server's state; TLS set-up (tls.cpp), basic auth
+// (basic_auth.cpp) and the web config (config/web_config.cpp) already stand alone.
 #include "http/server.h"
 
 #include <malloc.h>

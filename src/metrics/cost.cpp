@@ -45,18 +45,6 @@ double Cost::hourly(const JobObject& job) const {
   return (gpu_price + cpu + mem) * job.replicas;
 }
 
-std::optional<double> Cost::billed_today(const std::string& app_id, double now) const {
-  if (!daily_ || app_id.empty()) return std::nullopt;
-  const double day_start = std::floor(now / 86400.0) * 86400.0;
-  auto items = daily_->find(app_id);
-  if (items == daily_->end()) return std::nullopt;  // no row for the app: no figure
-  NanoUsd sum = 0;
-  for (const auto& item : items->second) {
-    if (item.interval_start >= day_start) sum += item.cost;
-  }
-  return static_cast<double>(sum) / kNanoPerUsd;
-}
-
 std::optional<std::pair<double, double>> Cost::billed_since(const std::string& app_id,
                                                             double since) const {
   if (!hourly_ || app_id.empty()) return std::nullopt;

@@ -28,8 +28,6 @@ class Cost {
 
   // USD per hour of one running job.
   double hourly(const JobObject& job) const;
-  // USD billed for the app in the current UTC day ("d" report); nullopt without a row.
-  std::optional<double> billed_today(const std::string& app_id, double now) const;
   // Billed USD since `since` ("h" report) and the end of the last reported interval.
   std::optional<std::pair<double, double>> billed_since(const std::string& app_id,
                                                         double since) const;
@@ -38,8 +36,12 @@ class Cost {
 
   std::size_t billing_rows() const;
 
- private:
+  // The last complete reports by app id; nullopt until the first of that resolution arrived.
   using Items = std::unordered_map<std::string, std::vector<BillingItem>>;
+  const std::optional<Items>& daily() const { return daily_; }
+  const std::optional<Items>& hourly_report() const { return hourly_; }
+
+ private:
   PriceConfig prices_;
   std::unordered_map<std::string, NanoUsd> rates_;  // lower-cased keys
   std::optional<Items> daily_;                      // set once the first complete report arrived

@@ -45,12 +45,14 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
                               "Live jobs this shard exports (owned) and leaves to other shards "
                               "(foreign); only with --total-shards > 1.",
                               T::gauge});
+  app_cost_.emplace(s);  // added last: renders after the others
 }
 
 void Derivation::update(Model& model) {
   for (const auto& uid : model.take_dirty_jobs()) render_job(model, uid);
   for (const auto& uid : model.take_dirty_endpoints()) render_endpoint(model, uid);
   if (model.take_dirty_aggregates()) render_aggregates(model);
+  if (model.take_dirty_app_costs()) app_cost_->render(model);
 }
 
 void Derivation::render_job(const Model& model, const std::string& uid) {

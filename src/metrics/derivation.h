@@ -4,11 +4,13 @@
 // change. Names, types and labels are those of docs/metrics.md.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "exposition/snapshot.h"
+#include "metrics/app_cost.h"
 #include "model/model.h"
 
 namespace mx {
@@ -31,6 +33,7 @@ class Derivation {
       operator_restarts_, webhook_requests_, app_running_tasks_, endpoint_ready_replicas_,
       dropped_jobs_, shard_jobs_;
   std::set<std::string> rendered_apps_;
+  std::optional<AppCostFamily> app_cost_;  // added last: renders after the others
 };
 
 }  // namespace mx

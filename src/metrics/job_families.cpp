@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "metrics/app_cost.h"
+
 namespace mx {
 namespace {
 
@@ -61,7 +63,7 @@ void cost(const JobView& v, JobSamples& out) {
   const bool running = v.state.phase == JobPhase::running;
   const Cost& cost = v.model.cost();
   if (running) out.add({{"gpu_type", job.gpu_type}, {"time_period", "hourly"}}, cost.hourly(job));
-  if (auto today = v.model.billed_today(job.modal_app_id)) {
+  if (auto today = job_cost_today(v.model, job, cost.hourly(job), v.start, running)) {
     out.add({{"gpu_type", job.gpu_type}, {"time_period", "daily"}}, *today);
   }
   if (v.start) {

@@ -41,7 +41,11 @@ SelfMetrics::SelfMetrics(const BuildInfo& build)
       poll_duration_(prometheus::BuildHistogram()
                          .Name("modal_exporter_poll_duration_seconds")
                          .Help("Duration of each successful poll or initial sync of a source.")
-                         .Register(*registry_)) {
+                         .Register(*registry_)),
+      modal_calls_(prometheus::BuildCounter()
+                       .Name("modal_exporter_modal_calls_total")
+                       .Help("Calls made to Modal's API, by method and gRPC status code.")
+                       .Register(*registry_)) {
   prometheus::BuildGauge()
       .Name("modal_exporter_build_info")
       .Help(
@@ -156,6 +160,10 @@ void append_prometheus_families(std::string& out, ExpositionFormat format,
       }
     }
   }
+}
+
+void SelfMetrics::count_modal_call(std::string_view method, std::string_view code) {
+  modal_calls_.Add({{"method", std::string(method)}, {"code", std::string(code)}}).Increment();
 }
 
 }  // namespace mx

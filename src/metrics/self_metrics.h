@@ -37,6 +37,8 @@ class SelfMetrics {
   void set_enabled_sources(const std::vector<std::string>& sources);
   void source_succeeded(std::string_view source, double poll_seconds);
   void source_failed(std::string_view source);
+  // modal_exporter_modal_calls_total{method, code}: one finished call to Modal's API.
+  void count_modal_call(std::string_view method, std::string_view code);
 
   // Ready once every enabled source has succeeded at least once. `why` names the others.
   bool ready(std::string& why) const;
@@ -62,6 +64,7 @@ class SelfMetrics {
   prometheus::Family<prometheus::Gauge>& up_;
   prometheus::Family<prometheus::Gauge>& last_success_;
   prometheus::Family<prometheus::Histogram>& poll_duration_;
+  prometheus::Family<prometheus::Counter>& modal_calls_;
   std::map<std::string, SourceState, std::less<>> sources_;
   ProcessCollector process_;
   std::vector<std::function<void(std::string&, ExpositionFormat)>> renderers_;

@@ -269,7 +269,7 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
 
 void Model::modal_task_info(ModalTaskInfo info) {
   const auto& jobs = store_.by_app(info.app_id);
-  if (jobs.empty()) return;  // no live job uses the app: nothing to keep
+  if (jobs.empty()) return;
   for (const auto& uid : jobs) {
     JobState& state = *store_.find(uid);
     if (info.finished_at &&
@@ -278,7 +278,6 @@ void Model::modal_task_info(ModalTaskInfo info) {
     }
     job_changed(uid);
   }
-  task_infos_[info.task_id] = std::move(info);
   changed();
 }
 
@@ -292,6 +291,7 @@ void Model::modal_function_stats(ModalFunctionStats stats) {
 
 void Model::modal_billing(BillingReport report) {
   cost_.set_billing(std::move(report));
+  app_costs_dirty_ = true;
   for (const auto& [uid, state] : store_.all()) {
     if (!state.object.modal_app_id.empty()) dirty_jobs_.insert(uid);
   }
@@ -328,8 +328,6 @@ std::vector<std::string> Model::job_function_ids() const {
   return {ids.begin(), ids.end()};
 }
 
-bool Model::task_info_known(const std::string& task_id) const {
-  return task_infos_.count(task_id) != 0;
 }
 
 std::optional<std::uint64_t> Model::cold_starts(const std::string& uid) const {
@@ -417,7 +415,6 @@ ModelSizes Model::sizes() const {
   s.parked_events = events_.parked();
   s.endpoints = endpoints_.size();
   s.apps = apps_.size();
-  s.task_infos = task_infos_.size();
   s.billing_rows = cost_.billing_rows();
   s.left_out_jobs = foreign_.size() + over_limit_.size();
   return s;
@@ -441,9 +438,6 @@ void Model::tick() {
       any = true;
     }
   }
-  // Task infos of apps no live job uses any more.
-  std::erase_if(task_infos_,
-                [this](const auto& entry) { return store_.by_app(entry.second.app_id).empty(); });
   if (history_.take_changed() | events_.take_changed()) {
     dirty_aggregates_ = true;
     state_dirty_ = true;

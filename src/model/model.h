@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -41,7 +42,6 @@ struct ModelSizes {
   std::size_t parked_events = 0;
   std::size_t endpoints = 0;
   std::size_t apps = 0;
-  std::size_t task_infos = 0;
   std::size_t billing_rows = 0;
   std::size_t left_out_jobs = 0;  // foreign (sharding) or over limits.max_jobs, still live
 };
@@ -78,7 +78,6 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::vector<std::string> active_job_app_ids() const override;
   std::vector<std::string> known_job_app_ids() const override;
   std::vector<std::string> job_function_ids() const override;
-  bool task_info_known(const std::string& task_id) const override;
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override;
   void job_telemetry(JobTelemetry telemetry) override;
@@ -117,16 +116,19 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   const Cost& cost() const { return cost_; }
   // Cost in USD per hour of one running job; rates from Modal, else the price table.
   double hourly_cost(const JobObject& job) const { return cost_.hourly(job); }
-  std::optional<double> billed_today(const std::string& app_id) const {
-    return cost_.billed_today(app_id, now());
-  }
   std::optional<std::uint64_t> cold_starts(const std::string& uid) const;
   ModelSizes sizes() const;
+  // The last complete billing reports by app id ("d" / "h"); nullopt until the first arrived.
+  // Read by src/metrics/app_cost.cpp.
+  using BillingByApp = Cost::Items;
+  const std::optional<BillingByApp>& billing_daily() const { return cost_.daily(); }
+  const std::optional<BillingByApp>& billing_hourly() const { return cost_.hourly_report(); }
 
   // Jobs whose per-job series must be re-rendered, drained by the derivation.
   std::set<std::string> take_dirty_jobs();
   std::set<std::string> take_dirty_endpoints();
   bool take_dirty_aggregates();
+  bool take_dirty_app_costs() { return std::exchange(app_costs_dirty_, false); }
 
   // State file: count history and Warning Event counts of live objects (model/state_file.h).
   bool save_state(const std::string& path);
@@ -164,8 +166,6 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::map<std::string, EndpointObject> endpoints_;
   std::optional<std::int64_t> operator_restarts_;
   std::map<std::string, ModalApp> apps_;
-  // Modal task infos by task id, only for tasks of live jobs' apps (pruned with the apps).
-  std::unordered_map<std::string, ModalTaskInfo> task_infos_;
   std::map<std::pair<std::string, std::string>, double> errors_;  // (error_type, component)
   std::vector<UpstreamSample> upstream_;
   std::map<std::string, std::uint64_t> dropped_;
@@ -176,6 +176,7 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::set<std::string> dirty_jobs_;
   std::set<std::string> dirty_endpoints_;
   bool dirty_aggregates_ = true;
+  bool app_costs_dirty_ = true;  // a billing report arrived
   bool state_dirty_ = false;
 };
 

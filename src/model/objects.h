@@ -28,7 +28,7 @@ inline bool is_active(JobPhase p) {
   return p == JobPhase::none || p == JobPhase::pending || p == JobPhase::running;
 }
 
-// A "job": a ModalJob, or a Pod the operator offloads to Modal (see METRICS.md).
+// A "job": a ModalJob, or a Pod the operator offloads to Modal (see docs/metrics.md).
 struct JobObject {
   std::string uid;
   std::string kind;  // "ModalJob" or "Pod"
@@ -116,7 +116,9 @@ struct ModalFunctionStats {
 struct BillingItem {
   std::string app_id;         // object_id
   double interval_start = 0;  // unix seconds
-  NanoUsd cost = 0;
+  NanoUsd cost = 0;           // negative for a credit
+  // The item's cost split by resource (GPU types, CPU, memory: Modal's names, as sent).
+  std::map<std::string, NanoUsd> cost_by_resource;
 };
 
 // One complete WorkspaceBillingReport stream; a stream that breaks midway is never published.

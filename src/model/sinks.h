@@ -18,7 +18,7 @@ class SourceSink {
  public:
   virtual ~SourceSink() = default;
   // component: kubernetes_api, modal_api, telemetry, upstream. error_type: timeout, connection,
-  // http_4xx, http_5xx, grpc_<code>, parse, auth (METRICS.md).
+  // http_4xx, http_5xx, grpc_<code>, parse, auth (docs/metrics.md).
   virtual void count_error(std::string_view component, std::string_view error_type) = 0;
   // source: kubernetes, modal, telemetry, upstream. A success marks the source up and ready.
   virtual void source_succeeded(std::string_view source, double poll_seconds) = 0;
@@ -47,10 +47,9 @@ class ModalSink : public virtual SourceSink {
   virtual void modal_rates(BillingRates rates) = 0;
 
   // What the pollers should ask about, from the jobs the model knows.
-  virtual std::vector<std::string> active_job_app_ids() const = 0;     // TaskList targets
-  virtual std::vector<std::string> known_job_app_ids() const = 0;      // billing filter
-  virtual std::vector<std::string> job_function_ids() const = 0;       // FunctionGetCurrentStats
-  virtual bool task_info_known(const std::string& task_id) const = 0;  // TaskGetInfo once per task
+  virtual std::vector<std::string> active_job_app_ids() const = 0;  // TaskList targets
+  virtual std::vector<std::string> known_job_app_ids() const = 0;   // billing filter
+  virtual std::vector<std::string> job_function_ids() const = 0;    // FunctionGetCurrentStats
 };
 
 }  // namespace mx

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,14 +15,38 @@ namespace {
 
 using json = nlohmann::json;
 
+// Typed reads that reject what a conversion would mangle: a negative or fractional count, a float
+// out of an integer's range, a string where a number belongs. (A corrupt file starts fresh.)
+std::uint64_t count_at(const json& j) {
+  if (!j.is_number_unsigned()) throw std::runtime_error("a count is not a non-negative integer");
+  return j.get<std::uint64_t>();
+}
+
+std::int64_t int_at(const json& j, std::int64_t min, std::int64_t max) {
+  if (!j.is_number_integer()) throw std::runtime_error("not an integer");
+  if (j.is_number_unsigned() && j.get<std::uint64_t>() > std::uint64_t(INT64_MAX)) {
+    throw std::runtime_error("integer out of range");
+  }
+  const auto v = j.get<std::int64_t>();
+  if (v < min || v > max) throw std::runtime_error("integer out of range");
+  return v;
+}
+
+double number_at(const json& j) {
+  if (!j.is_number()) throw std::runtime_error("not a number");
+  const double v = j.get<double>();
+  if (!std::isfinite(v)) throw std::runtime_error("not a finite number");
+  return v;
+}
+
 json histogram_json(const HistogramData& h) {
   return {{"counts", h.counts}, {"sum", h.sum}};
 }
 
 HistogramData histogram_from(const json& j, std::size_t buckets) {
   HistogramData h;
-  h.counts = j.at("counts").get<std::vector<std::uint64_t>>();
-  h.sum = j.at("sum").get<double>();
+  for (const auto& c : j.at("counts")) h.counts.push_back(count_at(c));
+  h.sum = number_at(j.at("sum"));
   if (h.counts.size() != buckets) throw std::runtime_error("histogram bucket count mismatch");
   return h;
 }
@@ -64,23 +90,25 @@ bool StateFile::decode(std::string_view text, CountHistory& history, WarningEven
                        std::string& error) {
   try {
     const auto j = json::parse(text);
-    if (j.at("version").get<int>() != 1) throw std::runtime_error("unknown version");
+    if (!j.is_object() || int_at(j.at("version"), 0, 1000) != 1)
+      throw std::runtime_error("unknown version");
     decltype(history.jobs_) counted;
     for (const auto& [uid, e] : j.at("jobs").items()) {
       CountedJob c;
-      c.statuses = e.at("statuses").get<std::uint8_t>();
+      c.statuses = static_cast<std::uint8_t>(int_at(e.at("statuses"), 0, 15));
       c.duration_observed = e.at("duration").get<bool>();
       c.queue_observed = e.at("queue").get<bool>();
       c.i6pn_counted = e.at("i6pn").get<bool>();
       c.webhook_counted = e.at("webhook").get<bool>();
       c.task_ids = e.at("tasks").get<std::set<std::string>>();
-      if (e.contains("seen_running_at")) c.seen_running_at = e["seen_running_at"].get<double>();
+      if (e.contains("seen_running_at")) c.seen_running_at = number_at(e["seen_running_at"]);
       counted.emplace(uid, std::move(c));
     }
     decltype(history.jobs_total_) totals;
     for (const auto& t : j.at("jobs_total")) {
-      totals[{t.at(0).get<std::string>(), t.at(1).get<std::string>(), t.at(2).get<int>()}] =
-          t.at(3).get<std::uint64_t>();
+      const int replicas = static_cast<int>(int_at(t.at(2), INT32_MIN, INT32_MAX));
+      totals[{t.at(0).get<std::string>(), t.at(1).get<std::string>(), replicas}] =
+          count_at(t.at(3));
     }
     decltype(history.duration_) durations;
     for (const auto& d : j.at("duration")) {
@@ -93,20 +121,24 @@ bool StateFile::decode(std::string_view text, CountHistory& history, WarningEven
           histogram_from(q.at(1), CountHistory::queue_buckets().size() + 1);
     }
     decltype(history.i6pn_total_) i6pn;
-    for (const auto& i : j.at("i6pn")) i6pn[i.at(0).get<int>()] = i.at(1).get<std::uint64_t>();
+    for (const auto& i : j.at("i6pn")) {
+      i6pn[static_cast<int>(int_at(i.at(0), INT32_MIN, INT32_MAX))] = count_at(i.at(1));
+    }
     decltype(history.webhook_) webhook;
     for (const auto& w : j.at("webhook")) {
-      webhook[{w.at(0).get<std::string>(), w.at(1).get<std::string>()}] = w.at(2).get<double>();
+      webhook[{w.at(0).get<std::string>(), w.at(1).get<std::string>()}] = number_at(w.at(2));
     }
     // Absent in state files written before Events were persisted.
     decltype(events.last_count_) event_counts;
     if (j.contains("event_counts")) {
-      event_counts = j["event_counts"].get<decltype(events.last_count_)>();
+      for (const auto& [uid, count] : j["event_counts"].items()) {
+        event_counts[uid] = int_at(count, 0, INT64_MAX);
+      }
     }
     decltype(events.by_reason_) by_reason;
     if (j.contains("operator_errors")) {
       for (const auto& e : j["operator_errors"]) {
-        by_reason[e.at(0).get<std::string>()] = e.at(1).get<double>();
+        by_reason[e.at(0).get<std::string>()] = number_at(e.at(1));
       }
     }
     history.jobs_ = std::move(counted);

@@ -1,5 +1,6 @@
 #include "sources/registry.h"
 
+#include "metrics/self_metrics.h"
 #include "model/model.h"
 #include "sources/kubernetes/kubernetes_source.h"
 #include "sources/modal/modal_source.h"
@@ -44,7 +45,7 @@ const std::vector<SourceEntry>& source_registry() {
          return types;
        }(),
        [](const Config& c) { return c.kubernetes.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m) {
+       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics&) {
          return make_source<KubernetesSource>(io, c.kubernetes, c, m);
        }},
       {"modal",
@@ -53,15 +54,20 @@ const std::vector<SourceEntry>& source_registry() {
         "grpc_unauthenticated", "grpc_permission_denied", "grpc_unimplemented", "grpc_internal",
         "grpc_unknown", "parse", "auth"},
        [](const Config& c) { return c.modal.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m) {
-         return make_source<ModalSource>(io, c.modal, c, m);
+       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics& self) {
+         // Every Modal call is counted in modal_exporter_modal_calls_total{method, code}.
+         auto observe = [&self](std::string_view method, std::string_view code) {
+           self.count_modal_call(method, code);
+         };
+         return std::unique_ptr<Source>(std::make_unique<Adapter<ModalSource>>(
+             std::make_unique<ModalSource>(io, c.modal, c.backoff, m, observe)));
        }},
       {"telemetry", "telemetry", http_errors(), [](const Config& c) { return c.telemetry.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m) {
+       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics&) {
          return make_source<TelemetrySource>(io, c.telemetry, c, m);
        }},
       {"upstream", "upstream", http_errors(), [](const Config& c) { return c.upstream.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m) {
+       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics&) {
          return make_source<UpstreamSource>(io, c.upstream, c, m);
        }},
   };

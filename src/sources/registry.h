@@ -18,6 +18,7 @@
 namespace mx {
 
 class Model;
+class SelfMetrics;
 
 // A running source, as the application sees it.
 class Source {
@@ -35,7 +36,8 @@ struct SourceEntry {
   std::vector<std::string> error_types;  // what the source can count (start at 0)
   bool (*enabled)(const Config& config);
   // Builds the source; throws when its config cannot be used (the caller reports it).
-  std::unique_ptr<Source> (*make)(boost::asio::io_context& io, const Config& config, Model& model);
+  std::unique_ptr<Source> (*make)(boost::asio::io_context& io, const Config& config, Model& model,
+                                  SelfMetrics& self);
 };
 
 const std::vector<SourceEntry>& source_registry();

@@ -212,6 +212,8 @@ void EndToEnd::expect_prometheus_holds_truth() {
     double absolute = 0;
   };
   const json t = truth();
+  // The cost split is compared below; the world must have some for that to mean anything.
+  EXPECT_FALSE(t["app_cost_daily"].empty());
   // Sums of histogram observations: Pods' creationTimestamp has whole seconds, so each
   // observation may differ from the simulator's exact time by up to a second.
   auto observations = [&](const char* key) {
@@ -237,6 +239,11 @@ void EndToEnd::expect_prometheus_holds_truth() {
        "modal_cost_estimate_usd{time_period=\"daily\"}",
        {"namespace", "job_name"},
        "cost_daily",
+       1e-9},
+      {"daily cost by resource",
+       "modal_app_cost_usd{time_period=\"daily\"}",
+       {"app_id", "resource"},
+       "app_cost_daily",
        1e-9},
       {"GPU utilization",
        "modal_gpu_utilization",
@@ -286,7 +293,7 @@ void EndToEnd::expect_prometheus_holds_truth() {
           std::map<std::string, double> got;
           for (const auto& [k, v] : vector_of(c.promql, c.labels)) got[key_of(k)] = v;
           json want = t[c.truth_key];
-          if (c.truth_key == "jobs_total") {
+          if (c.truth_key == "jobs_total" || c.truth_key == "app_cost_daily") {
             want = json::object();
             for (const auto& [k, v] : t[c.truth_key].items()) want[key_of(k)] = v;
           }

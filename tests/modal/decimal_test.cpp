@@ -28,10 +28,49 @@ TEST(ParseUsd, SumsAreExactWhereDoublesAreNot) {
 }
 
 TEST(ParseUsd, RejectsMalformedText) {
-  for (const char* bad : {"", "1e5", "1E5", "abc", "1.2.3", "-0.5", "-1", "+1", ".5", "5.", " 1",
-                          "1 ", "1,5", "0x10", "nan", "inf", "1.5e-3", "１", "."}) {
+  for (const char* bad : {"",      "abc",          "1.2.3", ".",   "-",     "+",   "e5",
+                          "1e",    "1e+",          "1E5.0", " 1",  "1 ",    "1,5", "0x10",
+                          "1_000", "\xef\xbc\x91", "--1",   "+-1", "1e5e5", "1.5f"}) {
+    EXPECT_EQ(parse_decimal_usd(bad).status, DecimalStatus::malformed) << "'" << bad << "'";
     EXPECT_FALSE(parse_usd(bad).has_value()) << "'" << bad << "'";
   }
+}
+
+TEST(ParseUsd, AcceptsWhatPythonDecimalStrPrints) {
+  // str(Decimal("0.0000001")) == "1E-7"; small per-second rates look like this.
+  EXPECT_EQ(parse_usd("1E-7"), 100);
+  EXPECT_EQ(parse_usd("2.5E-8"), 25);
+  EXPECT_EQ(parse_usd("2.5e-8"), 25);
+  EXPECT_EQ(parse_usd("1.2E+3"), 1200000000000);
+  EXPECT_EQ(parse_usd("1E+1"), 10000000000);
+  EXPECT_EQ(parse_usd("0E-9"), 0);
+  EXPECT_EQ(parse_usd("0E+99999999999999"), 0);
+  EXPECT_EQ(parse_usd("1E-99999999999999"), 0);
+  EXPECT_EQ(parse_usd("5E-10"), 1);  // rounds half away from zero
+  EXPECT_EQ(parse_usd("4E-10"), 0);
+  // Signs: a credit is a negative amount.
+  EXPECT_EQ(parse_usd("-0.5"), -500000000);
+  EXPECT_EQ(parse_usd("+1"), 1000000000);
+  EXPECT_EQ(parse_usd("-0"), 0);
+  EXPECT_EQ(parse_usd("-1.5E-9"), -2);
+  EXPECT_EQ(parse_usd("-2.5E-8"), -25);
+  // Python's parser takes a missing digit on one side of the point.
+  EXPECT_EQ(parse_usd(".5"), 500000000);
+  EXPECT_EQ(parse_usd("5."), 5000000000);
+}
+
+TEST(ParseUsd, RejectsNonFiniteValuesDistinctly) {
+  for (const char* s : {"NaN", "nan", "-NaN", "sNaN", "NaN123", "Infinity", "-Infinity", "inf",
+                        "+Inf", "INFINITY"}) {
+    EXPECT_EQ(parse_decimal_usd(s).status, DecimalStatus::not_finite) << s;
+  }
+  EXPECT_EQ(parse_decimal_usd("Infinit").status, DecimalStatus::malformed);
+}
+
+TEST(ParseUsd, NegativeItemsLowerTheSum) {
+  NanoUsd total = 0;
+  for (const char* s : {"1.25", "-0.25", "1E-7", "-1E-7"}) total += *parse_usd(s);
+  EXPECT_EQ(total, *parse_usd("1"));
 }
 
 TEST(ParseUsd, RejectsOverflow) {
@@ -41,6 +80,10 @@ TEST(ParseUsd, RejectsOverflow) {
   EXPECT_FALSE(parse_usd("9223372037").has_value());
   EXPECT_FALSE(parse_usd("99999999999999999999999999").has_value());
   EXPECT_FALSE(parse_usd("9223372036.8547758075").has_value());  // rounds past the maximum
+  EXPECT_EQ(parse_decimal_usd("1E+10").status, DecimalStatus::out_of_range);
+  EXPECT_EQ(parse_decimal_usd("-99999999999").status, DecimalStatus::out_of_range);
+  EXPECT_EQ(parse_decimal_usd("1E+999999999999").status, DecimalStatus::out_of_range);
+  EXPECT_EQ(parse_usd("9.223372036854775807E+9"), std::numeric_limits<NanoUsd>::max());
 }
 
 TEST(ParseUsd, RoundsBeyondNineFractionalDigitsHalfUp) {

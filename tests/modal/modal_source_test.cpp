@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <ostream>
@@ -79,7 +80,6 @@ class RecordingSink : public ModalSink {
   std::vector<std::string> active_job_app_ids() const override { return active_apps; }
   std::vector<std::string> known_job_app_ids() const override { return known_apps; }
   std::vector<std::string> job_function_ids() const override { return functions; }
-  bool task_info_known(const std::string& id) const override { return known_tasks.contains(id); }
 
   int error(const std::string& type) const {
     auto it = errors.find("modal_api/" + type);
@@ -198,8 +198,39 @@ class ModalSourceTest : public ::testing::Test {
   }
 
   void start() {
-    source_ = std::make_unique<ModalSource>(io_, config_, backoff_, sink_);
+    source_ = std::make_unique<ModalSource>(
+        io_, config_, backoff_, sink_, [this](std::string_view method, std::string_view code) {
+          ++observed_[std::string(method) + "/" + std::string(code)];
+        });
     source_->start();
+  }
+
+  // Drives the io_context for `d` (the pollers keep running).
+  void run_for(std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) io_.run_for(5ms);
+  }
+
+  // `n` jobs, each its own app (one running task) and function, known to the fake and the sink.
+  void make_jobs(int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::string id = std::to_string(i);
+      sink_.active_apps.push_back("ap-" + id);
+      sink_.known_apps.push_back("ap-" + id);
+      sink_.functions.push_back("fu-" + id);
+      pb::TaskStats t;
+      t.set_task_id("ta-" + id);
+      t.set_app_id("ap-" + id);
+      t.set_started_at(100);
+      fake_.set_tasks("ap-" + id, {t});
+      pb::TaskGetInfoResponse info;
+      info.set_app_id("ap-" + id);
+      info.mutable_info()->set_id("ta-" + id);
+      fake_.set_task_info("ta-" + id, info);
+      pb::FunctionStats stats;
+      stats.set_backlog(static_cast<unsigned>(i % 7));
+      fake_.set_function_stats("fu-" + id, stats);
+    }
   }
 
   // Drives the io_context on this thread until `pred` holds (false after a generous deadline).
@@ -233,6 +264,7 @@ class ModalSourceTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::mutex log_mutex_;
   std::vector<std::string> logs_;
+  std::map<std::string, int> observed_;  // method/code -> finished calls
   std::unique_ptr<ModalSource> source_;  // last: destroyed first
 };
 
@@ -258,6 +290,8 @@ TEST_F(ModalSourceTest, PublishesAppsWithAuthMetadata) {
     EXPECT_EQ(call.metadata.at("x-modal-token-secret"), FakeModalServer::kDefaultTokenSecret);
     EXPECT_EQ(call.metadata.at("x-modal-client-type"), "9");
     EXPECT_EQ(call.metadata.at("x-modal-client-version"), "1.0.0");
+    EXPECT_TRUE(call.metadata.at("x-modal-libmodal-version").starts_with("modal-exporter/"))
+        << call.metadata.at("x-modal-libmodal-version");
     EXPECT_EQ(call.metadata.at("x-modal-auth-token"), fake_.current_token());
     EXPECT_NE(call.request.find("environment_name: \"main\""), std::string::npos) << call.request;
   }
@@ -272,11 +306,13 @@ TEST_F(ModalSourceTest, PublishesAppsWithAuthMetadata) {
 TEST_F(ModalSourceTest, ClientTypeAndVersionAreConfigurable) {
   config_.client_type = 1;
   config_.client_version = "0.73.0";
+  config_.libmodal_version = "acme-exporter/2.0";
   start();
   ASSERT_TRUE(run_until([&] { return sink_.successes >= 1; }));
   const auto call = fake_.calls_of("AppList").front();
   EXPECT_EQ(call.metadata.at("x-modal-client-type"), "1");
   EXPECT_EQ(call.metadata.at("x-modal-client-version"), "0.73.0");
+  EXPECT_EQ(call.metadata.at("x-modal-libmodal-version"), "acme-exporter/2.0");
 }
 
 TEST_F(ModalSourceTest, SecretsNeverReachTheLogs) {
@@ -310,14 +346,80 @@ TEST_F(ModalSourceTest, CachesTheJwtUntilShortlyBeforeItsExpiry) {
   EXPECT_EQ(fake_.call_count("AuthTokenGet"), 1);
 }
 
-TEST_F(ModalSourceTest, ATokenCloseToExpiryIsNotCached) {
-  // exp 30 s ahead is inside the 60 s refresh margin: each use fetches again.
-  fake_.set_token_lifetime(30s);
-  config_.rates_interval = 1h;  // only the apps poller calls
+TEST_F(ModalSourceTest, AShortLivedTokenIsRefreshedBeforeItExpires) {
+  // Refreshed after 50-60 % of its 2 s lifetime: never refused as expired.
+  fake_.set_token_lifetime(2s);
+  config_.rates_interval = 1h;
   start();
-  ASSERT_TRUE(run_until([&] { return sink_.successes >= 4; }));
-  EXPECT_GE(fake_.call_count("AuthTokenGet"), 4);
+  ASSERT_TRUE(run_until([&] { return fake_.call_count("AuthTokenGet") >= 4; }));
   EXPECT_EQ(sink_.error("grpc_unauthenticated"), 0);
+  EXPECT_EQ(sink_.failures, 0);
+  // Not one fetch per call: the calls in between used the cached token.
+  EXPECT_GT(fake_.call_count("AppList"), 2 * fake_.call_count("AuthTokenGet"));
+}
+
+TEST_F(ModalSourceTest, KeepsTheCachedTokenWhileRefreshesFail) {
+  // exp 9-10 s ahead (whole seconds): the refresh falls due after 4.5-6 s and fails until 6.2 s;
+  // with 0.5 s, 1 s, 2 s between attempts it succeeds by 8.2 s, before the token expires.
+  fake_.set_token_lifetime(10s);
+  config_.rates_interval = 1h;
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= 1; }));
+  const std::string token = fake_.current_token();
+  fake_.fail_for("AuthTokenGet", 6200ms, grpc::StatusCode::UNAVAILABLE);
+  fake_.clear_calls();
+  ASSERT_TRUE(run_until([&] { return sink_.error("grpc_unavailable") >= 1; }));
+  const int failed_fetches = fake_.call_count("AuthTokenGet");
+  EXPECT_EQ(sink_.failures, 0);
+  for (const auto& call : fake_.calls_of("AppList")) {
+    EXPECT_EQ(call.metadata.at("x-modal-auth-token"), token);
+  }
+  EXPECT_LE(failed_fetches, 3);
+  EXPECT_GE(log_lines_containing("refresh failed; using the cached token"), 1);
+  // Recovered: a refresh succeeded, after at most 3 failed attempts (0.5 s, 1 s apart), not one
+  // attempt per call (every 50 ms).
+  ASSERT_TRUE(run_until([&] { return observed_["AuthTokenGet/ok"] >= 2; }));
+  EXPECT_LE(fake_.call_count("AuthTokenGet"), 4);
+  EXPECT_EQ(sink_.failures, 0);
+  EXPECT_EQ(sink_.error("grpc_unauthenticated"), 0);
+}
+
+TEST_F(ModalSourceTest, AuthTokenGetRefusalIsACredentialsError) {
+  fake_.set_token_lifetime(2s);
+  config_.rates_interval = 1h;
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= 1; }));
+  fake_.fail_for("AuthTokenGet", 10min, grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(run_until([&] { return sink_.failures >= 2; }));
+  EXPECT_GE(sink_.error("grpc_permission_denied"), 1);
+  EXPECT_GE(log_lines_containing("refused the credentials"), 1);
+  EXPECT_GE(log_lines_containing("retry_in=100ms"), 1);  // the maximum backoff
+}
+
+TEST_F(ModalSourceTest, ATokenWithoutExpIsKeptForTwentyMinutes) {
+  fake_.set_token_exp_claim(false);
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= 5; }));
+  EXPECT_EQ(fake_.call_count("AuthTokenGet"), 1);
+  EXPECT_EQ(sink_.failures, 0);
+}
+
+TEST_F(ModalSourceTest, FailsOverToTheNextServer) {
+  std::string gone_url;
+  {
+    FakeModalServer gone;  // bind a port, then free it: connections are refused
+    gone_url = gone.address();
+  }
+  config_.server_url = gone_url + ", " + fake_.address();
+  config_.call_timeout = 2s;
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= 2; }));
+  EXPECT_GE(sink_.error("grpc_unavailable"), 1);
+  EXPECT_EQ(log_lines_containing("failing over"), 1);
+  EXPECT_GE(log_lines_containing("server=" + fake_.address()), 1);
+  const int successes = sink_.successes;
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= successes + 3; }));
+  EXPECT_EQ(log_lines_containing("failing over"), 1);  // stays on the one that answers
 }
 
 TEST_F(ModalSourceTest, RefetchesTheJwtOnceWhenTheServerRefusesIt) {
@@ -483,7 +585,10 @@ TEST_F(ModalSourceTest, TasksTaskInfoStatsAndRates) {
     return sink_.task_infos.size() >= 2 && !sink_.stats.empty() && !sink_.rates.empty() &&
            sink_.task_lists >= 3 && sink_.error("grpc_not_found") >= 2;
   }));
-  // Task lists: one call per distinct app.
+  // One environment-wide TaskList per round, split by app.
+  for (const auto& call : fake_.calls_of("TaskList")) {
+    EXPECT_EQ(call.request, "environment_name: \"main\"");
+  }
   ASSERT_EQ(sink_.tasks["ap-1"].size(), 2u);
   EXPECT_EQ(sink_.tasks["ap-1"][0].task_id, "ta-1");
   EXPECT_EQ(*sink_.tasks["ap-1"][0].enqueued_at, 90);
@@ -548,8 +653,9 @@ TEST_F(ModalSourceTest, BillingReportsBothResolutionsForKnownApps) {
   for (const auto& report : sink_.billing) {
     // Windows: whole UTC days / hours. (A test that straddles midnight or the hour sees the
     // next window, hence the tolerance.)
+    // Windows: from the start of an interval to now, as Modal's clients ask.
+    EXPECT_NEAR(report.end, static_cast<double>(unix_now()), 30);
     if (report.resolution == "d") {
-      EXPECT_EQ(report.end - report.start, 31 * 86400);
       EXPECT_EQ(static_cast<std::int64_t>(report.start) % 86400, 0);
       EXPECT_NEAR(report.start, midnight - 30 * 86400, 86400);
       ASSERT_EQ(report.items.size(), 2u);
@@ -562,7 +668,6 @@ TEST_F(ModalSourceTest, BillingReportsBothResolutionsForKnownApps) {
       EXPECT_EQ(report.items[1].interval_start, midnight);
     } else {
       EXPECT_EQ(report.resolution, "h");
-      EXPECT_EQ(report.end - report.start, 25 * 3600);
       EXPECT_EQ(static_cast<std::int64_t>(report.start) % 3600, 0);
       EXPECT_NEAR(report.start, hour - 24 * 3600, 3600);
       ASSERT_EQ(report.items.size(), 1u);
@@ -603,7 +708,7 @@ TEST_F(ModalSourceTest, InterruptedBillingStreamPublishesNothing) {
   }
 }
 
-TEST_F(ModalSourceTest, MalformedBillingCostsAreSkippedAndCounted) {
+TEST_F(ModalSourceTest, BillingCostsAsPythonDecimalsPrintThem) {
   sink_.known_apps = {"ap-1"};
   const std::int64_t now = unix_now();
   const std::int64_t midnight = now - now % 86400;
@@ -611,18 +716,39 @@ TEST_F(ModalSourceTest, MalformedBillingCostsAreSkippedAndCounted) {
   no_interval.clear_interval();
   fake_.set_billing_items(
       "d", {make_item("ap-1", midnight, "1.25"), make_item("ap-1", midnight, "abc"),
-            make_item("ap-1", midnight, "-3"), make_item("ap-1", midnight, "1e5"), no_interval,
-            make_item("ap-1", midnight, "0.000001")});
+            make_item("ap-1", midnight, "-0.25"), make_item("ap-1", midnight, "1E-7"),
+            make_item("ap-1", midnight, "NaN"), make_item("ap-1", midnight, "-Infinity"),
+            no_interval, make_item("ap-1", midnight, "2.5E-8")});
   config_.apps_interval = 1h;
   start();
   ASSERT_TRUE(run_until([&] { return sink_.billing_reports("d") >= 2; }));
   for (const auto& report : sink_.billing) {
     if (report.resolution != "d") continue;
-    ASSERT_EQ(report.items.size(), 2u);
-    EXPECT_EQ(report.items[0].cost + report.items[1].cost, *parse_usd("1.250001"));
+    ASSERT_EQ(report.items.size(), 4u);
+    NanoUsd total = 0;
+    for (const auto& item : report.items) total += item.cost;
+    EXPECT_EQ(total, *parse_usd("1.000000125"));  // the credit lowers the sum
+    // make_item splits each cost onto "gpu"; a NaN split entry would be dropped too.
+    EXPECT_EQ(report.items[1].cost_by_resource.at("gpu"), -250000000);
   }
+  // abc, NaN, -Infinity, no interval: per report, each item once (the split of a dropped item is
+  // not looked at).
   EXPECT_EQ(sink_.error("parse"), 4 * sink_.billing_reports("d"));
   EXPECT_GE(log_lines_containing("example_cost=abc"), 1);
+  EXPECT_GE(log_lines_containing("not_finite=2"), 1);
+}
+
+TEST_F(ModalSourceTest, DeprecatedRateKeysAreDroppedAndLoggedOnce) {
+  fake_.set_rates({{"A100-80GB", "2.4984"}, {"legacy-gpu", "1.0"}, {"removed-gpu", "3.0"}});
+  fake_.set_rate_deprecations({{"legacy-gpu", "renamed"}}, {{"removed-gpu", "gone"}});
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.rates.size() >= 3; }));
+  for (const auto& r : sink_.rates) {
+    EXPECT_EQ(r.per_hour.size(), 1u);
+    EXPECT_TRUE(r.per_hour.contains("a100-80gb"));
+  }
+  EXPECT_EQ(log_lines_containing("rate key is deprecated"), 2);
+  EXPECT_EQ(sink_.error("parse"), 0);
 }
 
 TEST_F(ModalSourceTest, UnimplementedIsLoggedOnce) {
@@ -678,6 +804,188 @@ TEST_F(ModalSourceTest, UnreachableServerIsUnavailable) {
   ASSERT_TRUE(run_until([&] { return sink_.failures >= 2; }));
   EXPECT_GE(sink_.error("grpc_unavailable"), 1);
 }
+
+TEST_F(ModalSourceTest, TaskListFallsBackToPerAppWhereTheServerRefusesTheEnvironmentForm) {
+  fake_.set_task_list_requires_app(true);
+  sink_.active_apps = {"ap-1", "ap-2"};
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.task_lists >= 6; }));
+  const auto calls = fake_.calls_of("TaskList");
+  EXPECT_EQ(calls.front().request, "environment_name: \"main\"");
+  for (std::size_t i = 1; i < calls.size(); ++i) {
+    EXPECT_NE(calls[i].request.find("app_id"), std::string::npos) << calls[i].request;
+  }
+  EXPECT_EQ(log_lines_containing("refuses the environment-wide form"), 1);
+  EXPECT_EQ(sink_.failures, 0);
+  EXPECT_EQ(sink_.error("grpc_invalid_argument"), 1);
+}
+
+TEST_F(ModalSourceTest, TaskInfoCacheFollowsTheListedTasks) {
+  sink_.active_apps = {"ap-1"};
+  pb::TaskStats t;
+  t.set_task_id("ta-1");
+  t.set_app_id("ap-1");
+  pb::TaskGetInfoResponse info;
+  info.set_app_id("ap-1");
+  fake_.set_task_info("ta-1", info);
+  fake_.set_tasks("ap-1", {t});
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.task_infos.size() == 1 && sink_.task_lists >= 5; }));
+  EXPECT_EQ(fake_.call_count("TaskGetInfo"), 1);  // once per task
+  fake_.set_tasks("ap-1", {});
+  const int lists = sink_.task_lists;
+  ASSERT_TRUE(run_until([&] { return sink_.task_lists >= lists + 3; }));
+  // Forgotten once no longer listed: when it shows up again it is asked about again.
+  fake_.set_tasks("ap-1", {t});
+  ASSERT_TRUE(run_until([&] { return sink_.task_infos.size() == 2; }));
+  EXPECT_EQ(fake_.call_count("TaskGetInfo"), 2);
+}
+
+TEST_F(ModalSourceTest, BillingAndTasksRunRightAfterTheJobsAppear) {
+  // Long intervals: without the early rounds nothing would be asked for an hour.
+  config_.tasks_interval = 300ms;
+  config_.billing_interval = 1h;
+  config_.rates_interval = 1h;
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= 3; }));
+  EXPECT_EQ(fake_.call_count("WorkspaceBillingReport"), 0);  // no job, no billing call
+  // The Kubernetes sync brings the jobs.
+  sink_.known_apps = {"ap-1"};
+  sink_.active_apps = {"ap-1"};
+  ASSERT_TRUE(run_until([&] {
+    return sink_.billing_reports("d") == 1 && sink_.billing_reports("h") == 1 &&
+           sink_.task_lists >= 1;
+  }));
+  // A new job's app: billing runs again, but not before tasks_interval after the last round.
+  sink_.known_apps.push_back("ap-2");
+  sink_.active_apps.push_back("ap-2");
+  ASSERT_TRUE(run_until(
+      [&] { return sink_.billing_reports("d") == 2 && sink_.billing_reports("h") == 2; }));
+  const auto requests = fake_.billing_requests();
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_EQ(requests.back().app_ids_size(), 2);
+  ASSERT_TRUE(run_until([&] { return sink_.tasks.contains("ap-2"); }));
+  // Nothing new: no more billing rounds before the interval.
+  run_for(1000ms);
+  EXPECT_EQ(sink_.billing_reports("d"), 2);
+  // And at most one TaskList per tasks_interval (here 300 ms) over that second, plus one.
+  fake_.clear_calls();
+  run_for(1500ms);
+  EXPECT_LE(fake_.call_count("TaskList"), 6);
+}
+
+TEST_F(ModalSourceTest, ResourceExhaustedSlowsTheBudgetAndMetricsRecover) {
+  config_.max_calls_per_second = 50;
+  config_.rates_interval = 1h;
+  make_jobs(10);
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.stats.size() >= 20; }));
+  fake_.fail_for("FunctionGetCurrentStats", 1500ms, grpc::StatusCode::RESOURCE_EXHAUSTED);
+  fake_.clear_calls();
+  const auto stats_before = sink_.stats.size();
+  run_for(1500ms);
+  // At 50/s the budget alone would allow ~75 calls; backoff (20 ms doubling to 100 ms here)
+  // lets through a fraction.
+  const int during = fake_.call_count("FunctionGetCurrentStats");
+  EXPECT_LE(during, 30);
+  EXPECT_GE(sink_.error("grpc_resource_exhausted"), 3);
+  EXPECT_EQ(observed_["FunctionGetCurrentStats/resource_exhausted"],
+            sink_.error("grpc_resource_exhausted"));
+  EXPECT_GE(log_lines_containing("modal call budget paused"), 3);
+  // Recovered: fresh values again.
+  ASSERT_TRUE(run_until([&] { return sink_.stats.size() >= stats_before + 20; }));
+}
+
+TEST_F(ModalSourceTest, RetryAfterFromTheServerPausesTheBudget) {
+  config_.max_calls_per_second = 50;
+  config_.rates_interval = 1h;
+  make_jobs(10);
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.stats.size() >= 10; }));
+  fake_.fail_next("FunctionGetCurrentStats", 1, grpc::StatusCode::UNAVAILABLE, 1.0);
+  ASSERT_TRUE(run_until([&] { return sink_.error("grpc_unavailable") >= 1; }));
+  const int at_failure = fake_.call_count("FunctionGetCurrentStats");
+  run_for(600ms);
+  // Only calls already in flight when the failure came back; ~30 without the pause.
+  EXPECT_LE(fake_.call_count("FunctionGetCurrentStats"), at_failure + 4);
+  EXPECT_GE(log_lines_containing("retry_in=1s"), 1);
+  const auto stats = sink_.stats.size();
+  ASSERT_TRUE(run_until([&] { return sink_.stats.size() >= stats + 10; }));
+}
+
+TEST_F(ModalSourceTest, CallsAreCountedPerMethodAndCode) {
+  sink_.functions = {"fu-gone"};
+  start();
+  ASSERT_TRUE(run_until([&] {
+    return observed_["AppList/ok"] >= 2 && observed_["FunctionGetCurrentStats/not_found"] >= 1;
+  }));
+  EXPECT_EQ(observed_["AuthTokenGet/ok"], 1);
+  EXPECT_EQ(observed_["AppList/ok"], fake_.call_count("AppList"));
+}
+
+// Issue 13's footprint: 1,000 running jobs, each its own app and function, default intervals and
+// budget. Over 16 s (rounds at 0 s and 15 s): at most one TaskList per tasks_interval, and the
+// per-object calls within max_calls_per_second.
+TEST_F(ModalSourceTest, ThousandJobsStayWithinTheCallBudget) {
+  const auto server = config_.server_url;
+  const auto id_file = config_.token_id_file, secret_file = config_.token_secret_file;
+  config_ = ModalConfig{};
+  config_.server_url = server;
+  config_.token_id_file = id_file;
+  config_.token_secret_file = secret_file;
+  make_jobs(1000);
+  const auto started = std::chrono::steady_clock::now();
+  start();
+  run_for(16000ms);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const auto counts = fake_.call_counts();
+  auto count = [&](const char* m) { return counts.contains(m) ? counts.at(m) : 0; };
+  EXPECT_LE(count("TaskList"), 2);  // t = 0 and t = 15 s
+  EXPECT_GE(count("TaskList"), 1);
+  const int budgeted = count("FunctionGetCurrentStats") + count("TaskGetInfo");
+  EXPECT_LE(budgeted, static_cast<int>(config_.max_calls_per_second * seconds) + 1);
+  EXPECT_GE(budgeted, 40);  // the budget is used, not starved
+  const int fixed = count("AppList") + count("TaskList") + count("WorkspaceBillingReport") +
+                    count("WorkspaceBillingRates") + count("AuthTokenGet");
+  EXPECT_LE(fixed, 2 + 2 + 2 + 1 + 1);
+  EXPECT_EQ(sink_.failures, 0);
+  EXPECT_EQ(sink_.tasks.size(), 1000u);  // every app's tasks from the one call
+}
+
+// Measurement for the README's "Modal API footprint" (run by hand:
+// modal_source_test --gtest_also_run_disabled_tests --gtest_filter='*Footprint*').
+class ModalFootprint : public ModalSourceTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(ModalFootprint, DISABLED_CallsPerMinute) {
+  const auto server = config_.server_url;
+  const auto id_file = config_.token_id_file, secret_file = config_.token_secret_file;
+  config_ = ModalConfig{};
+  config_.server_url = server;
+  config_.token_id_file = id_file;
+  config_.token_secret_file = secret_file;
+  make_jobs(GetParam());
+  start();
+  run_for(60000ms);
+  int total = 0;
+  std::string line;
+  for (const auto& [method, n] : fake_.call_counts()) {
+    total += n;
+    line += " " + method + "=" + std::to_string(n);
+  }
+  std::printf("FOOTPRINT jobs=%d first_minute_total=%d%s\n", GetParam(), total, line.c_str());
+  fake_.clear_calls();
+  run_for(60000ms);
+  total = 0;
+  line.clear();
+  for (const auto& [method, n] : fake_.call_counts()) {
+    total += n;
+    line += " " + method + "=" + std::to_string(n);
+  }
+  std::printf("FOOTPRINT jobs=%d second_minute_total=%d%s\n", GetParam(), total, line.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Jobs, ModalFootprint, ::testing::Values(100, 1000, 10000));
 
 }  // namespace
 }  // namespace mx

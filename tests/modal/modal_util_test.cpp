@@ -145,5 +145,22 @@ TEST(MetadataValue, OnlyPrintableAscii) {
   EXPECT_FALSE(valid_metadata_value("caf\xc3\xa9"));
 }
 
+TEST(ServerUrls, AcceptsACommaSeparatedList) {
+  std::string error;
+  auto list = parse_modal_server_urls("https://api.modal.com, https://api.modal2.com:8443", &error);
+  ASSERT_TRUE(list) << error;
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].target, "api.modal.com:443");
+  EXPECT_EQ((*list)[1].target, "api.modal2.com:8443");
+  list = parse_modal_server_urls("http://127.0.0.1:1", &error);
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->size(), 1u);
+  EXPECT_FALSE((*list)[0].tls);
+  for (const char* bad : {"", ",", "https://a,", "https://a,,https://b", "https://a,b:443"}) {
+    EXPECT_FALSE(parse_modal_server_urls(bad, &error)) << bad;
+    EXPECT_FALSE(error.empty());
+  }
+}
+
 }  // namespace
 }  // namespace mx

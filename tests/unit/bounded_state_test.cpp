@@ -156,7 +156,6 @@ TEST_F(BoundedStateTest, ChurnReturnsToTheLiveSet) {
   EXPECT_EQ(after.counted_task_ids, before.counted_task_ids);
   EXPECT_EQ(after.warning_events, before.warning_events);
   EXPECT_EQ(after.parked_events, 0u);
-  EXPECT_EQ(after.task_infos, 0u);  // only tasks of the churned (now deleted) jobs had infos
   EXPECT_EQ(after.left_out_jobs, 0u);
   EXPECT_EQ(after.jobs, static_cast<std::size_t>(kLive));
   // The state file follows the live set; the totals in it are a few lines.

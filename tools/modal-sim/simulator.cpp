@@ -85,6 +85,22 @@ void Simulator::start(const std::string& telemetry_base_url) {
   }
 }
 
+std::map<std::string, double> Simulator::hourly_cost_by_resource(const SimJob& j) const {
+  auto rate = [&](const std::string& key, double fallback) {
+    for (const auto& [k, v] : kModalRates) {
+      if (lower(k) == lower(key)) return std::stod(v);
+    }
+    return fallback;
+  };
+  std::map<std::string, double> out;
+  if (j.gpu_count > 0) {
+    out[j.gpu_type] = rate(j.gpu_type, kTablePerHour.at(j.gpu_type)) * j.gpu_count * j.replicas;
+  }
+  out["CPU"] = rate("cpu", kTableCpu) * j.cpu * j.replicas;
+  out["Memory"] = rate("memory", kTableMemory) * j.memory_gib * j.replicas;
+  return out;
+}
+
 double Simulator::hourly_cost(const SimJob& j) const {
   auto rate = [&](const std::string& key, double fallback) {
     for (const auto& [k, v] : kModalRates) {
@@ -277,7 +293,12 @@ void Simulator::step(double now) {
       changed = true;
     } else if (j.phase == "Running") {
       if (!j.app_id.empty()) {
-        j.billed_nano += static_cast<std::int64_t>(hourly_cost(j) * dt / 3600.0 * 1e9);
+        // Billed per resource, as Modal's cost_by_resource; the item's cost is their sum.
+        for (const auto& [resource, per_hour] : hourly_cost_by_resource(j)) {
+          const auto nano = static_cast<std::int64_t>(per_hour * dt / 3600.0 * 1e9);
+          j.billed_by_resource[resource] += nano;
+          j.billed_nano += nano;
+        }
       }
       // A container restarts: a new task, a cold start. Only in the first half of the run, so
       // that every task lives through several TaskList polls (the truth counts them all).
@@ -375,13 +396,16 @@ void Simulator::publish_modal(double now) {
     stats.set_backlog(j.backlog);
     stats.set_num_total_tasks(static_cast<unsigned>(running));
     modal_.set_function_stats(j.function_id, stats);
-    if (j.billed_nano > 0) {
+    {  // every app has today's row once it runs (0 before its first billed second)
       testing::modal_pb::WorkspaceBillingReportItem item;
       item.set_object_id(j.app_id);
       item.set_description(j.name);
       item.set_environment_name("main");
       item.mutable_interval()->set_seconds(static_cast<std::int64_t>(midnight));
       item.set_cost(usd(j.billed_nano));
+      for (const auto& [resource, nano] : j.billed_by_resource) {
+        (*item.mutable_cost_by_resource())[resource] = usd(nano);
+      }
       daily.push_back(item);
     }
   }
@@ -462,6 +486,7 @@ nlohmann::json Simulator::truth(double now) const {
   auto& cold = t["cold_starts"] = nlohmann::json::object();
   auto& hourly = t["cost_hourly"] = nlohmann::json::object();
   auto& daily = t["cost_daily"] = nlohmann::json::object();
+  auto& app_cost = t["app_cost_daily"] = nlohmann::json::object();
   auto& gpu = t["gpu_utilization"] = nlohmann::json::object();
   auto& bandwidth = t["bandwidth_mbps"] = nlohmann::json::object();
   for (const auto& [uid, j] : jobs_) {
@@ -470,7 +495,12 @@ nlohmann::json Simulator::truth(double now) const {
     if (j.active()) replicas[key] = j.replicas;
     // Until a job is deleted, its Modal-side series stay (the app and its bill still exist).
     if (!j.app_id.empty()) cold[key] = j.tasks.size();
-    if (j.billed_nano > 0) daily[key] = static_cast<double>(j.billed_nano) / 1e9;
+    if (!j.app_id.empty()) {
+      daily[key] = static_cast<double>(j.billed_nano) / 1e9;
+      for (const auto& [resource, nano] : j.billed_by_resource) {
+        app_cost[j.app_id + "|" + resource] = static_cast<double>(nano) / 1e9;
+      }
+    }
     if (j.phase != "Running") continue;
     hourly[key] = hourly_cost(j);
     if (!j.gpu_util.empty()) {

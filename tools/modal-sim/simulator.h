@@ -51,6 +51,8 @@ struct SimJob {
   double rx_bps = 0, tx_bps = 0;  // bytes per second while running
   std::uint32_t backlog = 0;
   std::int64_t billed_nano = 0;  // scripted into the daily billing report
+  // The same cost split by resource (the GPU type, "CPU", "Memory"): cost_by_resource.
+  std::map<std::string, std::int64_t> billed_by_resource;
   bool active() const { return phase == "Pending" || phase == "Running"; }
 };
 
@@ -93,6 +95,8 @@ class Simulator {
   }
   bool chance(double p) { return uniform(0, 1) < p; }
   double hourly_cost(const SimJob& job) const;
+  // hourly_cost split by resource, USD per hour.
+  std::map<std::string, double> hourly_cost_by_resource(const SimJob& job) const;
 
   SimOptions options_;
   std::mt19937_64 rng_;

@@ -1,3 +1,6 @@
+// Over ~450 lines on purpose: the gRPC plumbing (auth, failover, cancellation, rounds, budget)
+// shares one Impl's state and callbacks; what can stand alone already does (convert.cpp,
+// pacing.cpp, modal_util.cpp, decimal.cpp). See modal_source.h for the behaviour.
 #include "sources/modal/modal_source.h"
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -27,8 +31,13 @@
 #include "common/backoff.h"
 #include "common/log.h"
 #include "modal_api.grpc.pb.h"
-#include "sources/modal/decimal.h"
+#include "sources/modal/convert.h"
 #include "sources/modal/modal_util.h"
+#include "sources/modal/pacing.h"
+
+#ifndef MX_VERSION
+#define MX_VERSION "dev"
+#endif
 
 namespace mx {
 namespace {
@@ -46,8 +55,6 @@ constexpr int kMaxConcurrentCalls = 4;
 // A billing stream longer than this is cut off (and counted as "parse"): a bounded memory cost
 // whatever the server sends.
 constexpr std::size_t kMaxBillingItems = 200000;
-constexpr auto kJwtRefreshMargin = std::chrono::seconds(60);
-constexpr auto kJwtDefaultLifetime = std::chrono::minutes(5);
 constexpr std::size_t kMaxDetailChars = 200;
 
 // Everything a gRPC callback thread may touch. stop() flips `stopped`, cancels what is in flight
@@ -78,25 +85,10 @@ struct Shared {
   }
 };
 
-std::optional<double> positive_or_none(double v) {
-  if (v > 0) return v;
-  return std::nullopt;
-}
-
-double to_unix(const google::protobuf::Timestamp& ts) {
-  return static_cast<double>(ts.seconds()) + static_cast<double>(ts.nanos()) / 1e9;
-}
-
 google::protobuf::Timestamp to_timestamp(std::int64_t unix_seconds) {
   google::protobuf::Timestamp ts;
   ts.set_seconds(unix_seconds);
   return ts;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
 }
 
 std::string error_type(grpc::StatusCode code) {
@@ -106,6 +98,14 @@ std::string error_type(grpc::StatusCode code) {
 bool is_retryable(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
          code == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+// A server's RPCRetryPolicy.retry_after_secs is honoured in full (beyond backoff.max), up to a
+// sanity bound.
+Duration honour_hint(Duration own, std::optional<Duration> hint) {
+  constexpr Duration kMaxHint = std::chrono::minutes(15);
+  if (!hint) return own;
+  return std::max(own, std::min(*hint, kMaxHint));
 }
 
 bool is_auth(grpc::StatusCode code) {
@@ -182,28 +182,63 @@ class BillingReader final : public grpc::ClientReadReactor<pb::WorkspaceBillingR
 
 class ModalSource::Impl {
  public:
-  Impl(boost::asio::io_context& io, ModalConfig config, BackoffConfig backoff, ModalSink& sink)
-      : io_(io), config_(std::move(config)), backoff_config_(backoff), sink_(sink) {
+  Impl(boost::asio::io_context& io, ModalConfig config, BackoffConfig backoff, ModalSink& sink,
+       CallObserver observer)
+      : io_(io),
+        config_(std::move(config)),
+        backoff_config_(backoff),
+        sink_(sink),
+        observer_(std::move(observer)),
+        budget_(config_.stats_interval),
+        budget_timer_(io),
+        watch_timer_(io),
+        budget_backoff_(backoff.initial, backoff.max),
+        rng_(std::random_device{}()) {
     std::string error;
-    auto target = parse_modal_server_url(config_.server_url, &error);
-    if (!target) throw ConfigError{error};
-    if (!valid_metadata_value(config_.client_version)) {
-      throw ConfigError{"modal.client_version holds characters that cannot be sent as metadata"};
+    auto targets = parse_modal_server_urls(config_.server_url, &error);
+    if (!targets) throw ConfigError{error};
+    if (config_.libmodal_version.empty()) {
+      config_.libmodal_version = std::string("modal-exporter/") + MX_VERSION;
     }
+    for (const auto* value : {&config_.client_version, &config_.libmodal_version}) {
+      if (!valid_metadata_value(*value)) {
+        throw ConfigError{
+            "modal.client_version / libmodal_version hold characters that cannot "
+            "be sent as metadata"};
+      }
+    }
+    if (!(config_.max_calls_per_second > 0)) {
+      throw ConfigError{"modal.max_calls_per_second must be positive"};
+    }
+    budget_period_ = std::chrono::duration_cast<SteadyClock::duration>(
+        std::chrono::duration<double>(1.0 / config_.max_calls_per_second));
     grpc::ChannelArguments args;
     args.SetUserAgentPrefix("modal-exporter");
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // retries are paced by our own backoff
     args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
-    auto credentials =
-        target->tls ? grpc::SslCredentials(system_roots()) : grpc::InsecureChannelCredentials();
-    channel_ = grpc::CreateCustomChannel(target->target, credentials, args);
-    stub_ = pb::ModalClient::NewStub(channel_);
+    std::size_t begin = 0;
+    for (const auto& target : *targets) {
+      Endpoint e;
+      const auto comma = config_.server_url.find(',', begin);
+      e.url = config_.server_url.substr(begin, comma - begin);
+      e.url.erase(0, e.url.find_first_not_of(' '));
+      e.url.erase(e.url.find_last_not_of(' ') + 1);
+      begin = comma == std::string::npos ? comma : comma + 1;
+      auto credentials =
+          target.tls ? grpc::SslCredentials(system_roots()) : grpc::InsecureChannelCredentials();
+      e.channel = grpc::CreateCustomChannel(target.target, credentials, args);
+      e.stub = pb::ModalClient::NewStub(e.channel);
+      endpoints_.push_back(std::move(e));
+    }
 
     make_poller(Kind::apps, "apps", config_.apps_interval);
     make_poller(Kind::tasks, "tasks", config_.tasks_interval);
-    make_poller(Kind::stats, "stats", config_.stats_interval);
     make_poller(Kind::billing, "billing", config_.billing_interval);
     make_poller(Kind::rates, "rates", config_.rates_interval);
+    const auto shortest =
+        std::min({config_.apps_interval, config_.tasks_interval, config_.stats_interval});
+    watch_period_ =
+        std::clamp<Duration>(shortest / 4, std::chrono::milliseconds(10), std::chrono::seconds(1));
   }
 
   ~Impl() { stop(); }
@@ -212,14 +247,19 @@ class ModalSource::Impl {
     if (started_ || shared_->stopped) return;
     started_ = true;
     work_.emplace(io_.get_executor());
-    log::info("modal source starting",
-              {{"server", config_.server_url}, {"environment", config_.environment}});
+    log::info("modal source starting", {{"server", endpoints_[active_].url},
+                                        {"servers", endpoints_.size()},
+                                        {"environment", config_.environment},
+                                        {"max_calls_per_second", config_.max_calls_per_second}});
     for (auto& p : pollers_) schedule(*p, Duration{0});
+    schedule_watch(Duration{0});
   }
 
   void stop() {
     if (shared_->stopped.exchange(true)) return;
     for (auto& p : pollers_) p->timer.cancel();
+    budget_timer_.cancel();
+    watch_timer_.cancel();
     jwt_waiters_.clear();
     std::vector<std::function<void()>> cancels;
     {
@@ -241,7 +281,13 @@ class ModalSource::Impl {
   }
 
  private:
-  enum class Kind { apps, tasks, stats, billing, rates };
+  enum class Kind { apps, tasks, billing, rates };
+
+  struct Endpoint {
+    std::string url;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<Stub> stub;
+  };
 
   struct Failure {
     std::string method;
@@ -258,20 +304,31 @@ class ModalSource::Impl {
     Duration interval;
     boost::asio::steady_timer timer;
     Backoff backoff;
+    bool running = false;
+    bool last_failed = false;
+    std::optional<SteadyClock::time_point> last_call;  // start of the last round that called
+    std::set<std::string> asked;                       // app ids of that round
     // The current round.
     SteadyClock::time_point started;
     std::deque<std::function<void()>> queue;
     int in_flight = 0;
     bool abort = false;
     std::optional<Failure> failure;
+    std::optional<Duration> server_hint;
     enum class Pace { interval, backoff, max } pace = Pace::interval;
-    std::set<std::string> queued_keys;  // dedupes TaskGetInfo within one round
+    std::set<std::string> listed_tasks;  // tasks round: every task id listed
   };
 
   // --- rounds -------------------------------------------------------------------------------
 
   void make_poller(Kind kind, const char* name, Duration interval) {
     pollers_.push_back(std::make_unique<Poller>(io_, kind, name, interval, backoff_config_));
+  }
+  Poller& poller(Kind kind) {
+    for (auto& p : pollers_) {
+      if (p->kind == kind) return *p;
+    }
+    return *pollers_.front();
   }
 
   void schedule(Poller& p, Duration delay) {
@@ -284,33 +341,38 @@ class ModalSource::Impl {
 
   void run_round(Poller& p) {
     p.started = SteadyClock::now();
+    p.running = true;
     p.queue.clear();
-    p.queued_keys.clear();
     p.in_flight = 0;
     p.abort = false;
     p.failure.reset();
+    p.server_hint.reset();
     p.pace = Poller::Pace::interval;
+    p.listed_tasks.clear();
 
     switch (p.kind) {
       case Kind::apps:
         p.queue.push_back([this, &p] { app_list(p); });
         break;
-      case Kind::tasks:
-        for (const auto& app_id : unique(sink_.active_job_app_ids())) {
-          p.queue.push_back([this, &p, app_id] { task_list(p, app_id); });
+      case Kind::tasks: {
+        auto apps = unique(sink_.active_job_app_ids());
+        if (apps.empty()) break;
+        p.asked = {apps.begin(), apps.end()};
+        if (per_app_tasks_) {
+          for (const auto& app_id : apps) {
+            p.queue.push_back([this, &p, app_id] { task_list(p, app_id, {app_id}); });
+          }
+        } else {
+          p.queue.push_back([this, &p, apps] { task_list(p, "", apps); });
         }
         break;
-      case Kind::stats:
-        for (const auto& function_id : unique(sink_.job_function_ids())) {
-          p.queue.push_back([this, &p, function_id] { function_stats(p, function_id); });
-        }
-        break;
+      }
       case Kind::billing: {
         auto app_ids = unique(sink_.known_job_app_ids());
-        if (!app_ids.empty()) {
-          p.queue.push_back([this, &p, app_ids] { billing_report(p, "d", app_ids); });
-          p.queue.push_back([this, &p, app_ids] { billing_report(p, "h", app_ids); });
-        }
+        if (app_ids.empty()) break;
+        p.asked = {app_ids.begin(), app_ids.end()};
+        p.queue.push_back([this, &p, app_ids] { billing_report(p, "d", app_ids); });
+        p.queue.push_back([this, &p, app_ids] { billing_report(p, "h", app_ids); });
         break;
       }
       case Kind::rates:
@@ -321,6 +383,7 @@ class ModalSource::Impl {
       finish_round(p);
       return;
     }
+    p.last_call = p.started;
     if (!refresh_credentials(p)) {
       finish_round(p);
       return;
@@ -360,7 +423,6 @@ class ModalSource::Impl {
     const auto type = error_type(code);
     if (!counted) sink_.count_error(kComponent, type);
     if (code == grpc::StatusCode::NOT_FOUND && method != "AppList") {
-      // The task/function/app went away between listing and asking: ordinary churn.
       log::debug("modal object not found", {{"method", method}});
       return;
     }
@@ -370,29 +432,32 @@ class ModalSource::Impl {
                 {{"method", method}, {"error_type", type}});
     }
     fail_round(p, Failure{std::string(method), code, type, scrub(status.error_message())});
+    if (const auto hint = modal_convert::retry_after_seconds(status)) {
+      p.server_hint = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(*hint));
+    }
     if (is_auth(code)) {
       p.pace = Poller::Pace::max;
     } else if ((is_retryable(code) || code == grpc::StatusCode::UNIMPLEMENTED) &&
                p.pace != Poller::Pace::max) {
       p.pace = Poller::Pace::backoff;
     }
-    // Further calls would meet the same outage, refusal or missing method: stop issuing them.
-    // `counted` errors come from a failed AuthTokenGet, which every further call would repeat.
     if (is_auth(code) || is_retryable(code) || code == grpc::StatusCode::UNIMPLEMENTED || counted) {
       p.abort = true;
     }
   }
 
-  // A failure that is not a gRPC status (malformed data, missing credentials).
   void fail_round(Poller& p, Failure failure) {
     if (!p.failure) p.failure = std::move(failure);
   }
 
   void finish_round(Poller& p) {
+    p.running = false;
+    p.last_failed = p.failure.has_value();
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - p.started).count();
     if (!p.failure) {
       p.backoff.reset();
       if (p.kind == Kind::apps) sink_.source_succeeded(kSource, seconds);
+      if (p.kind == Kind::tasks) forget_unlisted_tasks(p.listed_tasks);
       schedule(p, p.interval);
       return;
     }
@@ -402,11 +467,11 @@ class ModalSource::Impl {
       case Poller::Pace::interval:
         break;
       case Poller::Pace::backoff:
-        delay = p.backoff.next();
+        delay = honour_hint(p.backoff.next(), p.server_hint);
         break;
       case Poller::Pace::max:
         p.backoff.next();
-        delay = backoff_config_.max;
+        delay = honour_hint(backoff_config_.max, p.server_hint);
         break;
     }
     const auto& f = *p.failure;
@@ -417,6 +482,129 @@ class ModalSource::Impl {
                                     {"attempt", p.backoff.attempt()},
                                     {"retry_in", format_duration(delay)}});
     schedule(p, delay);
+  }
+
+  // --- start-up and new jobs: early rounds, the budget's function list ----------------------
+
+  void schedule_watch(Duration delay) {
+    watch_timer_.expires_after(delay);
+    watch_timer_.async_wait([this, sh = shared_](const boost::system::error_code& ec) {
+      if (sh->stopped || ec) return;
+      watch();
+      schedule_watch(watch_period_);
+    });
+  }
+
+  // A tasks or billing round runs early when the jobs bring app ids it has not asked about, it is
+  // not running or backing off, and its last call is at least tasks_interval ago.
+  void maybe_run_early(Poller& p, const std::vector<std::string>& ids) {
+    if (p.running || p.last_failed) return;
+    const auto now = SteadyClock::now();
+    if (p.last_call && now - *p.last_call < config_.tasks_interval) return;
+    bool grown = false;
+    for (const auto& id : ids) grown = grown || !p.asked.contains(id);
+    if (!grown) return;
+    log::debug("modal round started early for new apps", {{"poll", p.name}});
+    schedule(p, Duration{0});
+  }
+
+  void watch() {
+    maybe_run_early(poller(Kind::tasks), unique(sink_.active_job_app_ids()));
+    maybe_run_early(poller(Kind::billing), unique(sink_.known_job_app_ids()));
+    budget_.set_functions(unique(sink_.job_function_ids()));
+    budget_kick();
+  }
+
+  // --- the budget of per-object calls -------------------------------------------------------
+
+  // (Re)arms the budget timer for the earliest moment a call may go out.
+  void budget_kick(std::optional<SteadyClock::time_point> wake = std::nullopt) {
+    auto at = std::max(budget_next_allowed_, budget_paused_until_);
+    if (wake) at = std::max(at, *wake);
+    if (budget_armed_ && budget_armed_at_ <= at) return;
+    budget_armed_ = true;
+    budget_armed_at_ = at;
+    const auto generation = ++budget_generation_;
+    budget_timer_.expires_at(at);
+    budget_timer_.async_wait([this, sh = shared_, generation](const boost::system::error_code& ec) {
+      if (sh->stopped || ec || generation != budget_generation_) return;
+      budget_armed_ = false;
+      budget_step();
+    });
+  }
+
+  void budget_step() {
+    const auto now = SteadyClock::now();
+    if (now < budget_paused_until_ || now < budget_next_allowed_) {
+      budget_kick();
+      return;
+    }
+    // Credentials come from the fixed pollers' rounds; a completion re-kicks the budget.
+    if (!creds_ || budget_in_flight_ >= kMaxConcurrentCalls) return;
+    auto next = budget_.next(now);
+    switch (next.kind) {
+      case CallBudget::Kind::none:
+        if (next.wake) budget_kick(*next.wake);
+        return;
+      case CallBudget::Kind::task_info:
+        task_info(next.id);
+        break;
+      case CallBudget::Kind::function_stats:
+        function_stats(next.id);
+        break;
+    }
+    ++budget_in_flight_;
+    budget_next_allowed_ = now + budget_period_;
+    budget_kick();
+  }
+
+  void budget_done(const char* method, const grpc::Status& status, bool counted) {
+    --budget_in_flight_;
+    const auto code = status.error_code();
+    if (status.ok()) {
+      budget_backoff_.reset();
+    } else {
+      if (!counted) sink_.count_error(kComponent, error_type(code));
+      if (code == grpc::StatusCode::NOT_FOUND) {
+        log::debug("modal object not found", {{"method", method}});
+      } else {
+        std::optional<Duration> hint;
+        if (const auto secs = modal_convert::retry_after_seconds(status)) {
+          hint = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(*secs));
+        }
+        if (code == grpc::StatusCode::UNIMPLEMENTED &&
+            unimplemented_logged_.insert(method).second) {
+          log::warn("modal API does not implement this call; its metrics stay absent",
+                    {{"method", method}, {"error_type", error_type(code)}});
+        }
+        const bool slow_down = is_retryable(code) || is_auth(code) || hint || counted ||
+                               code == grpc::StatusCode::UNIMPLEMENTED;
+        if (slow_down) {
+          const Duration delay =
+              honour_hint(is_auth(code) ? backoff_config_.max : budget_backoff_.next(), hint);
+          budget_paused_until_ = std::max(budget_paused_until_, SteadyClock::now() + delay);
+          sink_.source_failed(kSource);
+          log::warn("modal call budget paused", {{"method", method},
+                                                 {"error_type", error_type(code)},
+                                                 {"detail", scrub(status.error_message())},
+                                                 {"attempt", budget_backoff_.attempt()},
+                                                 {"retry_in", format_duration(delay)}});
+        } else {
+          log::warn("modal call failed", {{"method", method},
+                                          {"error_type", error_type(code)},
+                                          {"detail", scrub(status.error_message())}});
+        }
+      }
+    }
+    budget_kick();
+  }
+
+  // Tasks no longer listed need no TaskGetInfo and no place in the seen set.
+  void forget_unlisted_tasks(const std::set<std::string>& listed) {
+    for (auto it = seen_tasks_.begin(); it != seen_tasks_.end();) {
+      it = listed.contains(*it) ? std::next(it) : seen_tasks_.erase(it);
+    }
+    budget_.retain_tasks(listed);
   }
 
   // --- credentials and the JWT ---------------------------------------------------------------
@@ -432,7 +620,7 @@ class ModalSource::Impl {
     }
     if (!creds_ || !(*creds_ == *creds)) {
       // New or rotated credentials: a JWT minted for the old ones must not be reused.
-      jwt_.clear();
+      token_.clear();
       jwt_unsupported_ = false;
       creds_ = std::move(creds);
     }
@@ -445,62 +633,93 @@ class ModalSource::Impl {
     ctx.AddMetadata("x-modal-token-secret", creds_->token_secret);
     ctx.AddMetadata("x-modal-client-type", std::to_string(config_.client_type));
     ctx.AddMetadata("x-modal-client-version", config_.client_version);
-    if (with_jwt && !jwt_.empty()) ctx.AddMetadata("x-modal-auth-token", jwt_);
+    ctx.AddMetadata("x-modal-libmodal-version", config_.libmodal_version);
+    if (with_jwt && !token_.token().empty()) ctx.AddMetadata("x-modal-auth-token", token_.token());
   }
 
   using AuthContinuation = std::function<void(const grpc::Status&, bool counted)>;
 
-  // Runs `k` once a usable JWT is cached (or the server has none to give). Concurrent callers
-  // share one AuthTokenGet.
+  // Runs `k` once a usable JWT is cached (or the server has none to give). A cached token that
+  // is due for refresh is still used while one shared AuthTokenGet fetches the next one.
   void with_auth(AuthContinuation k) {
-    if (jwt_unsupported_ || (!jwt_.empty() && SystemClock::now() < jwt_valid_until_)) {
+    const auto now = SystemClock::now();
+    if (jwt_unsupported_ || !token_.should_refresh(now)) {
+      k(grpc::Status::OK, false);
+      return;
+    }
+    if (token_.usable(now)) {
+      fetch_token();  // in the background
       k(grpc::Status::OK, false);
       return;
     }
     jwt_waiters_.push_back(std::move(k));
+    fetch_token();
+  }
+
+  void fetch_token() {
     if (jwt_fetching_) return;
     jwt_fetching_ = true;
-
     auto call = std::make_shared<UnaryCall<pb::AuthTokenGetRequest, pb::AuthTokenGetResponse>>();
     add_metadata(call->context, /*with_jwt=*/false);
     auto sh = shared_;
     const auto id = sh->begin([call] { call->context.TryCancel(); });
-    stub_->async()->AuthTokenGet(&call->context, &call->request, &call->response,
-                                 [this, sh, id, call](grpc::Status status) {
-                                   boost::asio::post(io_, [this, sh, call, status] {
-                                     if (sh->stopped) return;
-                                     on_auth_token(status, call->response.token());
-                                   });
-                                   sh->end(id);
-                                 });
+    const auto endpoint = active_;
+    endpoints_[endpoint].stub->async()->AuthTokenGet(
+        &call->context, &call->request, &call->response,
+        [this, sh, id, call, endpoint](grpc::Status status) {
+          boost::asio::post(io_, [this, sh, call, status, endpoint] {
+            if (sh->stopped) return;
+            observe("AuthTokenGet", status, endpoint);
+            on_auth_token(status, call->response.token());
+          });
+          sh->end(id);
+        });
   }
 
   void on_auth_token(const grpc::Status& status, const std::string& token) {
     jwt_fetching_ = false;
+    const auto now = SystemClock::now();
     grpc::Status result = grpc::Status::OK;
     bool counted = false;
+    const auto code = status.error_code();
     if (status.ok()) {
       if (token.empty() || !valid_metadata_value(token)) {
         // Nonsense from the server: go on with the token id/secret alone this time.
         sink_.count_error(kComponent, "parse");
         log::warn("modal AuthTokenGet returned an unusable token; calling without it");
-        jwt_.clear();
-        jwt_valid_until_ = {};
+        token_.clear();
+        token_.refresh_failed(now);
         counted = true;
       } else {
-        jwt_ = token;
-        const auto now = SystemClock::now();
         const auto exp = jwt_expiry(token);
-        // Near-expiry tokens are still used by the waiting calls but not kept.
-        jwt_valid_until_ = exp ? *exp - kJwtRefreshMargin : now + kJwtDefaultLifetime;
+        if (!exp) log::debug("modal auth token has no exp claim; assuming 20 minutes");
+        token_.accept(token, exp, now, std::uniform_real_distribution<double>(0, 1)(rng_));
       }
-    } else if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    } else if (code == grpc::StatusCode::UNIMPLEMENTED) {
       jwt_unsupported_ = true;
       log::info("modal server does not implement AuthTokenGet; calling without x-modal-auth-token");
-    } else {
-      sink_.count_error(kComponent, error_type(status.error_code()));
-      result = grpc::Status(status.error_code(), "AuthTokenGet: " + status.error_message());
+    } else if (is_auth(code)) {
+      // The server refused the token id/secret themselves: a credentials error, whatever is
+      // cached.
+      token_.clear();
+      sink_.count_error(kComponent, error_type(code));
+      log::warn("modal refused the credentials (AuthTokenGet); check the token id and secret",
+                {{"error_type", error_type(code)}});
+      result = grpc::Status(code, "AuthTokenGet: credentials refused");
       counted = true;
+    } else {
+      sink_.count_error(kComponent, error_type(code));
+      token_.refresh_failed(now);
+      if (token_.usable(now)) {
+        log::warn(
+            "modal auth token refresh failed; using the cached token",
+            {{"error_type", error_type(code)},
+             {"retry_in",
+              format_duration(std::chrono::duration_cast<Duration>(token_.next_backoff() / 2))}});
+      } else {
+        result = grpc::Status(code, "AuthTokenGet: " + status.error_message());
+        counted = true;
+      }
     }
     auto waiters = std::move(jwt_waiters_);
     jwt_waiters_.clear();
@@ -517,12 +736,26 @@ class ModalSource::Impl {
       }
     };
     if (creds_) redact(creds_->token_secret);
-    redact(jwt_);
+    redact(token_.token());
     if (text.size() > kMaxDetailChars) text = text.substr(0, kMaxDetailChars) + "...";
     for (auto& c : text) {
       if (static_cast<unsigned char>(c) < 0x20) c = ' ';
     }
     return text;
+  }
+
+  // Every finished call: counted per method and code; UNAVAILABLE moves to the next server.
+  void observe(const char* method, const grpc::Status& status, std::size_t endpoint) {
+    if (observer_) {
+      observer_(method, grpc_code_name(static_cast<int>(status.error_code())));
+    }
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && endpoints_.size() > 1 &&
+        endpoint == active_) {
+      const auto& from = endpoints_[active_].url;
+      active_ = (active_ + 1) % endpoints_.size();
+      log::warn("modal server unavailable; failing over",
+                {{"from", from}, {"server", endpoints_[active_].url}});
+    }
   }
 
   // --- calls --------------------------------------------------------------------------------
@@ -543,17 +776,20 @@ class ModalSource::Impl {
       auto call = std::make_shared<UnaryCall<Req, Resp>>();
       call->request = request;
       add_metadata(call->context, /*with_jwt=*/true);
-      call->sent_jwt = jwt_;
+      call->sent_jwt = token_.token();
       auto sh = shared_;
       const auto id = sh->begin([call] { call->context.TryCancel(); });
-      invoke(*stub_, &call->context, &call->request, &call->response,
-             [this, sh, id, call, method, request, invoke, done, retried](grpc::Status status) {
+      const auto endpoint = active_;
+      invoke(*endpoints_[endpoint].stub, &call->context, &call->request, &call->response,
+             [this, sh, id, call, method, request, invoke, done, retried,
+              endpoint](grpc::Status status) {
                boost::asio::post(io_, [this, sh, call, status, method, request, invoke, done,
-                                       retried]() mutable {
+                                       retried, endpoint]() mutable {
                  if (sh->stopped) return;
+                 observe(method, status, endpoint);
                  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
                      !call->sent_jwt.empty() && !retried) {
-                   if (jwt_ == call->sent_jwt) jwt_.clear();
+                   if (token_.token() == call->sent_jwt) token_.clear();
                    log::debug("modal auth token refused; fetching a new one", {{"method", method}});
                    unary<Req, Resp>(method, std::move(request), invoke, std::move(done), true);
                    return;
@@ -574,32 +810,17 @@ class ModalSource::Impl {
            std::function<void(grpc::Status)> f) { s.async()->AppList(c, r, o, std::move(f)); },
         [this, &p](const grpc::Status& status, pb::AppListResponse& response, bool counted) {
           if (status.ok()) {
-            std::vector<ModalApp> apps;
-            apps.reserve(static_cast<std::size_t>(response.apps_size()));
-            int skipped = 0;
-            for (const auto& item : response.apps()) {
-              if (item.app_id().empty()) {
-                ++skipped;
-                continue;
-              }
-              ModalApp app;
-              app.app_id = item.app_id();
-              app.name = item.name();
-              app.description = item.description();
-              app.state = static_cast<int>(item.state());
-              app.running_tasks = std::max(0, item.n_running_tasks());
-              app.created_at = positive_or_none(item.created_at());
-              app.stopped_at = positive_or_none(item.stopped_at());
-              apps.push_back(std::move(app));
-            }
-            if (skipped > 0) parse_problem("AppList", "app without app_id skipped", skipped);
+            modal_convert::Issues issues;
+            auto apps = modal_convert::apps(response, issues);
+            report(issues, "AppList", "app without app_id skipped");
             sink_.modal_apps(std::move(apps));
           }
           call_done(p, "AppList", status, counted);
         });
   }
 
-  void task_list(Poller& p, const std::string& app_id) {
+  // app_id "": the environment-wide form, split by app; else one app.
+  void task_list(Poller& p, const std::string& app_id, std::vector<std::string> want) {
     pb::TaskListRequest request;
     request.set_environment_name(config_.environment);
     request.set_app_id(app_id);
@@ -607,39 +828,40 @@ class ModalSource::Impl {
         "TaskList", std::move(request),
         [](Stub& s, grpc::ClientContext* c, const pb::TaskListRequest* r, pb::TaskListResponse* o,
            std::function<void(grpc::Status)> f) { s.async()->TaskList(c, r, o, std::move(f)); },
-        [this, &p, app_id](const grpc::Status& status, pb::TaskListResponse& response,
-                           bool counted) {
+        [this, &p, app_id, want](const grpc::Status& status, pb::TaskListResponse& response,
+                                 bool counted) {
+          const auto code = status.error_code();
+          if (app_id.empty() && (code == grpc::StatusCode::INVALID_ARGUMENT ||
+                                 code == grpc::StatusCode::FAILED_PRECONDITION)) {
+            // This server wants one app per TaskList: switch for good, and finish this round so.
+            if (!counted) sink_.count_error(kComponent, error_type(code));
+            per_app_tasks_ = true;
+            log::warn("modal TaskList refuses the environment-wide form; listing per app",
+                      {{"error_type", error_type(code)}, {"apps", want.size()}});
+            for (const auto& id : want) {
+              p.queue.push_back([this, &p, id] { task_list(p, id, {id}); });
+            }
+            call_done(p, "TaskList", grpc::Status::OK, true);
+            return;
+          }
           if (status.ok()) {
-            std::vector<ModalTask> tasks;
-            tasks.reserve(static_cast<std::size_t>(response.tasks_size()));
-            int skipped = 0;
-            for (const auto& item : response.tasks()) {
-              if (item.task_id().empty()) {
-                ++skipped;
-                continue;
+            modal_convert::Issues issues;
+            auto by_app = modal_convert::tasks_by_app(response, app_id, want, issues);
+            report(issues, "TaskList", "task without task id or app id skipped");
+            for (auto& [id, tasks] : by_app) {
+              for (const auto& t : tasks) {
+                p.listed_tasks.insert(t.task_id);
+                if (seen_tasks_.insert(t.task_id).second) budget_.add_task(t.task_id);
               }
-              ModalTask task;
-              task.task_id = item.task_id();
-              task.app_id = item.app_id().empty() ? app_id : item.app_id();
-              task.enqueued_at = positive_or_none(item.enqueued_at());
-              task.started_at = positive_or_none(item.started_at());
-              tasks.push_back(std::move(task));
+              sink_.modal_tasks(id, std::move(tasks));
             }
-            if (skipped > 0) parse_problem("TaskList", "task without task_id skipped", skipped);
-            std::vector<std::string> ids;
-            for (const auto& t : tasks) ids.push_back(t.task_id);
-            sink_.modal_tasks(app_id, std::move(tasks));
-            // Ask after the sink has seen the list, so it can decide what it already knows.
-            for (const auto& id : ids) {
-              if (sink_.task_info_known(id) || !p.queued_keys.insert(id).second) continue;
-              p.queue.push_back([this, &p, id] { task_info(p, id); });
-            }
+            budget_kick();
           }
           call_done(p, "TaskList", status, counted);
         });
   }
 
-  void task_info(Poller& p, const std::string& task_id) {
+  void task_info(const std::string& task_id) {
     pb::TaskGetInfoRequest request;
     request.set_task_id(task_id);
     unary<pb::TaskGetInfoRequest, pb::TaskGetInfoResponse>(
@@ -647,29 +869,19 @@ class ModalSource::Impl {
         [](Stub& s, grpc::ClientContext* c, const pb::TaskGetInfoRequest* r,
            pb::TaskGetInfoResponse* o,
            std::function<void(grpc::Status)> f) { s.async()->TaskGetInfo(c, r, o, std::move(f)); },
-        [this, &p, task_id](const grpc::Status& status, pb::TaskGetInfoResponse& response,
-                            bool counted) {
+        [this, task_id](const grpc::Status& status, pb::TaskGetInfoResponse& response,
+                        bool counted) {
           if (status.ok()) {
-            const auto& in = response.info();
-            ModalTaskInfo info;
-            info.task_id = in.id().empty() ? task_id : in.id();
-            info.app_id = response.app_id();
-            info.enqueued_at = positive_or_none(in.enqueued_at());
-            info.started_at = positive_or_none(in.started_at());
-            info.finished_at = positive_or_none(in.finished_at());
-            info.gpu_type =
-                in.gpu_config().gpu_type().empty() ? in.gpu_type() : in.gpu_config().gpu_type();
-            info.gpu_count = in.gpu_config().count();
-            // A GPU named without a count is one GPU, as in the operator's GPU specs.
-            if (info.gpu_count == 0 && !info.gpu_type.empty()) info.gpu_count = 1;
-            info.result_status = static_cast<int>(in.result().status());
-            sink_.modal_task_info(std::move(info));
+            sink_.modal_task_info(modal_convert::task_info(response, task_id));
+          } else if (status.error_code() != grpc::StatusCode::NOT_FOUND) {
+            // Ask again when it is still listed next round.
+            seen_tasks_.erase(task_id);
           }
-          call_done(p, "TaskGetInfo", status, counted);
+          budget_done("TaskGetInfo", status, counted);
         });
   }
 
-  void function_stats(Poller& p, const std::string& function_id) {
+  void function_stats(const std::string& function_id) {
     pb::FunctionGetCurrentStatsRequest request;
     request.set_function_id(function_id);
     unary<pb::FunctionGetCurrentStatsRequest, pb::FunctionStats>(
@@ -678,17 +890,11 @@ class ModalSource::Impl {
            pb::FunctionStats* o, std::function<void(grpc::Status)> f) {
           s.async()->FunctionGetCurrentStats(c, r, o, std::move(f));
         },
-        [this, &p, function_id](const grpc::Status& status, pb::FunctionStats& response,
-                                bool counted) {
+        [this, function_id](const grpc::Status& status, pb::FunctionStats& response, bool counted) {
           if (status.ok()) {
-            ModalFunctionStats stats;
-            stats.function_id = function_id;
-            stats.backlog = response.backlog();
-            stats.num_total_tasks = response.num_total_tasks();
-            stats.num_running_inputs = response.num_running_inputs();
-            sink_.modal_function_stats(std::move(stats));
+            sink_.modal_function_stats(modal_convert::function_stats(response, function_id));
           }
-          call_done(p, "FunctionGetCurrentStats", status, counted);
+          budget_done("FunctionGetCurrentStats", status, counted);
         });
   }
 
@@ -702,38 +908,33 @@ class ModalSource::Impl {
         [this, &p](const grpc::Status& status, pb::WorkspaceBillingRatesResponse& response,
                    bool counted) {
           if (status.ok()) {
-            BillingRates rates;
-            int skipped = 0;
-            for (const auto& [key, value] : response.rates()) {
-              const auto parsed = parse_usd(value);
-              if (!parsed || key.empty()) {
-                sink_.count_error(kComponent, "parse");
-                ++skipped;
-                continue;
+            modal_convert::Issues issues;
+            auto converted = modal_convert::rates(response, issues);
+            report(issues, "WorkspaceBillingRates", "rate that is not a finite decimal skipped");
+            for (const auto& key : converted.deprecated) {
+              if (deprecated_logged_.insert(key).second) {
+                log::warn("modal rate key is deprecated; ignored", {{"key", key.substr(0, 80)}});
               }
-              rates.per_hour[lower(key)] = *parsed;
             }
-            if (skipped > 0) {
-              parse_problem("WorkspaceBillingRates", "rate that is not a plain decimal skipped",
-                            skipped, /*counted=*/true);
-            }
-            sink_.modal_rates(std::move(rates));
+            sink_.modal_rates(std::move(converted.rates));
           }
           call_done(p, "WorkspaceBillingRates", status, counted);
         });
   }
 
-  // Billing window for one resolution, in unix seconds (see the header).
+  // Billing window for one resolution, in unix seconds: from the start of the interval 30 days
+  // ("d") or 24 hours ("h") back to now. Modal bills complete intervals only; the model adds the
+  // running estimate for the rest (docs/modal.md).
   static std::pair<std::int64_t, std::int64_t> billing_window(const std::string& resolution) {
     const std::int64_t now =
         std::chrono::duration_cast<std::chrono::seconds>(SystemClock::now().time_since_epoch())
             .count();
     if (resolution == "d") {
       const std::int64_t midnight = now - now % 86400;
-      return {midnight - (kBillingDailyLookbackDays - 1) * std::int64_t{86400}, midnight + 86400};
+      return {midnight - (ModalSource::kBillingDailyLookbackDays - 1) * std::int64_t{86400}, now};
     }
     const std::int64_t hour = now - now % 3600;
-    return {hour - 24 * 3600, hour + 3600};
+    return {hour - 24 * 3600, now};
   }
 
   void billing_report(Poller& p, const std::string& resolution,
@@ -750,95 +951,105 @@ class ModalSource::Impl {
       reader->request.set_resolution(resolution);
       for (const auto& id : app_ids) reader->request.add_app_ids(id);
       add_metadata(reader->context, /*with_jwt=*/true);
-      reader->sent_jwt = jwt_;
+      reader->sent_jwt = token_.token();
       auto sh = shared_;
       const auto id = sh->begin([reader] { reader->context.TryCancel(); });
-      reader->on_done = [this, sh, id, &p, resolution, app_ids, retried, start = start, end = end](
-                            const grpc::Status& status, BillingReader& r) {
-        boost::asio::post(
-            io_, [this, sh, &p, status, items = std::move(r.items), overflow = r.overflow,
-                  sent_jwt = r.sent_jwt, resolution, app_ids, retried, start, end]() mutable {
-              if (sh->stopped) return;
-              if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !sent_jwt.empty() &&
-                  !retried) {
-                if (jwt_ == sent_jwt) jwt_.clear();
-                billing_report(p, resolution, app_ids, true);
-                return;
-              }
-              if (overflow) {
-                sink_.count_error(kComponent, "parse");
-                fail_round(p, Failure{"WorkspaceBillingReport", grpc::StatusCode::OUT_OF_RANGE,
-                                      "parse", "more than 200000 billing items; report dropped"});
-                call_done(p, "WorkspaceBillingReport", grpc::Status::OK, true);
-                return;
-              }
-              if (status.ok()) publish_billing(resolution, start, end, items);
-              call_done(p, "WorkspaceBillingReport", status, false);
-            });
+      const auto endpoint = active_;
+      reader->on_done = [this, sh, id, &p, resolution, app_ids, retried, start = start, end = end,
+                         endpoint](const grpc::Status& status, BillingReader& r) {
+        boost::asio::post(io_, [this, sh, &p, status, items = std::move(r.items),
+                                overflow = r.overflow, sent_jwt = r.sent_jwt, resolution, app_ids,
+                                retried, start, end, endpoint]() mutable {
+          if (sh->stopped) return;
+          observe("WorkspaceBillingReport", status, endpoint);
+          if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !sent_jwt.empty() &&
+              !retried) {
+            if (token_.token() == sent_jwt) token_.clear();
+            billing_report(p, resolution, app_ids, true);
+            return;
+          }
+          if (overflow) {
+            sink_.count_error(kComponent, "parse");
+            fail_round(p, Failure{"WorkspaceBillingReport", grpc::StatusCode::OUT_OF_RANGE, "parse",
+                                  "more than 200000 billing items; report dropped"});
+            call_done(p, "WorkspaceBillingReport", grpc::Status::OK, true);
+            return;
+          }
+          if (status.ok()) {
+            modal_convert::Issues issues;
+            auto report_ = modal_convert::billing(resolution, static_cast<double>(start),
+                                                  static_cast<double>(end), items, issues);
+            if (issues.total() > 0) {
+              for (int i = 0; i < issues.total(); ++i) sink_.count_error(kComponent, "parse");
+              log::warn(
+                  "modal billing values skipped: not a finite decimal, or no app id / "
+                  "interval",
+                  {{"resolution", resolution},
+                   {"skipped", issues.malformed},
+                   {"not_finite", issues.not_finite},
+                   {"example_cost", issues.example}});
+            }
+            sink_.modal_billing(std::move(report_));
+          }
+          call_done(p, "WorkspaceBillingReport", status, false);
+        });
         sh->end(id);
       };
-      reader->start(*stub_, reader);
+      reader->start(*endpoints_[endpoint].stub, reader);
     });
   }
 
-  void publish_billing(const std::string& resolution, std::int64_t start, std::int64_t end,
-                       const std::vector<pb::WorkspaceBillingReportItem>& items) {
-    BillingReport report;
-    report.resolution = resolution;
-    report.start = static_cast<double>(start);
-    report.end = static_cast<double>(end);
-    report.items.reserve(items.size());
-    int skipped = 0;
-    std::string example;
-    for (const auto& item : items) {
-      const auto cost = parse_usd(item.cost());
-      if (!cost || item.object_id().empty() || !item.has_interval()) {
-        sink_.count_error(kComponent, "parse");
-        if (skipped++ == 0) example = item.cost().substr(0, 40);
-        continue;
-      }
-      report.items.push_back(BillingItem{item.object_id(), to_unix(item.interval()), *cost});
-    }
-    if (skipped > 0) {
-      log::warn(
-          "modal billing items skipped: cost not a plain non-negative decimal, or no app "
-          "id / interval",
-          {{"resolution", resolution}, {"skipped", skipped}, {"example_cost", example}});
-    }
-    sink_.modal_billing(std::move(report));
-  }
-
-  // Data that no longer makes sense: counted (unless already) and logged once per response.
-  void parse_problem(std::string_view method, std::string_view what, int n, bool counted = false) {
-    if (!counted) {
-      for (int i = 0; i < n; ++i) sink_.count_error(kComponent, "parse");
-    }
-    log::warn("modal response item ignored", {{"method", method}, {"what", what}, {"count", n}});
+  // Data that no longer makes sense: counted as "parse" and logged once per response.
+  void report(const modal_convert::Issues& issues, std::string_view method, std::string_view what) {
+    if (issues.total() == 0) return;
+    for (int i = 0; i < issues.total(); ++i) sink_.count_error(kComponent, "parse");
+    log::warn("modal response item ignored", {{"method", method},
+                                              {"what", what},
+                                              {"count", issues.total()},
+                                              {"not_finite", issues.not_finite},
+                                              {"example", issues.example}});
   }
 
   boost::asio::io_context& io_;
   ModalConfig config_;
   BackoffConfig backoff_config_;
   ModalSink& sink_;
+  CallObserver observer_;
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<Stub> stub_;
+  std::vector<Endpoint> endpoints_;
+  std::size_t active_ = 0;
   std::vector<std::unique_ptr<Poller>> pollers_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   bool started_ = false;
+  bool per_app_tasks_ = false;
+  std::set<std::string> seen_tasks_;  // listed tasks whose TaskGetInfo is done or queued
+
+  CallBudget budget_;
+  boost::asio::steady_timer budget_timer_;
+  boost::asio::steady_timer watch_timer_;
+  Duration watch_period_{1000};
+  SteadyClock::duration budget_period_{};
+  SteadyClock::time_point budget_next_allowed_{};
+  SteadyClock::time_point budget_paused_until_{};
+  SteadyClock::time_point budget_armed_at_{};
+  bool budget_armed_ = false;
+  std::uint64_t budget_generation_ = 0;
+  int budget_in_flight_ = 0;
+  Backoff budget_backoff_;
 
   std::optional<ModalCredentials> creds_;
-  std::string jwt_;
-  SystemClock::time_point jwt_valid_until_{};
+  TokenLifetime token_;
+  std::mt19937_64 rng_;
   bool jwt_fetching_ = false;
   bool jwt_unsupported_ = false;
   std::vector<AuthContinuation> jwt_waiters_;
   std::set<std::string> unimplemented_logged_;
+  std::set<std::string> deprecated_logged_;
 };
 
 ModalSource::ModalSource(boost::asio::io_context& io, ModalConfig config, BackoffConfig backoff,
-                         ModalSink& sink)
-    : impl_(std::make_unique<Impl>(io, std::move(config), backoff, sink)) {}
+                         ModalSink& sink, CallObserver observer)
+    : impl_(std::make_unique<Impl>(io, std::move(config), backoff, sink, std::move(observer))) {}
 
 ModalSource::~ModalSource() = default;
 

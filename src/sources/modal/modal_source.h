@@ -1,44 +1,46 @@
-// The Modal source: polls Modal's control plane (gRPC, modal.client.ModalClient, see
-// MODAL_API.md) and hands what it finds to the model through ModalSink.
+// The Modal source: polls Modal's control plane (gRPC, modal.client.ModalClient; docs/modal.md)
+// and hands what it finds to the model through ModalSink. Responses are turned into the model's
+// structs by the pure functions of convert.h; timing rules live in pacing.h.
 //
-// Five pollers, each on its own interval from ModalConfig:
-//   apps     AppList(environment)                       -> modal_apps; the liveness poll
-//                                                          (source_succeeded("modal", secs))
-//   tasks    TaskList per sink.active_job_app_ids()     -> modal_tasks, then TaskGetInfo for each
-//            task the sink does not know yet            -> modal_task_info
-//   stats    FunctionGetCurrentStats per job function   -> modal_function_stats
-//   billing  WorkspaceBillingReport, two streams, filtered by sink.known_job_app_ids() (skipped
-//            when empty), each published only when it completed OK -> modal_billing:
-//              "d": UTC days, from midnight kBillingDailyLookbackDays-1 days ago to the next
-//                   midnight (today's row appears when Modal reports partial days)
-//              "h": hours, from the start of the hour 24 h ago to the end of the current hour
-//            An item whose cost is not a plain non-negative decimal, or that lacks an app id or
-//            interval, is skipped and counted as error_type="parse"; the rest of the report is
-//            still published (one bad row must not hide every job's cost).
-//   rates    WorkspaceBillingRates                      -> modal_rates (keys lower-cased; a
-//            malformed value is skipped and counted as "parse")
+// Fixed calls, each poller on its own interval from ModalConfig:
+//   apps     AppList(environment)                   -> modal_apps; the liveness poll
+//   tasks    ONE TaskList(environment) per round, split by app_id -> modal_tasks for every active
+//            job's app (per-app TaskList only when a server refuses the environment-wide form
+//            with INVALID_ARGUMENT / FAILED_PRECONDITION, remembered for the process lifetime)
+//   billing  WorkspaceBillingReport "d" and "h", ending now, filtered by the jobs' app ids
+//   rates    WorkspaceBillingRates (deprecated keys dropped, each logged once)
+// Right after the Kubernetes sync, and whenever a job brings a new app id, the tasks and billing
+// rounds run early, at most once per tasks_interval each; otherwise they wait for their interval.
 //
-// Threading: every gRPC call runs on gRPC's callback threads; its result is posted to the
-// io_context given here, and the sink is only ever called on the thread running that io_context.
+// Budgeted calls, at most modal.max_calls_per_second, spread evenly, at most 4 in flight:
+//   TaskGetInfo once per task not seen before (the seen set is bounded by the listed tasks), and
+//   FunctionGetCurrentStats per job function, oldest refresh first, each at most once per
+//   stats_interval; the two take turns. A function the budget has not reached yet keeps its last
+//   value in the model.
 //
-// Auth: x-modal-token-id / -secret (files from config, else env MODAL_TOKEN_ID /
-// MODAL_TOKEN_SECRET, re-read each poll so a rotated Secret is picked up), x-modal-client-type,
-// x-modal-client-version on every call, plus x-modal-auth-token: a JWT from AuthTokenGet, cached
-// until 60 s before its exp claim (5 min without one). A call refused with UNAUTHENTICATED while
-// carrying a JWT drops it and is retried once with a fresh one (that first refusal is normal
-// token expiry and is not counted). A server without AuthTokenGet (UNIMPLEMENTED) is used without
-// a JWT. Missing credentials count error_type="auth", mark the source failed and are retried
-// with backoff; no call is made without them.
+// Auth: x-modal-token-id / -secret (re-read each round), x-modal-client-type / -version,
+// x-modal-libmodal-version, and x-modal-auth-token from AuthTokenGet, refreshed after 50-60 % of
+// its lifetime (20 min assumed without exp). While a refresh fails the cached token stays in use
+// (retries 0.5 s .. 60 s apart); UNAUTHENTICATED / PERMISSION_DENIED from AuthTokenGet is a
+// credentials error. A call refused with UNAUTHENTICATED while carrying a JWT drops it and is
+// retried once. No call is made without credentials.
 //
-// Errors: each failed call counts modal_api/grpc_<code>. UNAVAILABLE, DEADLINE_EXCEEDED,
-// RESOURCE_EXHAUSTED (and UNIMPLEMENTED, logged once per method) are retried with capped
-// exponential backoff + jitter; UNAUTHENTICATED / PERMISSION_DENIED wait the maximum backoff; any
-// other code waits the regular interval. NOT_FOUND on one task/function/app is ordinary churn:
-// counted, but the rest of the poll goes on and the poll still counts as a success. A failed poll
-// calls source_failed("modal") and logs one line (per backoff step), never a secret.
+// Servers: server_url may list several (comma-separated); the first is used until a call ends in
+// UNAVAILABLE, then the next (logged).
+//
+// Errors: each failed call counts modal_api/grpc_<code> and every call counts in the observer
+// (modal_exporter_modal_calls_total). RESOURCE_EXHAUSTED, UNAVAILABLE and DEADLINE_EXCEEDED slow
+// the poller (or the budget) down with capped exponential backoff, honouring a server's
+// RPCRetryPolicy.retry_after_secs; auth errors wait the maximum backoff. NOT_FOUND of one
+// task/function is churn. Never a secret in a log line.
+//
+// Threading: gRPC results are posted to the io_context; the sink and the observer are only called
+// on the thread running it.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 
@@ -52,10 +54,13 @@ class ModalSource {
   // Days of daily billing rows requested (including today), for the model's "total" cost.
   static constexpr int kBillingDailyLookbackDays = 31;
 
-  // Throws ConfigError when config.server_url cannot be used (see parse_modal_server_url).
+  // Called once per finished call: method ("AppList") and lower-case code ("ok", "unavailable").
+  using CallObserver = std::function<void(std::string_view method, std::string_view code)>;
+
+  // Throws ConfigError when config.server_url cannot be used (see parse_modal_server_urls).
   // `io` and `sink` must outlive this object.
   ModalSource(boost::asio::io_context& io, ModalConfig config, BackoffConfig backoff,
-              ModalSink& sink);
+              ModalSink& sink, CallObserver observer = {});
   ~ModalSource();  // stop()s
 
   ModalSource(const ModalSource&) = delete;

@@ -130,6 +130,27 @@ std::optional<ModalServerTarget> parse_modal_server_url(std::string_view url, st
   return result;
 }
 
+std::optional<std::vector<ModalServerTarget>> parse_modal_server_urls(std::string_view list,
+                                                                      std::string* error) {
+  std::vector<ModalServerTarget> out;
+  std::size_t begin = 0;
+  while (true) {
+    const auto comma = list.find(',', begin);
+    const auto entry = trim(list.substr(
+        begin, comma == std::string_view::npos ? std::string_view::npos : comma - begin));
+    if (entry.empty()) {
+      *error = "modal.server_url '" + std::string(list) + "' has an empty entry";
+      return std::nullopt;
+    }
+    auto target = parse_modal_server_url(entry, error);
+    if (!target) return std::nullopt;
+    out.push_back(std::move(*target));
+    if (comma == std::string_view::npos) break;
+    begin = comma + 1;
+  }
+  return out;
+}
+
 std::optional<ModalCredentials> load_modal_credentials(const ModalConfig& config,
                                                        std::string* error) {
   auto id = read_credential(config.token_id_file, "MODAL_TOKEN_ID", "token_id_file", error);

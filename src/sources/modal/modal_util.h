@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 
@@ -18,6 +19,11 @@ struct ModalServerTarget {
   bool tls = true;
 };
 std::optional<ModalServerTarget> parse_modal_server_url(std::string_view url, std::string* error);
+
+// A comma-separated list of such URLs (Modal's clients accept one too; surrounding spaces are
+// trimmed, empty entries rejected). At least one; every entry must parse.
+std::optional<std::vector<ModalServerTarget>> parse_modal_server_urls(std::string_view list,
+                                                                      std::string* error);
 
 struct ModalCredentials {
   std::string token_id;

@@ -1,5 +1,5 @@
 // Pure functions from the samples of a job's telemetry endpoint to the values behind
-// modal_gpu_utilization and modal_network_bandwidth_mbps (METRICS.md). No I/O here.
+// modal_gpu_utilization and modal_network_bandwidth_mbps (docs/metrics.md). No I/O here.
 #pragma once
 
 #include <map>

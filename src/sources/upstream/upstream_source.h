@@ -1,6 +1,6 @@
 // Scrapes the operator's own /metrics (moved off :8081 when the exporter runs beside it) and
 // hands the model its modal_webhook_requests_total and modal_operator_errors_total samples, to be
-// merged into ours (METRICS.md). Runs on the io_context thread.
+// merged into ours (docs/metrics.md). Runs on the io_context thread.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/base64.h"
+#include "rpc_status.pb.h"
 
 namespace mx::testing {
 namespace {
@@ -20,12 +21,28 @@ std::string metadata_value(const grpc::ServerContext* ctx, const std::string& ke
 }
 
 bool in_window(const modal_pb::WorkspaceBillingReportRequest& request,
-               const modal_pb::WorkspaceBillingReportItem& item) {
+               const modal_pb::WorkspaceBillingReportItem& item, bool exclude_partial) {
   if (!item.has_interval()) return true;
   const auto at = item.interval().seconds();
+  const std::int64_t length = request.resolution() == "h" ? 3600 : 86400;
   if (request.has_start_timestamp() && at < request.start_timestamp().seconds()) return false;
-  if (request.has_end_timestamp() && at >= request.end_timestamp().seconds()) return false;
+  if (request.has_end_timestamp()) {
+    const auto end = request.end_timestamp().seconds();
+    if (at >= end) return false;
+    if (exclude_partial && at + length > end) return false;
+  }
   return true;
+}
+
+grpc::Status fault_status(grpc::StatusCode code, std::optional<double> retry_after_secs) {
+  if (!retry_after_secs) return {code, "injected fault"};
+  modal_pb::RPCRetryPolicy policy;
+  policy.set_retry_after_secs(static_cast<float>(*retry_after_secs));
+  ::mx::rpc::StatusDetails details;
+  details.set_code(static_cast<int>(code));
+  details.set_message("injected fault");
+  details.add_details()->PackFrom(policy);
+  return {code, "injected fault", details.SerializeAsString()};
 }
 
 }  // namespace
@@ -60,6 +77,20 @@ class FakeModalServer::Service final : public modal_pb::ModalClient::Service {
                         modal_pb::TaskListResponse* response) override {
     if (auto status = owner_.admit(ctx, "TaskList", *request); !status.ok()) return status;
     std::lock_guard lock(owner_.mutex_);
+    if (request->app_id().empty()) {
+      if (owner_.task_list_requires_app_) {
+        return {grpc::StatusCode::INVALID_ARGUMENT, "app_id is required"};
+      }
+      // The environment-wide form: every running task, each naming its app.
+      for (const auto& [app_id, tasks] : owner_.tasks_) {
+        for (const auto& task : tasks) {
+          auto* out = response->add_tasks();
+          *out = task;
+          if (out->app_id().empty()) out->set_app_id(app_id);
+        }
+      }
+      return grpc::Status::OK;
+    }
     auto it = owner_.tasks_.find(request->app_id());
     if (it != owner_.tasks_.end()) {
       for (const auto& task : it->second) *response->add_tasks() = task;
@@ -112,7 +143,7 @@ class FakeModalServer::Service final : public modal_pb::ModalClient::Service {
         std::set<std::string> wanted(request->app_ids().begin(), request->app_ids().end());
         for (const auto& item : it->second) {
           if (!wanted.empty() && !wanted.contains(item.object_id())) continue;
-          if (!in_window(*request, item)) continue;
+          if (!in_window(*request, item, owner_.exclude_partial_intervals_)) continue;
           items.push_back(item);
         }
       }
@@ -138,6 +169,12 @@ class FakeModalServer::Service final : public modal_pb::ModalClient::Service {
     for (const auto& [key, value] : owner_.rates_) {
       (*response->mutable_rates())[key] = value;
       formatted += key + ": " + value + "\n";
+    }
+    for (const auto& [key, message] : owner_.rate_warnings_) {
+      (*response->mutable_deprecation_warnings())[key] = message;
+    }
+    for (const auto& [key, message] : owner_.rate_errors_) {
+      (*response->mutable_deprecation_errors())[key] = message;
     }
     response->set_formatted(formatted);
     return grpc::Status::OK;
@@ -179,6 +216,7 @@ grpc::Status FakeModalServer::admit(grpc::ServerContext* ctx, const std::string&
   }
   call.request = request.ShortDebugString();
   calls_.push_back(std::move(call));
+  ++call_counts_[method];
   // A long-running simulator must not grow without bound: keep the most recent calls.
   if (calls_.size() > kMaxRecordedCalls) {
     calls_.erase(calls_.begin(), calls_.begin() + static_cast<long>(kMaxRecordedCalls / 2));
@@ -204,9 +242,15 @@ grpc::Status FakeModalServer::admit(grpc::ServerContext* ctx, const std::string&
   if (auto it = unimplemented_.find(method); it != unimplemented_.end() && it->second) {
     return {grpc::StatusCode::UNIMPLEMENTED, method + " is not implemented"};
   }
-  if (auto it = faults_.find(method); it != faults_.end() && it->second.remaining > 0) {
-    --it->second.remaining;
-    return {it->second.code, "injected fault"};
+  if (auto it = faults_.find(method); it != faults_.end()) {
+    auto& fault = it->second;
+    if (fault.remaining > 0) {
+      --fault.remaining;
+      return fault_status(fault.code, fault.retry_after_secs);
+    }
+    if (std::chrono::steady_clock::now() < fault.until) {
+      return fault_status(fault.code, fault.retry_after_secs);
+    }
   }
 
   if (metadata_value(ctx, "x-modal-token-id") != token_id_ ||
@@ -229,8 +273,9 @@ std::string FakeModalServer::mint_token_locked() {
       std::chrono::duration_cast<std::chrono::seconds>(token_exp_.time_since_epoch()).count();
   ++token_serial_;
   const std::string header = R"({"alg":"HS256","typ":"JWT"})";
-  const std::string payload = R"({"sub":"fake-workspace","jti":")" + std::to_string(token_serial_) +
-                              R"(","exp":)" + std::to_string(exp) + "}";
+  const std::string payload =
+      R"({"sub":"fake-workspace","jti":")" + std::to_string(token_serial_) + "\"" +
+      (token_exp_claim_ ? R"(,"exp":)" + std::to_string(exp) : std::string()) + "}";
   token_ = base64::encode(header, base64::Alphabet::url) + "." +
            base64::encode(payload, base64::Alphabet::url) + ".fake-signature";
   return token_;
@@ -250,6 +295,28 @@ void FakeModalServer::set_auth_token_enabled(bool enabled) {
 void FakeModalServer::set_token_lifetime(std::chrono::seconds lifetime) {
   std::lock_guard lock(mutex_);
   token_lifetime_ = lifetime;
+}
+
+void FakeModalServer::set_token_exp_claim(bool present) {
+  std::lock_guard lock(mutex_);
+  token_exp_claim_ = present;
+}
+
+void FakeModalServer::set_rate_deprecations(std::map<std::string, std::string> warnings,
+                                            std::map<std::string, std::string> errors) {
+  std::lock_guard lock(mutex_);
+  rate_warnings_ = std::move(warnings);
+  rate_errors_ = std::move(errors);
+}
+
+void FakeModalServer::set_task_list_requires_app(bool required) {
+  std::lock_guard lock(mutex_);
+  task_list_requires_app_ = required;
+}
+
+void FakeModalServer::set_exclude_partial_intervals(bool exclude) {
+  std::lock_guard lock(mutex_);
+  exclude_partial_intervals_ = exclude;
 }
 
 void FakeModalServer::rotate_token() {
@@ -295,9 +362,16 @@ void FakeModalServer::set_rates(std::map<std::string, std::string> rates) {
   rates_ = std::move(rates);
 }
 
-void FakeModalServer::fail_next(const std::string& method, int count, grpc::StatusCode code) {
+void FakeModalServer::fail_next(const std::string& method, int count, grpc::StatusCode code,
+                                std::optional<double> retry_after_secs) {
   std::lock_guard lock(mutex_);
-  faults_[method] = Fault{count, code};
+  faults_[method] = Fault{count, {}, code, retry_after_secs};
+}
+
+void FakeModalServer::fail_for(const std::string& method, std::chrono::milliseconds duration,
+                               grpc::StatusCode code, std::optional<double> retry_after_secs) {
+  std::lock_guard lock(mutex_);
+  faults_[method] = Fault{0, std::chrono::steady_clock::now() + duration, code, retry_after_secs};
 }
 
 void FakeModalServer::set_delay(const std::string& method, std::chrono::milliseconds delay) {
@@ -332,9 +406,13 @@ std::vector<FakeModalServer::RecordedCall> FakeModalServer::calls_of(
 
 int FakeModalServer::call_count(const std::string& method) const {
   std::lock_guard lock(mutex_);
-  int n = 0;
-  for (const auto& call : calls_) n += call.method == method ? 1 : 0;
-  return n;
+  auto it = call_counts_.find(method);
+  return it == call_counts_.end() ? 0 : it->second;
+}
+
+std::map<std::string, int> FakeModalServer::call_counts() const {
+  std::lock_guard lock(mutex_);
+  return call_counts_;
 }
 
 std::vector<modal_pb::WorkspaceBillingReportRequest> FakeModalServer::billing_requests() const {
@@ -345,6 +423,7 @@ std::vector<modal_pb::WorkspaceBillingReportRequest> FakeModalServer::billing_re
 void FakeModalServer::clear_calls() {
   std::lock_guard lock(mutex_);
   calls_.clear();
+  call_counts_.clear();
   billing_requests_.clear();
 }
 

@@ -5,9 +5,13 @@
 // WorkspaceBillingReport (server streaming) and WorkspaceBillingRates from data set through the
 // setters, checks the auth metadata of every call like the real service (wrong or missing token
 // id/secret, or a missing/revoked/expired JWT -> UNAUTHENTICATED), records what each call carried,
-// and injects faults: the next N calls of a method fail with a given code, a response delay (a
-// slow server), a billing stream that breaks after N items, methods that are UNIMPLEMENTED.
-// Every method is thread-safe.
+// and injects faults: the next N calls of a method (or every call for a while) fail with a given
+// code, optionally carrying Modal's RPCRetryPolicy (retry_after_secs) in the status details; a
+// response delay (a slow server), a billing stream that breaks after N items, methods that are
+// UNIMPLEMENTED. TaskList without an app_id lists every app's tasks of the environment, as
+// Modal's does (or is refused, set_task_list_requires_app). Billing can exclude partial intervals
+// at the end of the window as Modal documents (set_exclude_partial_intervals). Calls are counted
+// per method without limit. Every method is thread-safe.
 #pragma once
 
 #include <chrono>
@@ -55,6 +59,8 @@ class FakeModalServer {
   void set_auth_token_enabled(bool enabled);
   // Lifetime of the JWTs minted from now on (their exp claim). Default 1 h.
   void set_token_lifetime(std::chrono::seconds lifetime);
+  // false: minted JWTs carry no exp claim (the server still expires them after the lifetime).
+  void set_token_exp_claim(bool present);
   // Revokes the current JWT: calls carrying it get UNAUTHENTICATED; AuthTokenGet mints a new one.
   void rotate_token();
   std::string current_token() const;  // "" before the first AuthTokenGet
@@ -69,10 +75,24 @@ class FakeModalServer {
   void set_billing_items(const std::string& resolution,
                          std::vector<modal_pb::WorkspaceBillingReportItem> items);
   void set_rates(std::map<std::string, std::string> rates);
+  // WorkspaceBillingRatesResponse.deprecation_warnings / deprecation_errors (key -> message).
+  void set_rate_deprecations(std::map<std::string, std::string> warnings,
+                             std::map<std::string, std::string> errors);
+  // true: TaskList without an app_id is refused with INVALID_ARGUMENT (a server without the
+  // environment-wide form). Default false.
+  void set_task_list_requires_app(bool required);
+  // true: billing items whose interval does not end by the request's end_timestamp are left out
+  // ("partial intervals at the end are excluded", Modal's documented semantics). Default false:
+  // the interval in progress is included (the simulator scripts today's row).
+  void set_exclude_partial_intervals(bool exclude);
 
   // --- faults -------------------------------------------------------------------------------
   // The next `count` calls of `method` fail with `code` (after being recorded).
-  void fail_next(const std::string& method, int count, grpc::StatusCode code);
+  void fail_next(const std::string& method, int count, grpc::StatusCode code,
+                 std::optional<double> retry_after_secs = std::nullopt);
+  // Every call of `method` fails with `code` until `duration` from now has passed.
+  void fail_for(const std::string& method, std::chrono::milliseconds duration,
+                grpc::StatusCode code, std::optional<double> retry_after_secs = std::nullopt);
   // Every call of `method` ("" = every method) waits this long before answering; it returns
   // early when the client cancels or its deadline passes.
   void set_delay(const std::string& method, std::chrono::milliseconds delay);
@@ -83,7 +103,9 @@ class FakeModalServer {
   // --- observation --------------------------------------------------------------------------
   std::vector<RecordedCall> calls() const;
   std::vector<RecordedCall> calls_of(const std::string& method) const;
+  // Calls of `method` since construction or clear_calls() (not limited like calls()).
   int call_count(const std::string& method) const;
+  std::map<std::string, int> call_counts() const;
   std::vector<modal_pb::WorkspaceBillingReportRequest> billing_requests() const;
   void clear_calls();
 
@@ -104,6 +126,7 @@ class FakeModalServer {
   std::string token_secret_ = kDefaultTokenSecret;
   bool auth_token_enabled_ = true;
   std::chrono::seconds token_lifetime_{3600};
+  bool token_exp_claim_ = true;
   std::string token_;
   std::chrono::system_clock::time_point token_exp_{};
   std::uint64_t token_serial_ = 0;
@@ -114,10 +137,16 @@ class FakeModalServer {
   std::map<std::string, modal_pb::FunctionStats> function_stats_;
   std::map<std::string, std::vector<modal_pb::WorkspaceBillingReportItem>> billing_;
   std::map<std::string, std::string> rates_;
+  std::map<std::string, std::string> rate_warnings_;
+  std::map<std::string, std::string> rate_errors_;
+  bool task_list_requires_app_ = false;
+  bool exclude_partial_intervals_ = false;
 
   struct Fault {
     int remaining = 0;
+    std::chrono::steady_clock::time_point until{};
     grpc::StatusCode code = grpc::StatusCode::OK;
+    std::optional<double> retry_after_secs;
   };
   std::map<std::string, Fault> faults_;
   std::map<std::string, std::chrono::milliseconds> delays_;
@@ -125,6 +154,7 @@ class FakeModalServer {
   std::map<std::string, bool> unimplemented_;
 
   std::vector<RecordedCall> calls_;
+  std::map<std::string, int> call_counts_;
   std::vector<modal_pb::WorkspaceBillingReportRequest> billing_requests_;
 
   std::unique_ptr<Service> service_;

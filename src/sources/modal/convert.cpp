@@ -1,0 +1,177 @@
+#include "sources/modal/convert.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+#include "rpc_status.pb.h"
+#include "sources/modal/decimal.h"
+
+namespace mx::modal_convert {
+namespace {
+
+constexpr std::size_t kExampleChars = 40;
+
+std::optional<double> positive_or_none(double v) {
+  if (v > 0 && std::isfinite(v)) return v;
+  return std::nullopt;
+}
+
+double to_unix(const google::protobuf::Timestamp& ts) {
+  return static_cast<double>(ts.seconds()) + static_cast<double>(ts.nanos()) / 1e9;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+void note(Issues& issues, DecimalStatus status, const std::string& value) {
+  if (status == DecimalStatus::not_finite) {
+    ++issues.not_finite;
+  } else {
+    ++issues.malformed;
+  }
+  if (issues.example.empty()) issues.example = value.substr(0, kExampleChars);
+}
+
+}  // namespace
+
+std::vector<ModalApp> apps(const pb::AppListResponse& response, Issues& issues) {
+  std::vector<ModalApp> out;
+  out.reserve(static_cast<std::size_t>(response.apps_size()));
+  for (const auto& item : response.apps()) {
+    if (item.app_id().empty()) {
+      ++issues.malformed;
+      continue;
+    }
+    ModalApp app;
+    app.app_id = item.app_id();
+    app.name = item.name();
+    app.description = item.description();
+    app.state = static_cast<int>(item.state());
+    app.running_tasks = std::max(0, item.n_running_tasks());
+    app.created_at = positive_or_none(item.created_at());
+    app.stopped_at = positive_or_none(item.stopped_at());
+    out.push_back(std::move(app));
+  }
+  return out;
+}
+
+std::map<std::string, std::vector<ModalTask>> tasks_by_app(
+    const pb::TaskListResponse& response, const std::string& requested_app_id,
+    const std::vector<std::string>& want_apps, Issues& issues) {
+  std::map<std::string, std::vector<ModalTask>> out;
+  for (const auto& id : want_apps) out[id];
+  for (const auto& item : response.tasks()) {
+    const std::string& app_id = item.app_id().empty() ? requested_app_id : item.app_id();
+    if (item.task_id().empty() || app_id.empty()) {
+      ++issues.malformed;
+      continue;
+    }
+    // A server that ignores TaskListRequest.app_id lists every app's tasks: keep only what was
+    // asked for.
+    if (!requested_app_id.empty() && app_id != requested_app_id) continue;
+    auto it = out.find(app_id);
+    if (it == out.end()) continue;
+    ModalTask task;
+    task.task_id = item.task_id();
+    task.app_id = app_id;
+    task.enqueued_at = positive_or_none(item.enqueued_at());
+    task.started_at = positive_or_none(item.started_at());
+    it->second.push_back(std::move(task));
+  }
+  return out;
+}
+
+ModalTaskInfo task_info(const pb::TaskGetInfoResponse& response, const std::string& task_id) {
+  const auto& in = response.info();
+  ModalTaskInfo info;
+  info.task_id = in.id().empty() ? task_id : in.id();
+  info.app_id = response.app_id();
+  info.enqueued_at = positive_or_none(in.enqueued_at());
+  info.started_at = positive_or_none(in.started_at());
+  info.finished_at = positive_or_none(in.finished_at());
+  info.gpu_type = in.gpu_config().gpu_type().empty() ? in.gpu_type() : in.gpu_config().gpu_type();
+  info.gpu_count = in.gpu_config().count();
+  if (info.gpu_count == 0 && !info.gpu_type.empty()) info.gpu_count = 1;
+  info.result_status = static_cast<int>(in.result().status());
+  return info;
+}
+
+ModalFunctionStats function_stats(const pb::FunctionStats& response,
+                                  const std::string& function_id) {
+  ModalFunctionStats stats;
+  stats.function_id = function_id;
+  stats.backlog = response.backlog();
+  stats.num_total_tasks = response.num_total_tasks();
+  stats.num_running_inputs = response.num_running_inputs();
+  return stats;
+}
+
+Rates rates(const pb::WorkspaceBillingRatesResponse& response, Issues& issues) {
+  Rates out;
+  for (const auto& [key, value] : response.rates()) {
+    if (response.deprecation_warnings().contains(key) ||
+        response.deprecation_errors().contains(key)) {
+      out.deprecated.push_back(key);
+      continue;
+    }
+    const auto parsed = parse_decimal_usd(value);
+    if (key.empty() || parsed.status != DecimalStatus::ok) {
+      note(issues, key.empty() ? DecimalStatus::malformed : parsed.status, value);
+      continue;
+    }
+    out.rates.per_hour[lower(key)] = parsed.value;
+  }
+  std::sort(out.deprecated.begin(), out.deprecated.end());
+  return out;
+}
+
+BillingReport billing(const std::string& resolution, double start, double end,
+                      const std::vector<pb::WorkspaceBillingReportItem>& items, Issues& issues) {
+  BillingReport report;
+  report.resolution = resolution;
+  report.start = start;
+  report.end = end;
+  report.items.reserve(items.size());
+  for (const auto& item : items) {
+    const auto cost = parse_decimal_usd(item.cost());
+    if (item.object_id().empty() || !item.has_interval()) {
+      note(issues, DecimalStatus::malformed, item.cost());
+      continue;
+    }
+    if (cost.status != DecimalStatus::ok) {
+      note(issues, cost.status, item.cost());
+      continue;
+    }
+    BillingItem out{item.object_id(), to_unix(item.interval()), cost.value, {}};
+    for (const auto& [resource, value] : item.cost_by_resource()) {
+      const auto part = parse_decimal_usd(value);
+      if (resource.empty() || part.status != DecimalStatus::ok) {
+        note(issues, resource.empty() ? DecimalStatus::malformed : part.status, value);
+        continue;
+      }
+      out.cost_by_resource[resource] = part.value;
+    }
+    report.items.push_back(std::move(out));
+  }
+  return report;
+}
+
+std::optional<double> retry_after_seconds(const grpc::Status& status) {
+  if (status.error_details().empty()) return std::nullopt;
+  ::mx::rpc::StatusDetails details;
+  if (!details.ParseFromString(status.error_details())) return std::nullopt;
+  for (const auto& any : details.details()) {
+    pb::RPCRetryPolicy policy;
+    if (!any.Is<pb::RPCRetryPolicy>() || !any.UnpackTo(&policy)) continue;
+    const double secs = policy.retry_after_secs();
+    if (std::isfinite(secs) && secs > 0) return secs;
+    return std::nullopt;  // the first instruction counts, as in Modal's client
+  }
+  return std::nullopt;
+}
+
+}  // namespace mx::modal_convert
