@@ -4,7 +4,8 @@
 #   bash scripts/fuzz.sh 30                     # every target, 30 s each
 #   bash scripts/fuzz.sh 3600 http_request      # one target for an hour
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), CXX_FUZZ (default clang++-14 or clang++),
-# MX_FUZZ_NICE (default 19: the machine is shared), MX_FUZZ_FLAGS (extra libFuzzer flags, e.g.
+# MX_FUZZ_NICE (default 19: the machine is shared), MX_FUZZ_TIMEOUT (seconds per input, default
+# 60: generous, a starved nice-19 process must not look hung), MX_FUZZ_FLAGS (extra libFuzzer flags, e.g.
 # "-max_len=65536 -jobs=2").
 # Each target mutates a working copy of its seeds (<build>/fuzz-corpus/<name>, kept between runs)
 # and writes a crash input to <build>/fuzz-artifacts/<name>/. Add such an input to
@@ -58,7 +59,7 @@ for name in "${names[@]}"; do
   rc=0
   # shellcheck disable=SC2086
   nice -n "${MX_FUZZ_NICE:-19}" "$bin" -max_total_time="$seconds" -print_final_stats=1 \
-    -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" "${dict[@]}" \
+    -timeout="${MX_FUZZ_TIMEOUT:-60}" -rss_limit_mb=2048 -artifact_prefix="$artifacts/" "${dict[@]}" \
     ${MX_FUZZ_FLAGS:-} "${inputs[@]}" > "$log" 2>&1 || rc=$?
   took=$(($(date +%s) - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

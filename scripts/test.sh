@@ -4,17 +4,21 @@
 #   asan     ASan+UBSan RelWithDebInfo build with -Werror, every test (unit, integration, e2e,
 #            deployment checks, fuzz seed/regression replays)
 #   tsan     ThreadSanitizer build of what it runs: the Modal source tests (gRPC callbacks
-#            handing results to the io_context), the integration tests and the e2e scenario
+#            handing results to the io_context), the integration tests and the e2e scenario.
+#            NOT in the default set yet: Debian's libgrpc is not built with TSan, so the
+#            synchronisation inside gRPC (completion queue, absl mutexes) is invisible and the
+#            Modal source tests report ~1,700 races between grpcpp's inline call code and gRPC's
+#            threads (tests/tsan.supp says more). Run it with MX_CI_STAGES=tsan.
 #   release  the packager's build: Release, tests on, no -Werror, everything built; runs the
 #            unit, integration and source tests (not e2e/deploy/style: the asan stage has them)
 #   fuzz     the libFuzzer targets, MX_CI_FUZZ_SECONDS (default 20) each (scripts/fuzz.sh)
 #   image    the container image (scripts/build-image.sh, when present)
 # MX_CI_STAGES picks stages for local use, e.g. MX_CI_STAGES="tsan fuzz" bash scripts/test.sh;
-# default: all ("deps asan tsan release fuzz image"). Build directories: BUILD_DIR (default build-ci) and BUILD_DIR-tsan, -release,
+# default: "deps asan release fuzz image". Build directories: BUILD_DIR (default build-ci) and BUILD_DIR-tsan, -release,
 # -fuzz next to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages=" ${MX_CI_STAGES:-deps asan tsan release fuzz image} "
+stages=" ${MX_CI_STAGES:-deps asan release fuzz image} "
 build=${BUILD_DIR:-build-ci}
 jobs=$(nproc)
 launcher=()

@@ -41,7 +41,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   MX_FUZZ_CHECK(::ftruncate(fd, 0) == 0);
   MX_FUZZ_CHECK(::pwrite(fd, data, size, 0) == static_cast<ssize_t>(size));
   auto model = fresh_model();
-  if (!model.load_state("/proc/self/fd/" + std::to_string(fd))) return 0;
+  std::string input_path = "/proc/self/fd/";
+  input_path += std::to_string(fd);
+  if (!model.load_state(input_path)) return 0;
 
   const std::string first = dir + "/first.json";
   const std::string second = dir + "/second.json";
