@@ -20,6 +20,7 @@ test_packages=(
   prometheus                                   # promtool + a real Prometheus for e2e tests
   curl unzip systemd clang-format              # check tools (helm, dockerfilelint, systemd-analyze, style)
   apache2-utils openssl                        # htpasswd -B and certificates for the web config tests
+  clang libclang-rt-14-dev                     # libFuzzer targets (scripts/fuzz.sh)
 )
 # nodejs/npm are not listed: a machine may carry a non-Debian nodejs (e.g. nodesource) that
 # bundles npm, and Debian's npm conflicts with it. install-check-tools.sh installs them only

@@ -1,13 +1,96 @@
 #!/usr/bin/env bash
-# Installs everything, builds with ASan+UBSan and runs every test (unit, integration, e2e,
-# deployment checks). This is exactly what CI runs (.ci/run).
+# Everything CI runs (.ci/run), in stages:
+#   deps     scripts/install-deps.sh --test
+#   asan     ASan+UBSan RelWithDebInfo build with -Werror, every test (unit, integration, e2e,
+#            deployment checks, fuzz seed/regression replays)
+#   tsan     ThreadSanitizer build of what it runs: the Modal source tests (gRPC callbacks
+#            handing results to the io_context), the integration tests and the e2e scenario.
+#            NOT in the default set yet: Debian's libgrpc is not built with TSan, so the
+#            synchronisation inside gRPC (completion queue, absl mutexes) is invisible and the
+#            Modal source tests report ~1,700 races between grpcpp's inline call code and gRPC's
+#            threads (tests/tsan.supp says more). Run it with MX_CI_STAGES=tsan.
+#   release  the packager's build: Release, tests on, no -Werror, everything built; runs the
+#            unit, integration and source tests (not e2e/deploy/style: the asan stage has them)
+#   fuzz     the libFuzzer targets, MX_CI_FUZZ_SECONDS (default 20) each (scripts/fuzz.sh)
+#   image    the container image (scripts/build-image.sh, when present)
+# MX_CI_STAGES picks stages for local use, e.g. MX_CI_STAGES="tsan fuzz" bash scripts/test.sh;
+# default: "deps asan release fuzz image". Build directories: BUILD_DIR (default build-ci) and BUILD_DIR-tsan, -release,
+# -fuzz next to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh --test
+stages=" ${MX_CI_STAGES:-deps asan release fuzz image} "
 build=${BUILD_DIR:-build-ci}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=ON
-cmake --build "$build" -j"$(nproc)"
-# Leaks in third-party singletons (gRPC, protobuf) are not ours to fix; ASan still checks memory errors.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-ctest --test-dir "$build" --output-on-failure -j"$(nproc)" --timeout 600
+jobs=$(nproc)
+launcher=()
+if command -v ccache > /dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+timings=()
+
+want() { [[ "$stages" == *" $1 "* ]]; }
+run_stage() {
+  local name=$1 start
+  shift
+  want "$name" || return 0
+  echo "=== stage $name ($(date -u +%H:%M:%S) UTC)"
+  start=$(date +%s)
+  "$@"
+  timings+=("$(printf '%-8s %5d s' "$name" $(($(date +%s) - start)))")
+}
+
+stage_deps() { bash scripts/install-deps.sh --test; }
+
+stage_asan() {
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=address \
+    -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
+  cmake --build "$build" -j"$jobs"
+  # Leaks in third-party singletons (gRPC, protobuf) are not ours to fix; ASan still checks
+  # memory errors.
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 600
+}
+
+stage_tsan() {
+  local dir="$build-tsan"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=thread \
+    -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
+  cmake --build "$dir" -j"$jobs" --target modal_source_test integration_tests e2e_test
+  # The exporter processes the tests start are TSan builds too and inherit these options: a
+  # race report ends the process with exit code 66 and fails the test that started it.
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1} suppressions=$PWD/tests/tsan.supp"
+  timeout 900 "$dir/tests/modal/modal_source_test"
+  timeout 900 "$dir/tests/integration/integration_tests"
+  (cd "$dir/tests/e2e" && timeout 900 ./e2e_test)
+  unset TSAN_OPTIONS
+}
+
+stage_release() {
+  local dir="$build-release"
+  # Exactly a packager's commands (no -Werror), plus ccache when present.
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
+  cmake --build "$dir" -j"$jobs" 2>&1 | tee "$dir/build.log"
+  echo "release build: $(grep -c "warning:" "$dir/build.log" || true) compiler warnings"
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 600 \
+    -E '^(e2e$|deploy\.|style\.|kubernetes\.kubectl_conformance$)'
+}
+
+stage_fuzz() {
+  FUZZ_BUILD_DIR="$build-fuzz" bash scripts/fuzz.sh "${MX_CI_FUZZ_SECONDS:-20}"
+}
+
+stage_image() {
+  # --- container image: scripts/build-image.sh (added with the image work) goes here ---
+  if [[ -f scripts/build-image.sh ]]; then
+    bash scripts/build-image.sh
+  else
+    echo "scripts/build-image.sh not present: no image built"
+  fi
+}
+
+run_stage deps stage_deps
+run_stage asan stage_asan
+run_stage tsan stage_tsan
+run_stage release stage_release
+run_stage fuzz stage_fuzz
+run_stage image stage_image
+echo "=== stage times (this machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%s\n' "${timings[@]}"

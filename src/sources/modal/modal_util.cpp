@@ -115,8 +115,12 @@ std::optional<ModalServerTarget> parse_modal_server_url(std::string_view url, st
   if (port.data() != nullptr) {
     bool ok = !port.empty() && port.size() <= 5;
     long value = 0;
-    for (char c : port) {
-      if (c < '0' || c > '9') ok = false;
+    // At most 5 digits are read: a long port must not overflow `value` (found by tests/fuzz).
+    for (char c : port.substr(0, 5)) {
+      if (c < '0' || c > '9') {
+        ok = false;
+        break;
+      }
       value = value * 10 + (c - '0');
     }
     if (!ok || value < 1 || value > 65535) {
@@ -181,7 +185,9 @@ std::optional<std::chrono::system_clock::time_point> jwt_expiry(std::string_view
   if (it == json.end() || !it->is_number()) return std::nullopt;
   const double exp = it->get<double>();
   // Far outside any sensible token lifetime: treat as unreadable rather than overflow.
-  if (!(exp > 0 && exp < 4.0e10)) return std::nullopt;
+  // system_clock counts int64 nanoseconds (up to ~9.2e9 s, the year 2262); a larger value would
+  // overflow the conversion below (found by tests/fuzz, jwt_payload).
+  if (!(exp > 0 && exp < 4.0e9)) return std::nullopt;
   return std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::duration<double>(exp)));
