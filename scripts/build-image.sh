@@ -246,6 +246,10 @@ in_image() {
 
 if [[ "$engine" == buildah ]]; then
   container=$("${B[@]}" from --pull=never --quiet "$IMAGE")
+  # The image's VOLUME would get an anonymous buildah volume at the same path as the state
+  # dir mounted below, and which of the two wins differs from run to run: drop it from this
+  # check container's configuration (the image keeps it).
+  "${B[@]}" config --volume /var/lib/modal-exporter- "$container"
   mnt=$("${B[@]}" mount "$container")
   # The container's root file system, read-only for everyone (root included) while the checks
   # run: a read-only bind mount of the directory buildah runs the container from. buildah
