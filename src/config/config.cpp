@@ -361,6 +361,8 @@ Derives the Modal operator's Prometheus metrics from the Kubernetes API and Moda
   --log.format FORMAT           logfmt or json (default logfmt)
   --shard N                     this replica's shard (default 0)
   --total-shards M              number of shards (default 1)
+  --shard.from-pod-name         shard = trailing ordinal of $POD_NAME (else $HOSTNAME), as a
+                                StatefulSet names its pods ("modal-exporter-2" -> 2)
   --version                     print the version and exit
   --help                        print this help and exit
 
@@ -378,6 +380,10 @@ Flags parse_flags(int argc, const char* const* argv) {
     }
     if (arg == "--help" || arg == "-h" || arg == "-help") {
       f.show_help = true;
+      continue;
+    }
+    if (arg == "--shard.from-pod-name") {
+      f.shard_from_pod_name = true;
       continue;
     }
     std::string name = arg, value;
@@ -441,6 +447,19 @@ Flags parse_flags(int argc, const char* const* argv) {
   return f;
 }
 
+std::optional<int> pod_ordinal(const std::string& pod_name) {
+  const auto dash = pod_name.rfind('-');
+  if (dash == std::string::npos) return std::nullopt;
+  const std::string digits = pod_name.substr(dash + 1);
+  if (digits.empty() || digits.size() > 3) return std::nullopt;
+  int n = 0;
+  for (const char ch : digits) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    n = n * 10 + (ch - '0');
+  }
+  return n;
+}
+
 Config resolve_config(const Flags& flags) {
   Config c = flags.config_path ? load_config_file(*flags.config_path) : Config{};
   if (flags.listen_address) c.web.listen_address = *flags.listen_address;
@@ -451,6 +470,21 @@ Config resolve_config(const Flags& flags) {
   if (flags.log_format) c.log.format = *flags.log_format;
   if (flags.shard) c.shard.shard = *flags.shard;
   if (flags.total_shards) c.shard.total_shards = *flags.total_shards;
+  if (flags.shard_from_pod_name) {
+    if (flags.shard)
+      throw ConfigError{"flags --shard and --shard.from-pod-name exclude each other"};
+    auto pod = env("POD_NAME");
+    if (!pod || pod->empty()) pod = env("HOSTNAME");
+    if (!pod || pod->empty()) {
+      throw ConfigError{"flag --shard.from-pod-name: neither POD_NAME nor HOSTNAME is set"};
+    }
+    const auto ordinal = pod_ordinal(*pod);
+    if (!ordinal) {
+      throw ConfigError{"flag --shard.from-pod-name: pod name \"" + *pod +
+                        "\" does not end in -<ordinal> (0..999)"};
+    }
+    c.shard.shard = *ordinal;
+  }
   if (c.shard.shard >= c.shard.total_shards) {
     throw ConfigError{"shard " + std::to_string(c.shard.shard) + " must be below total shards " +
                       std::to_string(c.shard.total_shards)};

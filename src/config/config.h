@@ -148,6 +148,7 @@ struct Flags {
   std::optional<LogFormat> log_format;
   std::optional<int> shard;
   std::optional<int> total_shards;
+  bool shard_from_pod_name = false;  // shard = ordinal of $POD_NAME (else $HOSTNAME)
   bool show_version = false;
   bool show_help = false;
 };
@@ -155,6 +156,10 @@ struct Flags {
 // Throws ConfigError on an unknown flag or a bad value.
 Flags parse_flags(int argc, const char* const* argv);
 std::string flags_usage();
+
+// The ordinal a StatefulSet gives its pods: the digits after the last '-' of a pod name
+// ("modal-exporter-2" -> 2); nullopt when there are none or the number exceeds 999.
+std::optional<int> pod_ordinal(const std::string& pod_name);
 
 // YAML file (if any) + flags + environment (KUBECONFIG, MODAL_SERVER_URL). Throws ConfigError.
 Config resolve_config(const Flags& flags);

@@ -57,7 +57,17 @@ class Rendered {
     throw std::runtime_error("no " + kind + " named " + name);
   }
 
-  YAML::Node pod_spec() const { return one("Deployment")["spec"]["template"]["spec"]; }
+  // The one workload: the Deployment, or the StatefulSet of the sharded mode.
+  YAML::Node workload() const {
+    auto w = all("Deployment");
+    for (const auto& s : all("StatefulSet")) w.push_back(s);
+    if (w.size() != 1) {
+      throw std::runtime_error("expected one Deployment or StatefulSet, found " +
+                               std::to_string(w.size()));
+    }
+    return w.front();
+  }
+  YAML::Node pod_spec() const { return workload()["spec"]["template"]["spec"]; }
   YAML::Node container(const std::string& name) const {
     for (const auto& c : pod_spec()["containers"]) {
       if (c["name"].as<std::string>() == name) return c;
@@ -165,6 +175,60 @@ mx::Config exporter_config(const Rendered& r) {
 const std::string kConfigMount = "/etc/modal-exporter";
 const std::string kStateMount = "/var/lib/modal-exporter";
 
+// The hardening every rendered pod keeps (sidecar and sharded mode alike).
+void expect_hardened(const Rendered& r) {
+  for (const auto& name : r.container_names()) {
+    SCOPED_TRACE(name);
+    const auto sc = r.container(name)["securityContext"];
+    EXPECT_TRUE(sc["runAsNonRoot"].as<bool>());
+    EXPECT_TRUE(sc["readOnlyRootFilesystem"].as<bool>());
+    EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>());
+    EXPECT_EQ(strings(sc["capabilities"]["drop"]), std::vector<std::string>{"ALL"});
+    EXPECT_FALSE(sc["capabilities"]["add"]);
+    EXPECT_EQ(sc["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
+    EXPECT_FALSE(sc["privileged"] && sc["privileged"].as<bool>());
+  }
+  const auto pod = r.pod_spec()["securityContext"];
+  EXPECT_TRUE(pod["runAsNonRoot"].as<bool>());
+  EXPECT_NE(pod["runAsUser"].as<int>(), 0);
+  EXPECT_EQ(pod["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
+}
+
+void expect_resources(const Rendered& r) {
+  const auto res = r.container("modal-exporter")["resources"];
+  for (const char* kind : {"requests", "limits"}) {
+    for (const char* what : {"cpu", "memory"}) {
+      EXPECT_TRUE(res[kind][what]) << kind << "." << what;
+    }
+  }
+}
+
+void expect_probes(const Rendered& r) {
+  const auto exporter = r.container("modal-exporter");
+  EXPECT_EQ(exporter["livenessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz");
+  EXPECT_EQ(exporter["livenessProbe"]["httpGet"]["port"].as<std::string>(), "metrics");
+  EXPECT_EQ(exporter["readinessProbe"]["httpGet"]["path"].as<std::string>(), "/readyz");
+  EXPECT_EQ(exporter["readinessProbe"]["httpGet"]["port"].as<std::string>(), "metrics");
+}
+
+// The exporter's config on a read-only mount, its state on a writable emptyDir.
+void expect_config_and_state_volumes(const Rendered& r) {
+  const auto exporter = r.container("modal-exporter");
+  const auto volumes = r.pod_spec()["volumes"];
+  const auto cfg_mount = find_by(exporter["volumeMounts"], "mountPath", kConfigMount);
+  EXPECT_TRUE(cfg_mount["readOnly"].as<bool>());
+  const auto cfg_vol = find_by(volumes, "name", cfg_mount["name"].as<std::string>());
+  EXPECT_EQ(cfg_vol["configMap"]["name"].as<std::string>(),
+            r.one("ConfigMap")["metadata"]["name"].as<std::string>());
+  const auto state_mount = find_by(exporter["volumeMounts"], "mountPath", kStateMount);
+  EXPECT_FALSE(state_mount["readOnly"] && state_mount["readOnly"].as<bool>());
+  const auto state_vol = find_by(volumes, "name", state_mount["name"].as<std::string>());
+  EXPECT_TRUE(state_vol["emptyDir"].IsDefined());
+  // The config is rolled out with the pod.
+  EXPECT_TRUE(
+      r.workload()["spec"]["template"]["metadata"]["annotations"]["checksum/exporter-config"]);
+}
+
 // ---------------------------------------------------------------- default values
 
 class DefaultChart : public ::testing::Test {
@@ -188,37 +252,15 @@ TEST_F(DefaultChart, MetricsPortAndProbes) {
   EXPECT_EQ(exporter["ports"][0]["name"].as<std::string>(), "metrics");
   EXPECT_EQ(exporter["ports"][0]["containerPort"].as<int>(), 8081);
   EXPECT_EQ(exporter["ports"][0]["protocol"].as<std::string>(), "TCP");
-  EXPECT_EQ(exporter["livenessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz");
-  EXPECT_EQ(exporter["livenessProbe"]["httpGet"]["port"].as<std::string>(), "metrics");
-  EXPECT_EQ(exporter["readinessProbe"]["httpGet"]["path"].as<std::string>(), "/readyz");
-  EXPECT_EQ(exporter["readinessProbe"]["httpGet"]["port"].as<std::string>(), "metrics");
+  expect_probes(r);
 }
 
 TEST_F(DefaultChart, HardenedSecurityContext) {
-  for (const auto& name : r.container_names()) {
-    SCOPED_TRACE(name);
-    const auto sc = r.container(name)["securityContext"];
-    EXPECT_TRUE(sc["runAsNonRoot"].as<bool>());
-    EXPECT_TRUE(sc["readOnlyRootFilesystem"].as<bool>());
-    EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>());
-    EXPECT_EQ(strings(sc["capabilities"]["drop"]), std::vector<std::string>{"ALL"});
-    EXPECT_FALSE(sc["capabilities"]["add"]);
-    EXPECT_EQ(sc["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
-    EXPECT_FALSE(sc["privileged"] && sc["privileged"].as<bool>());
-  }
-  const auto pod = r.pod_spec()["securityContext"];
-  EXPECT_TRUE(pod["runAsNonRoot"].as<bool>());
-  EXPECT_NE(pod["runAsUser"].as<int>(), 0);
-  EXPECT_EQ(pod["seccompProfile"]["type"].as<std::string>(), "RuntimeDefault");
+  expect_hardened(r);
 }
 
 TEST_F(DefaultChart, ResourceRequestsAndLimits) {
-  const auto res = r.container("modal-exporter")["resources"];
-  for (const char* kind : {"requests", "limits"}) {
-    for (const char* what : {"cpu", "memory"}) {
-      EXPECT_TRUE(res[kind][what]) << kind << "." << what;
-    }
-  }
+  expect_resources(r);
 }
 
 TEST_F(DefaultChart, EnvFromDownwardApiAndTheOperatorsSecret) {
@@ -243,20 +285,7 @@ TEST_F(DefaultChart, EnvFromDownwardApiAndTheOperatorsSecret) {
 }
 
 TEST_F(DefaultChart, ConfigFromConfigMapAndStateOnEmptyDir) {
-  const auto exporter = r.container("modal-exporter");
-  const auto volumes = r.pod_spec()["volumes"];
-  const auto cfg_mount = find_by(exporter["volumeMounts"], "mountPath", kConfigMount);
-  EXPECT_TRUE(cfg_mount["readOnly"].as<bool>());
-  const auto cfg_vol = find_by(volumes, "name", cfg_mount["name"].as<std::string>());
-  EXPECT_EQ(cfg_vol["configMap"]["name"].as<std::string>(),
-            r.one("ConfigMap")["metadata"]["name"].as<std::string>());
-  const auto state_mount = find_by(exporter["volumeMounts"], "mountPath", kStateMount);
-  EXPECT_FALSE(state_mount["readOnly"] && state_mount["readOnly"].as<bool>());
-  const auto state_vol = find_by(volumes, "name", state_mount["name"].as<std::string>());
-  EXPECT_TRUE(state_vol["emptyDir"].IsDefined());
-  // The config is rolled out with the pod.
-  EXPECT_TRUE(r.one(
-      "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/exporter-config"]);
+  expect_config_and_state_volumes(r);
 }
 
 TEST_F(DefaultChart, ConfigMapIsAValidExporterConfig) {
@@ -439,6 +468,134 @@ TEST(TokenSecretChart, CreatedSecretIsTheOneBothContainersUse) {
                   .as<std::string>(),
               name)
         << c;
+  }
+}
+
+// ---------------------------------------------------------------- sharded mode
+
+// A label selector (matchLabels) picks the labels of the StatefulSet's pods.
+void expect_selects_pods(const YAML::Node& match_labels, const Rendered& r) {
+  const auto pod_labels = r.workload()["spec"]["template"]["metadata"]["labels"];
+  ASSERT_TRUE(match_labels.IsMap() && match_labels.size() > 0);
+  for (const auto& kv : match_labels) {
+    const auto key = kv.first.as<std::string>();
+    ASSERT_TRUE(pod_labels[key]) << key;
+    EXPECT_EQ(pod_labels[key].as<std::string>(), kv.second.as<std::string>());
+  }
+}
+
+// values-sharded.yaml: 3 shards, hard anti-affinity, port 9100.
+class ShardedChart : public ::testing::Test {
+ protected:
+  Rendered r{"sharded"};
+};
+
+TEST_F(ShardedChart, StatefulSetOfExportersInsteadOfTheDeployment) {
+  EXPECT_TRUE(r.all("Deployment").empty());
+  const auto sts = r.one("StatefulSet");
+  EXPECT_EQ(sts["apiVersion"].as<std::string>(), "apps/v1");
+  EXPECT_EQ(sts["spec"]["replicas"].as<int>(), 3);
+  EXPECT_EQ(sts["spec"]["podManagementPolicy"].as<std::string>(), "Parallel");
+  expect_selects_pods(sts["spec"]["selector"]["matchLabels"], r);
+  EXPECT_EQ(r.container_names(), std::vector<std::string>{"modal-exporter"});
+  EXPECT_EQ(r.all("ClusterRole").size(), 1u) << "no operator role without the operator";
+  EXPECT_EQ(grants(r.named("ClusterRole", "modal-operator-exporter")), expected_exporter_grants());
+}
+
+// Every pod's shard is its ordinal: the args are real exporter flags, and the pod names the
+// StatefulSet gives (<name>-0 .. <name>-N-1) map one-to-one onto shards 0..N-1.
+TEST_F(ShardedChart, EachPodTakesItsShardFromItsOrdinal) {
+  const auto sts = r.one("StatefulSet");
+  const auto exporter = r.container("modal-exporter");
+  std::vector<std::string> args{"modal-exporter"};
+  for (const auto& a : strings(exporter["args"])) args.push_back(a);
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  const mx::Flags flags = mx::parse_flags(static_cast<int>(argv.size()), argv.data());
+  EXPECT_TRUE(flags.shard_from_pod_name);
+  EXPECT_FALSE(flags.shard) << "a fixed --shard would give every pod the same shard";
+  ASSERT_TRUE(flags.total_shards);
+  const int replicas = sts["spec"]["replicas"].as<int>();
+  EXPECT_EQ(*flags.total_shards, replicas);
+  const auto name = sts["metadata"]["name"].as<std::string>();
+  for (int i = 0; i < replicas; ++i) {
+    EXPECT_EQ(mx::pod_ordinal(name + "-" + std::to_string(i)), i);
+  }
+  EXPECT_EQ(env_var(exporter, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>(),
+            "metadata.name");
+  EXPECT_TRUE(env_var(exporter, "MODAL_TOKEN_ID")["valueFrom"]["secretKeyRef"]);
+  EXPECT_FALSE(env_var(exporter, "MODAL_TOKEN_ID")["value"]) << "a token must never be inlined";
+  // The file keeps the unsharded default; the flags set the shard.
+  EXPECT_NO_THROW(exporter_config(r));
+}
+
+TEST_F(ShardedChart, SameHardeningAsTheSidecar) {
+  expect_hardened(r);
+  expect_resources(r);
+  expect_probes(r);
+  expect_config_and_state_volumes(r);
+  EXPECT_EQ(r.pod_spec()["securityContext"]["runAsUser"].as<int>(), 65532);
+}
+
+TEST_F(ShardedChart, HeadlessServiceScrapedPerShardByTheServiceMonitor) {
+  const auto svc = r.one("Service");  // one Service: no shard is scraped twice
+  EXPECT_EQ(svc["spec"]["clusterIP"].as<std::string>(), "None");
+  EXPECT_EQ(r.one("StatefulSet")["spec"]["serviceName"].as<std::string>(),
+            svc["metadata"]["name"].as<std::string>());
+  expect_selects_pods(svc["spec"]["selector"], r);
+  const auto port = find_by(svc["spec"]["ports"], "name", "metrics");
+  EXPECT_EQ(port["port"].as<int>(), 9100);
+  EXPECT_EQ(r.container("modal-exporter")["ports"][0]["containerPort"].as<int>(), 9100);
+  const auto sm = r.one("ServiceMonitor");
+  const auto svc_labels = svc["metadata"]["labels"];
+  for (const auto& kv : sm["spec"]["selector"]["matchLabels"]) {
+    const auto key = kv.first.as<std::string>();
+    ASSERT_TRUE(svc_labels[key]) << key;
+    EXPECT_EQ(svc_labels[key].as<std::string>(), kv.second.as<std::string>());
+  }
+  EXPECT_EQ(sm["spec"]["endpoints"][0]["port"].as<std::string>(), "metrics");
+  EXPECT_TRUE(sm["spec"]["endpoints"][0]["honorLabels"].as<bool>());
+}
+
+TEST_F(ShardedChart, PodDisruptionBudgetKeepsAllButOneShard) {
+  const auto pdb = r.one("PodDisruptionBudget");
+  EXPECT_EQ(pdb["apiVersion"].as<std::string>(), "policy/v1");
+  EXPECT_EQ(pdb["spec"]["maxUnavailable"].as<int>(), 1);
+  expect_selects_pods(pdb["spec"]["selector"]["matchLabels"], r);
+}
+
+TEST_F(ShardedChart, HardAntiAffinitySpreadsShardsOverNodes) {
+  const auto anti = r.pod_spec()["affinity"]["podAntiAffinity"];
+  ASSERT_TRUE(anti["requiredDuringSchedulingIgnoredDuringExecution"]);
+  EXPECT_FALSE(anti["preferredDuringSchedulingIgnoredDuringExecution"]);
+  const auto term = anti["requiredDuringSchedulingIgnoredDuringExecution"][0];
+  EXPECT_EQ(term["topologyKey"].as<std::string>(), "kubernetes.io/hostname");
+  expect_selects_pods(term["labelSelector"]["matchLabels"], r);
+}
+
+TEST(ShardedDefaultsChart, TwoShardsPreferredAntiAffinity) {
+  Rendered r("sharded-defaults");
+  EXPECT_TRUE(r.all("Deployment").empty());
+  EXPECT_EQ(r.one("StatefulSet")["spec"]["replicas"].as<int>(), 2);
+  EXPECT_TRUE(has_string(r.container("modal-exporter")["args"], "--total-shards=2"));
+  const auto anti = r.pod_spec()["affinity"]["podAntiAffinity"];
+  EXPECT_FALSE(anti["requiredDuringSchedulingIgnoredDuringExecution"]);
+  const auto pref = anti["preferredDuringSchedulingIgnoredDuringExecution"][0];
+  EXPECT_EQ(pref["podAffinityTerm"]["topologyKey"].as<std::string>(), "kubernetes.io/hostname");
+  expect_selects_pods(pref["podAffinityTerm"]["labelSelector"]["matchLabels"], r);
+  expect_hardened(r);
+  EXPECT_NO_THROW(r.one("PodDisruptionBudget"));
+}
+
+// The sidecar (default) and standalone Deployment render no sharding objects.
+TEST(UnshardedCharts, NoStatefulSetNoPodDisruptionBudget) {
+  for (const char* scenario : {"default", "standalone"}) {
+    SCOPED_TRACE(scenario);
+    Rendered r(scenario);
+    EXPECT_TRUE(r.all("StatefulSet").empty());
+    EXPECT_TRUE(r.all("PodDisruptionBudget").empty());
+    EXPECT_FALSE(r.one("Service")["spec"]["clusterIP"]);
+    EXPECT_FALSE(has_string(r.container("modal-exporter")["args"], "--shard.from-pod-name"));
   }
 }
 

@@ -162,6 +162,41 @@ TEST(Flags, Errors) {
   EXPECT_TRUE(parse_flags(2, version).show_version);
 }
 
+TEST(Flags, ShardFromPodName) {
+  EXPECT_EQ(pod_ordinal("modal-exporter-2"), 2);
+  EXPECT_EQ(pod_ordinal("x-0"), 0);
+  EXPECT_EQ(pod_ordinal("x-999"), 999);
+  EXPECT_FALSE(pod_ordinal("modal-exporter"));
+  EXPECT_FALSE(pod_ordinal("modal-exporter-"));
+  EXPECT_FALSE(pod_ordinal("modal-exporter-7f9c"));
+  EXPECT_FALSE(pod_ordinal("x-1000"));
+  EXPECT_FALSE(pod_ordinal("3"));
+
+  const char* saved_host = std::getenv("HOSTNAME");
+  const std::string host = saved_host ? saved_host : "";
+  const char* argv[] = {"modal-exporter", "--total-shards=3", "--shard.from-pod-name"};
+  const Flags f = parse_flags(3, argv);
+  EXPECT_TRUE(f.shard_from_pod_name);
+  ::setenv("POD_NAME", "modal-operator-2", 1);
+  ::setenv("HOSTNAME", "modal-operator-1", 1);
+  EXPECT_EQ(resolve_config(f).shard.shard, 2);  // POD_NAME first
+  EXPECT_EQ(resolve_config(f).shard.total_shards, 3);
+  ::unsetenv("POD_NAME");
+  EXPECT_EQ(resolve_config(f).shard.shard, 1);  // else HOSTNAME
+  ::setenv("POD_NAME", "modal-operator-3", 1);  // ordinal beyond --total-shards
+  EXPECT_THROW(resolve_config(f), ConfigError);
+  ::setenv("POD_NAME", "modal-operator-5d8f7c9b4-x2kq9", 1);  // a Deployment's pod
+  EXPECT_THROW(resolve_config(f), ConfigError);
+  ::unsetenv("POD_NAME");
+  ::unsetenv("HOSTNAME");
+  EXPECT_THROW(resolve_config(f), ConfigError);
+  ::setenv("POD_NAME", "modal-operator-0", 1);
+  const char* both[] = {"modal-exporter", "--total-shards=3", "--shard=1", "--shard.from-pod-name"};
+  EXPECT_THROW(resolve_config(parse_flags(4, both)), ConfigError);
+  ::unsetenv("POD_NAME");
+  if (saved_host) ::setenv("HOSTNAME", host.c_str(), 1);
+}
+
 TEST(Duration, ParseAndFormat) {
   EXPECT_EQ(parse_duration("500ms"), Duration(500));
   EXPECT_EQ(parse_duration("1h30m"), Duration(5400000));
