@@ -16,7 +16,7 @@ RUN apt-get update \
       ca-certificates cmake g++ make git ccache \
       libboost1.81-dev libboost-system1.81-dev prometheus-cpp-dev libyaml-cpp-dev \
       nlohmann-json3-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
-      protobuf-compiler libssl-dev zlib1g-dev \
+      protobuf-compiler libssl-dev zlib1g-dev libcrypt-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -52,6 +52,7 @@ RUN apt-get update \
       libgrpc++1.51 \
       libprotobuf32 \
       libssl3 \
+      libcrypt1 \
       zlib1g \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /etc/modal-exporter /var/lib/modal-exporter \

@@ -1,6 +1,6 @@
-// The exposition snapshot (docs/design.md, step 4). The model's derivation writes rendered lines per
-// (family, object) into a FamilySet; publish() concatenates them into an immutable Snapshot that
-// scrapes only copy out. One changed job re-renders only its own fragments.
+// The exposition snapshot (docs/design.md, step 4). The model's derivation writes rendered lines
+// per (family, object) into a FamilySet; publish() concatenates them into an immutable Snapshot
+// that scrapes only copy out. One changed job re-renders only its own fragments.
 #pragma once
 
 #include <cstdint>

@@ -328,8 +328,6 @@ std::vector<std::string> Model::job_function_ids() const {
   return {ids.begin(), ids.end()};
 }
 
-}
-
 std::optional<std::uint64_t> Model::cold_starts(const std::string& uid) const {
   const JobState* job = store_.find(uid);
   if (!job) return std::nullopt;

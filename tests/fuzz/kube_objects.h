@@ -33,7 +33,6 @@ inline void parse_every_kind(const nlohmann::json& object) {
   check_job(kube::parse_modal_job(object));
   check_job(kube::parse_offloaded_pod(object));
   check_outcome(kube::parse_modal_endpoint(object));
-  check_outcome(kube::parse_modal_function(object));
   check_outcome(kube::parse_warning_event(object));
   (void)kube::container_restart_count(object, "modal-operator");
   (void)kube::resource_version(object);

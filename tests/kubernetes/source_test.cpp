@@ -96,7 +96,8 @@ class SourceTest : public ::testing::Test {
   }
 
   std::size_t informer_count() const {
-    const std::size_t per_ns = config.watch_events ? 5 : 4;
+    // ModalJobs, offloaded Pods, ModalEndpoints (+ Warning Events) per namespace.
+    const std::size_t per_ns = config.watch_events ? 4 : 3;
     return per_ns * std::max<std::size_t>(1, config.namespaces.size());
   }
 
