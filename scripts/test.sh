@@ -80,6 +80,10 @@ stage_fuzz() {
 stage_image() {
   # --- container image: scripts/build-image.sh (added with the image work) goes here ---
   if [[ -f scripts/build-image.sh ]]; then
+    # The simulator the image check runs against comes from the asan stage when it ran.
+    if [[ -x "$build/tools/modal-sim/modal-sim" ]]; then
+      export MODAL_SIM="$PWD/$build/tools/modal-sim/modal-sim"
+    fi
     bash scripts/build-image.sh
   else
     echo "scripts/build-image.sh not present: no image built"
