@@ -21,6 +21,15 @@
 #include "support/http_client.h"
 #include "support/process.h"
 
+// AddressSanitizer's allocator adds redzones and keeps freed memory in a quarantine, so RSS
+// says nothing about the exporter's own memory there; the memory bounds are checked by the
+// builds without it (CI's release stage runs this test too).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kMemoryIsMeasurable = false;
+#else
+constexpr bool kMemoryIsMeasurable = true;
+#endif
+
 namespace mx {
 namespace {
 
@@ -237,14 +246,17 @@ class SlowClients : public ::testing::Test {
     EXPECT_GE(ok * 100, scrapes * 99) << ok << " of " << scrapes << " scrapes succeeded";
     // Bounded: one fd per connection plus a fixed few, and memory per connection stays small.
     EXPECT_LE(peak.fds, before.fds + static_cast<std::size_t>(slow + silent) + 64);
-    EXPECT_LE(peak.rss_kib, before.rss_kib + static_cast<std::size_t>(slow + silent) * 16 + 16384);
+    if (kMemoryIsMeasurable) {
+      EXPECT_LE(peak.rss_kib,
+                before.rss_kib + static_cast<std::size_t>(slow + silent) * 16 + 16384);
+    }
     // ...and falls back once the attackers are gone.
     EXPECT_TRUE(wait_until([&] { return usage_of(pid_).fds <= before.fds + 16; }, 30s))
         << usage_of(pid_).fds << " fds, " << before.fds << " before";
     // Memory falls back too: at least a quarter of what the flood added is returned (glibc keeps
     // some of the freed heap; the numbers are printed below).
     const std::size_t grown = peak.rss_kib > before.rss_kib ? peak.rss_kib - before.rss_kib : 0;
-    if (grown > 4096) {
+    if (kMemoryIsMeasurable && grown > 4096) {
       EXPECT_TRUE(
           wait_until([&] { return usage_of(pid_).rss_kib <= peak.rss_kib - grown / 4; }, 30s))
           << "RSS " << usage_of(pid_).rss_kib << " KiB; before " << before.rss_kib << ", peak "
