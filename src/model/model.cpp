@@ -215,12 +215,10 @@ void Model::observe_warning_event(WarningEvent event) {
         event.operator_pod || event.involved_uid.empty() ? shard0 : owns(event.involved_uid);
     if (!mine) return;
   }
-  if (events_.observe(std::move(event), [this](const std::string& k) { return pod_known(k); })) {
-    note_history();
-    changed();
-  } else {
-    note_history();
-  }
+  const bool counted =
+      events_.observe(std::move(event), [this](const std::string& k) { return pod_known(k); });
+  note_history();
+  if (counted) changed();
 }
 
 void Model::delete_warning_event(const std::string& uid) {
