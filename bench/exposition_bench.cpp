@@ -17,8 +17,8 @@
 #include <utility>
 
 #include "common/log.h"
+#include "exposition/family_set.h"
 #include "exposition/gzip.h"
-#include "exposition/snapshot.h"
 #include "http/routes.h"
 #include "metrics/derivation.h"
 #include "metrics/self_metrics.h"
@@ -150,7 +150,6 @@ void BM_ScrapeHandler(benchmark::State& state) {
   routes.self_metrics = [&w](mx::ExpositionFormat f) { return w.self.render(f); };
   routes.ready = [&w](std::string& why) { return w.self.ready(why); };
   auto handler = mx::make_exporter_handler(routes);
-  w.snapshot->deflated(mx::ExpositionFormat::text);
   mx::HttpRequest request{"GET", "/metrics", "", gzip ? "gzip" : ""};
   std::uint64_t body = 0;
   for (auto _ : state) {

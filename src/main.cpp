@@ -1,6 +1,5 @@
 // modal-exporter: derives the Modal operator's Prometheus metrics from the Kubernetes API and
 // Modal's control plane. See README.md.
-#include <malloc.h>
 
 #include <cstdio>
 #include <exception>
@@ -11,10 +10,6 @@
 #include "metrics/self_metrics.h"
 
 int main(int argc, char** argv) {
-  // Each snapshot is two multi-megabyte strings; keeping freed ones in the heap instead of
-  // returning them to the kernel avoids a page fault per 4 KiB on every publish (bench/).
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mx::Flags flags;
   mx::Config config;
   try {

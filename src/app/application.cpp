@@ -13,8 +13,11 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr auto kPublishDelay = 100ms;  // coalesces bursts of model changes into one snapshot
-constexpr auto kTickInterval = 5s;     // pending observations, cost refresh, state file
-constexpr int kMaxDrainPolls = 200;    // x 50 ms: in-flight responses get 10 s to finish
+// Until the Kubernetes source's first full LIST is in, publishes wait (at most this long): a
+// fleet of 10k jobs arrives in pages, and a snapshot per page would render it many times over.
+constexpr auto kInitialSyncHold = 10s;
+constexpr auto kTickInterval = 5s;   // pending observations, cost refresh, state file
+constexpr int kMaxDrainPolls = 200;  // x 50 ms: in-flight responses get 10 s to finish
 }  // namespace
 
 Application::Application(Config config, Flags flags)
@@ -31,10 +34,15 @@ Application::Application(Config config, Flags flags)
   model_.set_on_change([this] { schedule_publish(); });
   declare_sources();
   derivation_.update(model_);
-  snapshot_.store(families_.publish(config_.web.gzip_level));
+  publisher_ = std::make_unique<Publisher>(families_.families(), config_.web.gzip_level);
+  publisher_->submit(families_.take_changes(), config_.web.gzip_level);
+  publisher_->flush();
 }
 
-Application::~Application() = default;
+// The publisher's thread stops first (it reads nothing of the application's but its batches).
+Application::~Application() {
+  publisher_.reset();
+}
 
 // Health series and readiness follow the enabled sources; their error counters start at 0.
 void Application::declare_sources() {
@@ -49,13 +57,15 @@ int Application::run() {
   RouteContext routes;
   routes.telemetry_path = config_.web.telemetry_path;
   routes.version = build.version;
-  routes.snapshot = [this] { return snapshot_.load(); };
+  routes.snapshot = [this] { return publisher_->current(); };
   routes.self_metrics = [this](ExpositionFormat f) { return self_.render(f); };
   routes.ready = [this](std::string& why) { return self_.ready(why); };
   server_ = std::make_unique<HttpServer>(io_, config_.web, make_exporter_handler(routes));
   server_->start();
   self_.add_renderer(
       [s = server_.get()](std::string& out, ExpositionFormat f) { s->render_metrics(out, f); });
+  self_.add_renderer(
+      [p = publisher_.get()](std::string& out, ExpositionFormat f) { p->render_metrics(out, f); });
   const auto endpoint = server_->local_endpoint();
   log::info("Metrics server listening",
             {{"address", endpoint.address().to_string() + ":" + std::to_string(endpoint.port())},
@@ -111,29 +121,49 @@ void Application::stop_sources() {
 
 // Leading edge: an isolated change is published as soon as the handler that made it returns
 // (a whole LIST page or Modal reply, not its first object); changes within kPublishDelay of the
-// last publish are coalesced into the next one.
+// last publish are coalesced into the next one. While the first Kubernetes LIST is still coming
+// in, the publish waits for it (bounded by kInitialSyncHold).
 void Application::schedule_publish() {
-  if (publish_scheduled_ || stopping_) return;
+  if (stopping_) return;
+  const auto now = std::chrono::steady_clock::now();
+  auto due = std::max(now, last_publish_ + kPublishDelay);
+  if (awaiting_initial_sync()) due = std::max(due, started_ + kInitialSyncHold);
+  if (publish_scheduled_ && publish_due_ <= due) return;
   publish_scheduled_ = true;
-  const auto since = std::chrono::steady_clock::now() - last_publish_;
-  if (since >= kPublishDelay) {
+  publish_due_ = due;
+  if (due <= now) {
+    publish_timer_.cancel();  // a later publish that was waiting for the sync: this one covers it
     boost::asio::post(io_, [this] {
+      if (!publish_scheduled_ || stopping_) return;
       publish_scheduled_ = false;
-      if (!stopping_) publish();
+      publish();
     });
     return;
   }
-  publish_timer_.expires_after(kPublishDelay - since);
+  publish_timer_.expires_at(due);
   publish_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !publish_scheduled_ || stopping_) return;
     publish_scheduled_ = false;
-    if (!ec) publish();
+    publish();
   });
 }
 
+bool Application::awaiting_initial_sync() const {
+  if (!model_.kubernetes_listing()) return false;
+  for (const auto& [entry, source] : sources_) {
+    if (entry->name == std::string_view("kubernetes")) return true;
+  }
+  return false;
+}
+
+// The derivation renders what changed on this thread (it reads the model); compressing and
+// assembling the snapshot happen on the publisher's thread, while this one serves scrapes.
 void Application::publish() {
   last_publish_ = std::chrono::steady_clock::now();
   derivation_.update(model_);
-  snapshot_.store(families_.publish(config_.web.gzip_level));
+  if (families_.has_changes()) {
+    publisher_->submit(families_.take_changes(), config_.web.gzip_level);
+  }
 }
 
 void Application::schedule_tick() {

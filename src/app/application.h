@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "config/config.h"
-#include "exposition/snapshot.h"
+#include "exposition/family_set.h"
+#include "exposition/publisher.h"
 #include "http/server.h"
 #include "metrics/derivation.h"
 #include "metrics/self_metrics.h"
@@ -38,6 +39,7 @@ class Application {
   void stop_sources();
   void schedule_publish();
   void publish();
+  bool awaiting_initial_sync() const;
   void schedule_tick();
   void reload();
   void shutdown();
@@ -52,7 +54,7 @@ class Application {
   Model model_;
   FamilySet families_;
   Derivation derivation_;
-  std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
+  std::unique_ptr<Publisher> publisher_;  // builds snapshots on its own thread
   std::unique_ptr<HttpServer> server_;
   // The running sources, in registry order.
   std::vector<std::pair<const SourceEntry*, std::unique_ptr<Source>>> sources_;
@@ -60,7 +62,9 @@ class Application {
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer drain_timer_;
   bool publish_scheduled_ = false;
+  std::chrono::steady_clock::time_point publish_due_{};  // when the scheduled publish runs
   std::chrono::steady_clock::time_point last_publish_{};
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stopping_ = false;
   int drain_polls_ = 0;
 };

@@ -1,32 +1,57 @@
 #include "exposition/gzip.h"
 
-#include <zlib.h>
-
 #include <stdexcept>
 
 namespace mx {
 
-DeflatedPart deflate_part(std::string_view data, int level, bool final) {
+Deflater::Deflater(int level) : level_(level) {
+  // windowBits -15: raw deflate, no zlib/gzip wrapper (the gzip framing is written here).
+  if (deflateInit2(&zs_, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    throw std::runtime_error("deflateInit2 failed");
+  }
+}
+
+Deflater::~Deflater() {
+  deflateEnd(&zs_);
+}
+
+void Deflater::set_level(int level) {
+  if (deflateReset(&zs_) != Z_OK || deflateParams(&zs_, level, Z_DEFAULT_STRATEGY) != Z_OK) {
+    throw std::runtime_error("deflateParams failed");
+  }
+  level_ = level;
+}
+
+DeflatedPart Deflater::compress(std::string_view data, bool final) {
   DeflatedPart part;
   part.length = data.size();
   part.crc32 = static_cast<std::uint32_t>(
       crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data.data()), data.size()));
-  z_stream zs{};
-  // windowBits -15: raw deflate, no zlib/gzip wrapper (we write the gzip framing ourselves).
-  if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-    throw std::runtime_error("deflateInit2 failed");
-  }
-  part.bytes.resize(deflateBound(&zs, data.size()) + 16);
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(part.bytes.data());
-  zs.avail_out = static_cast<uInt>(part.bytes.size());
-  const int rc = deflate(&zs, final ? Z_FINISH : Z_FULL_FLUSH);
-  const bool ok = final ? rc == Z_STREAM_END : rc == Z_OK;
-  part.bytes.resize(zs.total_out);
-  deflateEnd(&zs);
+  if (deflateReset(&zs_) != Z_OK) throw std::runtime_error("deflateReset failed");
+  // deflateBound covers the worst case; the flush marker adds a few bytes.
+  const std::size_t bound = deflateBound(&zs_, data.size()) + 16;
+  if (scratch_.size() < bound) scratch_.resize(bound);
+  zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs_.avail_in = static_cast<uInt>(data.size());
+  zs_.next_out = reinterpret_cast<Bytef*>(scratch_.data());
+  zs_.avail_out = static_cast<uInt>(bound);
+  const int rc = deflate(&zs_, final ? Z_FINISH : Z_FULL_FLUSH);
+  const bool ok = final ? rc == Z_STREAM_END : rc == Z_OK && zs_.avail_in == 0;
   if (!ok) throw std::runtime_error("deflate failed");
+  // Copied out exactly: a snapshot keeps thousands of these, slack would double the memory.
+  part.bytes.assign(scratch_.data(), bound - zs_.avail_out);
+  // A large one-off piece must not pin its scratch buffer for the life of the compressor.
+  if (scratch_.size() > (1u << 20)) std::string().swap(scratch_);
   return part;
+}
+
+DeflatedPart deflate_part(std::string_view data, int level, bool final) {
+  Deflater deflater(level);
+  return deflater.compress(data, final);
+}
+
+std::uint32_t combine_crc32(std::uint32_t a, std::uint32_t b, std::uint64_t b_length) {
+  return static_cast<std::uint32_t>(crc32_combine(a, b, static_cast<z_off_t>(b_length)));
 }
 
 std::string gzip_header() {
@@ -34,11 +59,11 @@ std::string gzip_header() {
   return std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff", 10);
 }
 
-std::string gzip_tail(const DeflatedPart& prefix, std::string_view tail, int level) {
+std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length, std::string_view tail,
+                      int level) {
   DeflatedPart last = deflate_part(tail, level, true);
-  const auto crc = static_cast<std::uint32_t>(
-      crc32_combine(prefix.crc32, last.crc32, static_cast<z_off_t>(last.length)));
-  const auto size = static_cast<std::uint32_t>(prefix.length + last.length);  // mod 2^32
+  const std::uint32_t crc = combine_crc32(prefix_crc, last.crc32, last.length);
+  const auto size = static_cast<std::uint32_t>(prefix_length + last.length);  // mod 2^32
   std::string out = std::move(last.bytes);
   for (int i = 0; i < 4; ++i) out += static_cast<char>((crc >> (8 * i)) & 0xff);
   for (int i = 0; i < 4; ++i) out += static_cast<char>((size >> (8 * i)) & 0xff);
@@ -46,10 +71,8 @@ std::string gzip_tail(const DeflatedPart& prefix, std::string_view tail, int lev
 }
 
 std::string gzip_compress(std::string_view data, int level) {
-  DeflatedPart empty = deflate_part({}, level, false);
   std::string out = gzip_header();
-  out += empty.bytes;
-  out += gzip_tail(empty, data, level);
+  out += gzip_tail(0, 0, data, level);
   return out;
 }
 

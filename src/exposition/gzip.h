@@ -1,8 +1,11 @@
-// gzip built from two deflate pieces: a big prefix compressed once per snapshot (ending on a
-// full flush, so it is byte-aligned and self-contained), and a small tail compressed per scrape
-// (the self-metrics, which change on every scrape). Both join into one valid gzip member whose
-// CRC is combined arithmetically, so the big part is never compressed twice.
+// gzip built from independent deflate pieces: every chunk of a snapshot is compressed once, on
+// its own, ending on a full flush (byte-aligned, no back-references out of the piece), and a
+// small tail is compressed per scrape (the self-metrics, which change on every scrape). The
+// pieces join into one valid gzip member whose CRC is combined arithmetically
+// (crc32_combine), so nothing is compressed twice and no piece is copied to join them.
 #pragma once
+
+#include <zlib.h>
 
 #include <cstdint>
 #include <string>
@@ -16,14 +19,39 @@ struct DeflatedPart {
   std::uint64_t length = 0;  // uncompressed length
 };
 
-// Raw deflate of `data`. final=false ends with a full flush (more parts may follow);
-// final=true ends the deflate stream.
+// A reusable raw-deflate compressor: one z_stream (~270 KiB of zlib state) reset per piece
+// instead of allocated per piece. Not thread-safe; one per thread that compresses.
+class Deflater {
+ public:
+  explicit Deflater(int level);
+  ~Deflater();
+  Deflater(const Deflater&) = delete;
+  Deflater& operator=(const Deflater&) = delete;
+
+  // Raw deflate of `data`. final=false ends with a full flush (more pieces may follow);
+  // final=true ends the deflate stream. The result holds exactly its bytes (no slack).
+  DeflatedPart compress(std::string_view data, bool final);
+  int level() const { return level_; }
+  void set_level(int level);
+
+ private:
+  z_stream zs_{};
+  int level_;
+  std::string scratch_;
+};
+
+// One-off compression with a temporary Deflater (tests, the per-scrape tail).
 DeflatedPart deflate_part(std::string_view data, int level, bool final);
 
+// The CRC and length of pieces a + b from theirs.
+std::uint32_t combine_crc32(std::uint32_t a, std::uint32_t b, std::uint64_t b_length);
+
 std::string gzip_header();
-// The tail of a gzip stream: `tail` deflated as the final part, then the trailer covering
+// The tail of a gzip stream whose earlier pieces (after gzip_header()) hold `prefix_length`
+// bytes with CRC `prefix_crc`: `tail` deflated as the final piece, then the trailer covering
 // prefix + tail.
-std::string gzip_tail(const DeflatedPart& prefix, std::string_view tail, int level);
+std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length, std::string_view tail,
+                      int level);
 
 // Whole gzip of one buffer (tests, small responses).
 std::string gzip_compress(std::string_view data, int level);

@@ -1,14 +1,13 @@
-// The exposition snapshot (docs/design.md, step 4). The model's derivation writes rendered lines
-// per (family, object) into a FamilySet; publish() concatenates them into an immutable Snapshot
-// that scrapes only copy out. One changed job re-renders only its own fragments.
+// The exposition snapshot (docs/design.md, step 4): an immutable list of chunks that scrapes send
+// as they are (scatter-gather), plain or as the chunks' stored deflate pieces stitched into one
+// gzip stream. Sample lines are the same in both formats, so the text and OpenMetrics views share
+// every sample chunk and differ only in their family headers. Built by SnapshotBuilder
+// (exposition/family_set.h); a new snapshot re-uses every chunk that did not change.
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "exposition/gzip.h"
@@ -16,56 +15,44 @@
 
 namespace mx {
 
-struct FamilyDesc {
-  std::string name;  // sample name for counters includes "_total"
-  std::string help;
-  MetricType type;
+// A piece of the body: its text and that text's raw deflate (ending on a full flush).
+struct Chunk {
+  std::string text;
+  DeflatedPart deflated;
 };
+using ChunkPtr = std::shared_ptr<const Chunk>;
 
 class Snapshot {
  public:
-  Snapshot(std::string text, std::string openmetrics, int gzip_level, std::uint64_t generation);
+  Snapshot(std::vector<ChunkPtr> text_parts, std::vector<ChunkPtr> openmetrics_parts,
+           int gzip_level, std::uint64_t generation);
 
-  const std::string& body(ExpositionFormat format) const {
-    return format == ExpositionFormat::openmetrics ? openmetrics_ : text_;
-  }
-  // Raw deflate of body(format) ending on a full flush; computed on first use, then shared.
-  const DeflatedPart& deflated(ExpositionFormat format) const;
+  // The body's chunks in order (without the per-scrape tail and OpenMetrics' "# EOF").
+  const std::vector<ChunkPtr>& parts(ExpositionFormat format) const { return view(format).parts; }
+  // CRC-32 and length of the whole body: what a gzip trailer after the tail combines with.
+  std::uint32_t crc32(ExpositionFormat format) const { return view(format).crc32; }
+  std::uint64_t size(ExpositionFormat format) const { return view(format).size; }
+  // The body as one string (tests and tools; scrapes never join it).
+  std::string body(ExpositionFormat format) const;
+
   int gzip_level() const { return gzip_level_; }
   std::uint64_t generation() const { return generation_; }
 
  private:
-  std::string text_;
-  std::string openmetrics_;
+  struct View {
+    std::vector<ChunkPtr> parts;
+    std::uint32_t crc32 = 0;
+    std::uint64_t size = 0;
+  };
+  const View& view(ExpositionFormat format) const {
+    return format == ExpositionFormat::openmetrics ? openmetrics_ : text_;
+  }
+  static View make_view(std::vector<ChunkPtr> parts);
+
+  View text_;
+  View openmetrics_;
   int gzip_level_;
   std::uint64_t generation_;
-  mutable std::once_flag deflate_once_[2];
-  mutable DeflatedPart deflated_[2];
-};
-
-using FamilyId = std::size_t;
-
-class FamilySet {
- public:
-  // Families render in the order they were added; HELP/TYPE once each, and only with samples.
-  FamilyId add_family(FamilyDesc desc);
-  // Replaces the lines `object_key` contributes to `family`; empty `lines` removes them.
-  void set(FamilyId family, std::string_view object_key, std::string lines);
-  // Removes everything `object_key` contributes, in every family.
-  void remove_object(std::string_view object_key);
-  const std::string* get(FamilyId family, std::string_view object_key) const;
-
-  std::shared_ptr<const Snapshot> publish(int gzip_level);
-  std::size_t series_bytes() const { return bytes_; }
-
- private:
-  struct Family {
-    FamilyDesc desc;
-    std::map<std::string, std::string, std::less<>> fragments;  // sorted: stable output
-  };
-  std::vector<Family> families_;
-  std::size_t bytes_ = 0;
-  std::uint64_t generation_ = 0;
 };
 
 }  // namespace mx

@@ -26,17 +26,19 @@ HttpResponse metrics_response(const RouteContext& c, const HttpRequest& req) {
   HttpResponse r;
   r.content_type = std::string(content_type(format));
   r.headers.emplace_back("Vary", "Accept, Accept-Encoding");
+  // Scatter-gather: the response points at the snapshot's chunks (aliasing shared_ptrs keep
+  // the snapshot alive until the write ends); only the per-scrape tail is made here.
+  const auto& parts = snapshot->parts(format);
+  r.body.reserve(parts.size() + 2);
   if (accepts_gzip(req.accept_encoding)) {
     static const auto header = std::make_shared<const std::string>(gzip_header());
-    const DeflatedPart& prefix = snapshot->deflated(format);
     r.headers.emplace_back("Content-Encoding", "gzip");
     r.body.push_back(header);
-    // Aliasing shared_ptr: the bytes stay owned by (and keep alive) the snapshot.
-    r.body.push_back(std::shared_ptr<const std::string>(snapshot, &prefix.bytes));
-    r.body.push_back(
-        std::make_shared<const std::string>(gzip_tail(prefix, tail, snapshot->gzip_level())));
+    for (const auto& part : parts) r.body.emplace_back(snapshot, &part->deflated.bytes);
+    r.body.push_back(std::make_shared<const std::string>(
+        gzip_tail(snapshot->crc32(format), snapshot->size(format), tail, snapshot->gzip_level())));
   } else {
-    r.body.push_back(std::shared_ptr<const std::string>(snapshot, &snapshot->body(format)));
+    for (const auto& part : parts) r.body.emplace_back(snapshot, &part->text);
     r.body.push_back(std::make_shared<const std::string>(std::move(tail)));
   }
   return r;

@@ -10,7 +10,7 @@
 #include <set>
 #include <string>
 
-#include "exposition/snapshot.h"
+#include "exposition/family_set.h"
 #include "model/model.h"
 
 namespace mx {

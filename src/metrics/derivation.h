@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "exposition/snapshot.h"
+#include "exposition/family_set.h"
 #include "metrics/app_cost.h"
 #include "model/model.h"
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "exposition/snapshot.h"
+#include "exposition/family_set.h"
 #include "model/model.h"
 
 namespace mx {

@@ -115,6 +115,7 @@ void Model::forget_unconfirmed_history() {
 
 void Model::source_failed(std::string_view source) {
   if (self_) self_->source_failed(source);
+  if (source == "kubernetes") kubernetes_failed_ = true;
   changed();
 }
 

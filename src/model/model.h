@@ -111,6 +111,9 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   // Jobs this exporter holds and, when sharded, live jobs that belong to other shards.
   std::size_t owned_jobs() const { return store_.size(); }
   std::size_t foreign_jobs() const { return foreign_.size(); }
+  // The Kubernetes source is still delivering its first full LIST (it neither completed one nor
+  // failed yet): the application holds publishes until it is in.
+  bool kubernetes_listing() const { return !synced_once_ && !kubernetes_failed_; }
   bool sharded() const { return config_.shard.total_shards > 1; }
   const CountedJob* counted(const std::string& uid) const { return history_.find(uid); }
   const Cost& cost() const { return cost_; }
@@ -169,7 +172,8 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   std::map<std::pair<std::string, std::string>, double> errors_;  // (error_type, component)
   std::vector<UpstreamSample> upstream_;
   std::map<std::string, std::uint64_t> dropped_;
-  bool synced_once_ = false;  // the Kubernetes source completed its first full sync
+  bool synced_once_ = false;        // the Kubernetes source completed its first full sync
+  bool kubernetes_failed_ = false;  // ... or failed before that
   static constexpr double kCostRefreshSeconds = 60;
   double last_cost_refresh_ = 0;
 

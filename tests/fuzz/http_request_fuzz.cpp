@@ -12,7 +12,7 @@
 #include <sstream>
 #include <string>
 
-#include "exposition/snapshot.h"
+#include "exposition/family_set.h"
 #include "fuzz_support.h"
 #include "http/routes.h"
 
@@ -46,8 +46,10 @@ const mx::HttpHandler& handler() {
     mx::RouteContext c;
     c.telemetry_path = "/metrics";
     c.version = "fuzz";
-    auto snapshot = std::make_shared<const mx::Snapshot>("# TYPE a gauge\na{x=\"1\"} 1\n",
-                                                         "# TYPE a gauge\na{x=\"1\"} 1\n", 6, 1);
+    mx::FamilySet families;
+    const auto a = families.add_family({"a", "A.", mx::MetricType::gauge});
+    families.set(a, "x", "a{x=\"1\"} 1\n");
+    auto snapshot = families.publish(6);
     c.snapshot = [snapshot] { return snapshot; };
     c.self_metrics = [](mx::ExpositionFormat) { return std::string("self_up 1\n"); };
     c.ready = [](std::string& why) {

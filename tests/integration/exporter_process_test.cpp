@@ -1,10 +1,12 @@
 // The modal-exporter binary as users run it: flags, config errors, signals, /metrics lint.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <thread>
 
+#include "fake_kube_api.h"
 #include "support/http_client.h"
 #include "support/process.h"
 
@@ -147,6 +149,58 @@ TEST(ExporterProcess, JsonLogs) {
   EXPECT_NE(exporter.process().output().find("\"msg\":\"Metrics server listening\""),
             std::string::npos)
       << exporter.process().output();
+  exporter.process().signal(SIGTERM);
+  EXPECT_EQ(exporter.process().wait_exit(), 0);
+}
+
+double sample(const std::string& body, const std::string& series) {
+  const auto at = body.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(body.substr(at + series.size() + 2));
+}
+
+nlohmann::json modal_job(int i, const std::string& phase) {
+  return {{"metadata", {{"name", "job-" + std::to_string(i)}, {"namespace", "ml"}}},
+          {"spec", {{"gpu", "A100"}, {"replicas", 1}}},
+          {"status", {{"phase", phase}, {"created_at", "2026-12-01T10:00:00"}}}};
+}
+
+// A fleet that arrives in many LIST pages is published once, when the LIST is complete (not a
+// snapshot per page), and a change after that is published on its own.
+TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
+  testing::FakeKubeApi kube;
+  kube.start();
+  constexpr int kJobs = 1500;
+  for (int i = 0; i < kJobs; ++i)
+    kube.upsert("modal-operator.io/v1alpha1", "modaljobs", modal_job(i, "Running"));
+  kube.set_max_page_size(10);  // 150 pages
+  const auto dir = temp_path("fleet");
+  std::filesystem::create_directories(dir);
+  const auto kubeconfig = kube.write_kubeconfig(dir);
+  std::ofstream(dir + "/exporter.yaml")
+      << "sources:\n  modal: {enabled: false}\n  telemetry: {enabled: false}\n";
+  RunningExporter exporter({"--config", dir + "/exporter.yaml", "--kubeconfig", kubeconfig},
+                           "fleet");
+  ASSERT_NE(exporter.port(), 0) << exporter.process().output();
+
+  // Never a partial fleet: the first snapshot with any job in it has all of them. The builds are
+  // the empty start-up snapshot and the fleet's (a snapshot per page would make ~150).
+  std::string body;
+  ASSERT_TRUE(wait_until([&] {
+    body = testing::http_get(exporter.port(), "/metrics").body;
+    return sample(body, "modal_jobs_active{gpu_type=\"A100\"}") >= 0;
+  })) << body;
+  EXPECT_EQ(sample(body, "modal_jobs_active{gpu_type=\"A100\"}"), kJobs) << body;
+  const double builds = sample(body, "modal_exporter_snapshot_builds_total");
+  EXPECT_GE(builds, 1) << body;
+  EXPECT_LE(builds, 2) << body;
+
+  kube.upsert("modal-operator.io/v1alpha1", "modaljobs", modal_job(7, "Succeeded"));
+  ASSERT_TRUE(wait_until([&] {
+    body = testing::http_get(exporter.port(), "/metrics").body;
+    return sample(body, "modal_jobs_active{gpu_type=\"A100\"}") == kJobs - 1;
+  })) << body;
+  EXPECT_EQ(sample(body, "modal_exporter_snapshot_builds_total"), builds + 1) << body;
+  EXPECT_GT(sample(body, "modal_exporter_snapshot_chunks"), 10) << body;
   exporter.process().signal(SIGTERM);
   EXPECT_EQ(exporter.process().wait_exit(), 0);
 }

@@ -6,6 +6,7 @@
 #include <future>
 #include <thread>
 
+#include "exposition/family_set.h"
 #include "exposition/gzip.h"
 #include "http/routes.h"
 #include "http/server.h"

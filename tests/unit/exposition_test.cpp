@@ -1,11 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
+#include <sstream>
 
+#include "exposition/family_set.h"
 #include "exposition/gzip.h"
 #include "exposition/negotiation.h"
-#include "exposition/snapshot.h"
+#include "exposition/publisher.h"
 #include "exposition/text_format.h"
 
 namespace mx {
@@ -88,7 +92,8 @@ TEST(Gzip, PrefixPlusTailIsOneValidStream) {
     big += "modal_job_replicas{job_name=\"j" + std::to_string(i) + "\"} 1\n";
   const auto prefix = deflate_part(big, 6, false);
   const std::string tail = "process_open_fds 12\n";
-  const std::string gz = gzip_header() + prefix.bytes + gzip_tail(prefix, tail, 6);
+  const std::string gz =
+      gzip_header() + prefix.bytes + gzip_tail(prefix.crc32, prefix.length, tail, 6);
   EXPECT_EQ(gzip_decompress(gz), big + tail);
   EXPECT_LT(gz.size(), big.size() / 4);
   EXPECT_EQ(gzip_decompress(gzip_compress("", 1)), "");
@@ -96,15 +101,152 @@ TEST(Gzip, PrefixPlusTailIsOneValidStream) {
   EXPECT_THROW(gzip_decompress("not gzip"), std::runtime_error);
 }
 
-TEST(Snapshot, DeflatedOnceAndShared) {
+// What a gzip scrape sends: the header, every chunk's stored deflate piece, then the tail.
+std::string gzip_of(const Snapshot& s, ExpositionFormat f, std::string_view tail) {
+  std::string gz = gzip_header();
+  for (const auto& part : s.parts(f)) gz += part->deflated.bytes;
+  return gz + gzip_tail(s.crc32(f), s.size(f), tail, s.gzip_level());
+}
+
+std::string job_lines(const std::string& family, int job, int value) {
+  return family + "{job_name=\"job-" + std::to_string(job) + "\",namespace=\"team-a\"} " +
+         std::to_string(value) + "\n";
+}
+
+TEST(Snapshot, GzipOfChunksIsTheBody) {
   FamilySet set;
   auto a = set.add_family({"a", "A.", MetricType::gauge});
-  set.set(a, "k", "a 1\n");
+  auto b = set.add_family({"b_total", "B.", MetricType::counter});
+  for (int i = 0; i < 5000; ++i) {
+    set.set(a, "uid" + std::to_string(i), job_lines("a", i, i));
+    set.set(b, "uid" + std::to_string(i), job_lines("b_total", i, 1));
+  }
   auto s = set.publish(6);
-  const auto* first = &s->deflated(ExpositionFormat::text);
-  EXPECT_EQ(first, &s->deflated(ExpositionFormat::text));
-  EXPECT_EQ(gzip_decompress(gzip_header() + first->bytes + gzip_tail(*first, "", 6)),
-            s->body(ExpositionFormat::text));
+  EXPECT_GT(s->parts(ExpositionFormat::text).size(), 4u) << "a large family spans chunks";
+  for (auto f : {ExpositionFormat::text, ExpositionFormat::openmetrics}) {
+    EXPECT_EQ(gzip_decompress(gzip_of(*s, f, "tail 1\n")), s->body(f) + "tail 1\n");
+    EXPECT_EQ(s->size(f), s->body(f).size());
+  }
+}
+
+// A large family is spread over chunks, each object's lines appear exactly once, and a family's
+// lines stay together after its header.
+TEST(Snapshot, EveryLineOnceAndFamiliesContiguous) {
+  FamilySet set;
+  auto a = set.add_family({"a", "A.", MetricType::gauge});
+  auto b = set.add_family({"b", "B.", MetricType::gauge});
+  for (int i = 0; i < 3000; ++i) {
+    set.set(a, "uid" + std::to_string(i), job_lines("a", i, 1));
+    set.set(b, "uid" + std::to_string(i), job_lines("b", i, 2));
+  }
+  for (int i = 0; i < 3000; i += 3) set.remove_object("uid" + std::to_string(i));
+  const std::string body = set.publish(6)->body(ExpositionFormat::text);
+  std::multiset<std::string> lines;
+  std::vector<std::string> order;
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);) {
+    lines.insert(line);
+    order.push_back(line);
+  }
+  for (int i = 0; i < 3000; ++i) {
+    const std::size_t want = i % 3 == 0 ? 0 : 1;
+    std::string la = job_lines("a", i, 1), lb = job_lines("b", i, 2);
+    la.pop_back();
+    lb.pop_back();
+    EXPECT_EQ(lines.count(la), want) << la;
+    EXPECT_EQ(lines.count(lb), want) << lb;
+  }
+  ASSERT_EQ(order.size(), 4u + 2 * 2000);
+  EXPECT_EQ(order[0], "# HELP a A.");
+  EXPECT_EQ(order[2002], "# HELP b B.");
+  for (std::size_t i = 2; i < 2002; ++i) EXPECT_EQ(order[i].rfind("a{", 0), 0u) << i;
+  for (std::size_t i = 2004; i < order.size(); ++i) EXPECT_EQ(order[i].rfind("b{", 0), 0u) << i;
+}
+
+// One changed object makes one new chunk; the next snapshot shares every other chunk with the
+// previous one, and a re-render with the same lines makes none.
+TEST(Snapshot, ChangeCostsOneChunk) {
+  FamilySet set;
+  auto a = set.add_family({"a", "A.", MetricType::gauge});
+  for (int i = 0; i < 5000; ++i) set.set(a, "uid" + std::to_string(i), job_lines("a", i, 1));
+  auto s1 = set.publish(6);
+  set.set(a, "uid42", job_lines("a", 42, 7));
+  auto s2 = set.publish(6);
+  const auto& p1 = s1->parts(ExpositionFormat::text);
+  const auto& p2 = s2->parts(ExpositionFormat::text);
+  ASSERT_EQ(p1.size(), p2.size());
+  std::size_t replaced = 0;
+  for (std::size_t i = 0; i < p1.size(); ++i) replaced += p1[i] != p2[i];
+  EXPECT_EQ(replaced, 1u);
+  EXPECT_NE(s2->body(ExpositionFormat::text).find(job_lines("a", 42, 7)), std::string::npos);
+  EXPECT_EQ(s1->body(ExpositionFormat::text).find(job_lines("a", 42, 7)), std::string::npos);
+
+  set.set(a, "uid42", job_lines("a", 42, 7));
+  auto s3 = set.publish(6);
+  EXPECT_EQ(s3->parts(ExpositionFormat::text), p2);
+  // Text and OpenMetrics share their sample chunks; only the family headers differ.
+  const auto& om = s3->parts(ExpositionFormat::openmetrics);
+  ASSERT_EQ(om.size(), p2.size());
+  EXPECT_NE(om[0], p2[0]);
+  for (std::size_t i = 1; i < om.size(); ++i) EXPECT_EQ(om[i], p2[i]);
+}
+
+// Growing and shrinking a family re-spreads it without losing or repeating a line.
+TEST(Snapshot, FamilyGrowsAndShrinks) {
+  FamilySet set;
+  auto a = set.add_family({"a", "A.", MetricType::gauge});
+  std::size_t most = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 4000; ++i) set.set(a, "uid" + std::to_string(i), job_lines("a", i, round));
+    auto grown = set.publish(1);
+    most = std::max(most, grown->parts(ExpositionFormat::text).size());
+    const std::string body = grown->body(ExpositionFormat::text);
+    EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 4000 + 2);
+    for (int i = 10; i < 4000; ++i) set.remove_object("uid" + std::to_string(i));
+    auto shrunk = set.publish(1);
+    EXPECT_EQ(shrunk->parts(ExpositionFormat::text).size(), 2u) << "header + one chunk";
+    std::string want = "# HELP a A.\n# TYPE a gauge\n";
+    std::vector<std::string> keys;
+    for (int i = 0; i < 10; ++i) keys.push_back("uid" + std::to_string(i));
+    std::sort(keys.begin(), keys.end());
+    for (const auto& k : keys) want += job_lines("a", std::stoi(k.substr(3)), round);
+    EXPECT_EQ(shrunk->body(ExpositionFormat::text), want);
+  }
+  EXPECT_GT(most, 8u);
+}
+
+TEST(Snapshot, GzipLevelChangeRecompresses) {
+  FamilySet set;
+  auto a = set.add_family({"a", "A.", MetricType::gauge});
+  for (int i = 0; i < 500; ++i) set.set(a, "uid" + std::to_string(i), job_lines("a", i, 1));
+  auto s1 = set.publish(1);
+  auto s9 = set.publish(9);
+  EXPECT_EQ(s9->gzip_level(), 9);
+  EXPECT_EQ(s1->body(ExpositionFormat::text), s9->body(ExpositionFormat::text));
+  EXPECT_EQ(gzip_decompress(gzip_of(*s9, ExpositionFormat::text, "")),
+            s9->body(ExpositionFormat::text));
+}
+
+TEST(Publisher, BuildsOnItsThreadWhatWasSubmitted) {
+  FamilySet set;
+  auto a = set.add_family({"a", "A.", MetricType::gauge});
+  Publisher publisher(set.families(), 6);
+  EXPECT_EQ(publisher.current()->body(ExpositionFormat::text), "");
+  const auto first = publisher.current()->generation();
+  for (int round = 1; round <= 49; ++round) {
+    set.set(a, "uid" + std::to_string(round % 7), job_lines("a", round % 7, round));
+    publisher.submit(set.take_changes(), 6);
+  }
+  publisher.flush();
+  const auto s = publisher.current();
+  EXPECT_GT(s->generation(), first);
+  for (int job = 0; job < 7; ++job) {
+    const int last = 49 - (49 - job) % 7;  // the last round that wrote this job
+    EXPECT_NE(s->body(ExpositionFormat::text).find(job_lines("a", job, last)), std::string::npos)
+        << job;
+  }
+  EXPECT_GE(publisher.stats().builds, 1u);
+  EXPECT_EQ(publisher.stats().chunks, 1u);
 }
 
 TEST(Negotiation, Format) {

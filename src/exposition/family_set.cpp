@@ -1,0 +1,223 @@
+#include "exposition/family_set.h"
+
+#include <algorithm>
+#include <functional>
+#include <stdexcept>
+
+namespace mx {
+
+namespace {
+// A family's chunks average at most this much text; above it the bucket count doubles, below an
+// eighth of it the count halves (hysteresis: a family does not flap around one size).
+constexpr std::size_t kMaxAverageChunk = 16 * 1024;
+}  // namespace
+
+SnapshotBuilder::SnapshotBuilder(std::vector<FamilyDesc> families, int gzip_level)
+    : descs_(std::move(families)), families_(descs_.size()), deflater_(gzip_level) {
+  const ExpositionFormat formats[2] = {ExpositionFormat::text, ExpositionFormat::openmetrics};
+  for (std::size_t f = 0; f < descs_.size(); ++f) {
+    families_[f].buckets.resize(1);
+    for (int i = 0; i < 2; ++i) {
+      std::string header;
+      append_family_header(header, formats[i], descs_[f].name, descs_[f].help, descs_[f].type);
+      families_[f].header[i] = make_chunk(std::move(header));
+    }
+  }
+}
+
+ChunkPtr SnapshotBuilder::make_chunk(std::string text) {
+  auto chunk = std::make_shared<Chunk>();
+  chunk->deflated = deflater_.compress(text, false);
+  chunk->text = std::move(text);
+  return chunk;
+}
+
+SnapshotBuilder::Bucket& SnapshotBuilder::bucket_of(Family& family, std::string_view key) {
+  const std::size_t i = std::hash<std::string_view>{}(key) & (family.buckets.size() - 1);
+  Bucket& bucket = family.buckets[i];
+  if (bucket.pending.empty()) family.dirty.push_back(i);
+  return bucket;
+}
+
+void SnapshotBuilder::apply(ChangeBatch batch) {
+  for (auto& change : batch) {
+    if (change.family >= families_.size()) throw std::out_of_range("unknown metric family");
+    Bucket& bucket = bucket_of(families_[change.family], change.key);
+    auto it = bucket.pending.find(change.key);
+    if (it == bucket.pending.end()) {
+      bucket.pending.emplace(std::move(change.key), std::move(change.lines));
+    } else {
+      it->second = std::move(change.lines);  // the later change wins
+    }
+  }
+}
+
+const std::string* SnapshotBuilder::intern(std::string_view key) {
+  auto it = keys_.find(std::string(key));
+  if (it == keys_.end()) it = keys_.emplace(std::string(key), 0).first;
+  ++it->second;
+  return &it->first;
+}
+
+void SnapshotBuilder::release(const std::string* key) {
+  auto it = keys_.find(*key);
+  if (it != keys_.end() && --it->second == 0) keys_.erase(it);
+}
+
+// Merges the bucket's entries with its pending changes (both sorted by key) into a new chunk.
+// When every pending change turns out to be the lines already there, the chunk is kept as it is:
+// a job that re-rendered without a visible change costs no compression.
+void SnapshotBuilder::rebuild(Family& family, Bucket& bucket) {
+  const std::string empty;
+  const std::string& old_text = bucket.chunk ? bucket.chunk->text : empty;
+  bool changed = false;
+  std::size_t size = 0;
+  {
+    auto e = bucket.entries.begin();
+    for (const auto& [key, lines] : bucket.pending) {
+      while (e != bucket.entries.end() && *e->key < key) size += (e++)->length;
+      const bool exists = e != bucket.entries.end() && *e->key == key;
+      const std::string_view before =
+          exists ? std::string_view(old_text).substr(e->offset, e->length) : std::string_view();
+      if (before != lines) changed = true;
+      size += lines.size();
+      if (exists) ++e;
+    }
+    for (; e != bucket.entries.end(); ++e) size += e->length;
+  }
+  if (!changed) {
+    bucket.pending.clear();
+    return;
+  }
+
+  std::string text;
+  text.reserve(size);
+  std::vector<Entry> entries;
+  entries.reserve(bucket.entries.size() + bucket.pending.size());
+  auto keep = [&](const Entry& e) {
+    entries.push_back({e.key, static_cast<std::uint32_t>(text.size()), e.length});
+    text.append(old_text, e.offset, e.length);
+  };
+  auto e = bucket.entries.begin();
+  for (auto& [key, lines] : bucket.pending) {
+    while (e != bucket.entries.end() && *e->key < key) keep(*e++);
+    const bool exists = e != bucket.entries.end() && *e->key == key;
+    if (!lines.empty()) {
+      entries.push_back({exists ? e->key : intern(key), static_cast<std::uint32_t>(text.size()),
+                         static_cast<std::uint32_t>(lines.size())});
+      text += lines;
+    } else if (exists) {
+      release(e->key);
+    }
+    if (exists) ++e;
+  }
+  while (e != bucket.entries.end()) keep(*e++);
+
+  family.bytes = family.bytes - old_text.size() + text.size();
+  series_bytes_ = series_bytes_ - old_text.size() + text.size();
+  bucket.pending.clear();
+  bucket.entries = std::move(entries);
+  bucket.entries.shrink_to_fit();
+  bucket.chunk = text.empty() ? nullptr : make_chunk(std::move(text));
+}
+
+// Re-spreads a family's objects over `count` buckets. Their lines move into the new buckets'
+// pending changes and every new bucket is rebuilt: amortised over the growth that caused it.
+void SnapshotBuilder::resize(Family& family, std::size_t count) {
+  std::vector<Bucket> old = std::exchange(family.buckets, std::vector<Bucket>(count));
+  family.dirty.clear();
+  for (auto& bucket : old) {
+    for (const auto& e : bucket.entries) {
+      Bucket& target = bucket_of(family, *e.key);
+      target.pending.emplace(*e.key, bucket.chunk->text.substr(e.offset, e.length));
+      release(e.key);
+    }
+    family.bytes -= bucket.chunk ? bucket.chunk->text.size() : 0;
+    series_bytes_ -= bucket.chunk ? bucket.chunk->text.size() : 0;
+    bucket = Bucket{};  // frees the old chunk before the next bucket's lines are copied
+  }
+  for (std::size_t i : family.dirty) rebuild(family, family.buckets[i]);
+  family.dirty.clear();
+}
+
+std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
+  std::vector<ChunkPtr> text_parts, om_parts;
+  for (auto& family : families_) {
+    for (std::size_t i : family.dirty) rebuild(family, family.buckets[i]);
+    family.dirty.clear();
+    std::size_t count = family.buckets.size();
+    while (family.bytes > count * kMaxAverageChunk) count *= 2;
+    while (count > 1 && family.bytes * 8 < count * kMaxAverageChunk) count /= 2;
+    if (count != family.buckets.size()) resize(family, count);
+
+    if (family.bytes == 0) continue;
+    text_parts.push_back(family.header[0]);
+    om_parts.push_back(family.header[1]);
+    for (const auto& bucket : family.buckets) {
+      if (!bucket.chunk) continue;
+      text_parts.push_back(bucket.chunk);
+      om_parts.push_back(bucket.chunk);
+    }
+  }
+  return std::make_shared<const Snapshot>(std::move(text_parts), std::move(om_parts),
+                                          deflater_.level(), ++generation_);
+}
+
+void SnapshotBuilder::set_gzip_level(int level) {
+  if (level == deflater_.level()) return;
+  deflater_.set_level(level);
+  for (auto& family : families_) {
+    for (auto& header : family.header) header = make_chunk(header->text);
+    for (auto& bucket : family.buckets) {
+      if (bucket.chunk) bucket.chunk = make_chunk(bucket.chunk->text);
+    }
+  }
+}
+
+std::size_t SnapshotBuilder::chunks() const {
+  std::size_t n = 0;
+  for (const auto& family : families_) {
+    for (const auto& bucket : family.buckets) n += bucket.chunk ? 1 : 0;
+  }
+  return n;
+}
+
+std::size_t SnapshotBuilder::memory_bytes() const {
+  std::size_t n = 0;
+  for (const auto& family : families_) {
+    n += family.buckets.capacity() * sizeof(Bucket);
+    for (const auto& bucket : family.buckets) {
+      n += bucket.entries.capacity() * sizeof(Entry);
+      if (bucket.chunk) {
+        n +=
+            sizeof(Chunk) + bucket.chunk->text.capacity() + bucket.chunk->deflated.bytes.capacity();
+      }
+    }
+  }
+  for (const auto& [key, refs] : keys_) n += sizeof(key) + key.capacity() + sizeof(refs) + 16;
+  return n;
+}
+
+FamilyId FamilySet::add_family(FamilyDesc desc) {
+  if (builder_) throw std::logic_error("metric family added after the first publish");
+  descs_.push_back(std::move(desc));
+  return descs_.size() - 1;
+}
+
+void FamilySet::set(FamilyId family, std::string_view object_key, std::string lines) {
+  if (family >= descs_.size()) throw std::out_of_range("unknown metric family");
+  changes_.push_back({family, std::string(object_key), std::move(lines)});
+}
+
+void FamilySet::remove_object(std::string_view object_key) {
+  for (FamilyId f = 0; f < descs_.size(); ++f) set(f, object_key, {});
+}
+
+std::shared_ptr<const Snapshot> FamilySet::publish(int gzip_level) {
+  if (!builder_) builder_ = std::make_unique<SnapshotBuilder>(descs_, gzip_level);
+  builder_->set_gzip_level(gzip_level);
+  builder_->apply(take_changes());
+  return builder_->build();
+}
+
+}  // namespace mx

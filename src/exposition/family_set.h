@@ -1,0 +1,124 @@
+// Rendered metric families, kept so that a snapshot costs what changed (docs/design.md, step 4).
+//
+// The derivation writes the lines each object (a job UID, or "" for an aggregate) contributes to
+// each family into a FamilySet, which only records the change. A SnapshotBuilder applies the
+// changes and makes the next Snapshot. Each family's objects are spread over buckets by a hash of
+// their key; a bucket is one chunk of the snapshot, holding its text and that text deflated. A
+// change re-renders and re-compresses only its bucket (a few KiB); every other chunk of the new
+// snapshot is the previous one's, shared. A family's bucket count doubles (or halves) as its
+// text grows (or shrinks), so a chunk stays between ~2 and ~16 KiB: small enough that one change
+// is cheap, large enough that deflate still finds the repetition of label names.
+//
+// Threads: a FamilySet lives on the thread that runs the derivation; its builder may run on
+// another (exposition/publisher.h) as long as one thread at a time uses it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "exposition/gzip.h"
+#include "exposition/snapshot.h"
+#include "exposition/text_format.h"
+
+namespace mx {
+
+struct FamilyDesc {
+  std::string name;  // sample name for counters includes "_total"
+  std::string help;
+  MetricType type;
+};
+
+using FamilyId = std::size_t;
+
+// The new lines of one object in one family; empty lines remove the object from the family.
+struct FamilyChange {
+  FamilyId family;
+  std::string key;
+  std::string lines;
+};
+using ChangeBatch = std::vector<FamilyChange>;
+
+class SnapshotBuilder {
+ public:
+  SnapshotBuilder(std::vector<FamilyDesc> families, int gzip_level);
+
+  // Records changes (moved, not copied); build() applies them.
+  void apply(ChangeBatch batch);
+  // Re-renders the buckets that changed and returns the next snapshot.
+  std::shared_ptr<const Snapshot> build();
+
+  int gzip_level() const { return deflater_.level(); }
+  // Re-compresses every chunk at `level` (a config reload changed web.gzip_level).
+  void set_gzip_level(int level);
+
+  std::size_t series_bytes() const { return series_bytes_; }
+  std::size_t chunks() const;
+  // Bytes held: chunk texts and deflate pieces, the bucket indexes and the interned keys.
+  std::size_t memory_bytes() const;
+
+ private:
+  // An object's lines inside its bucket's chunk text. The key is interned (keys_): every family
+  // of a job points at the same string.
+  struct Entry {
+    const std::string* key;
+    std::uint32_t offset;
+    std::uint32_t length;
+  };
+  struct Bucket {
+    std::vector<Entry> entries;                               // sorted by key: stable output
+    ChunkPtr chunk;                                           // null while empty
+    std::map<std::string, std::string, std::less<>> pending;  // key -> new lines
+  };
+  struct Family {
+    std::vector<Bucket> buckets;  // a power of two
+    std::vector<std::size_t> dirty;
+    std::size_t bytes = 0;
+    ChunkPtr header[2];  // text, OpenMetrics
+  };
+
+  Bucket& bucket_of(Family& family, std::string_view key);
+  void rebuild(Family& family, Bucket& bucket);
+  void resize(Family& family, std::size_t count);
+  const std::string* intern(std::string_view key);
+  void release(const std::string* key);
+  ChunkPtr make_chunk(std::string text);
+
+  std::vector<FamilyDesc> descs_;
+  std::vector<Family> families_;
+  std::unordered_map<std::string, std::uint32_t> keys_;  // interned key -> entries using it
+  Deflater deflater_;
+  std::size_t series_bytes_ = 0;
+  std::uint64_t generation_ = 0;
+};
+
+class FamilySet {
+ public:
+  // Families render in the order they were added; HELP/TYPE once each, and only with samples.
+  // All families are added before the first take_changes()/publish().
+  FamilyId add_family(FamilyDesc desc);
+  // Replaces the lines `object_key` contributes to `family`; empty `lines` removes them.
+  void set(FamilyId family, std::string_view object_key, std::string lines);
+  // Removes everything `object_key` contributes, in every family.
+  void remove_object(std::string_view object_key);
+
+  // The changes since the last call, for a builder on another thread.
+  ChangeBatch take_changes() { return std::exchange(changes_, {}); }
+  bool has_changes() const { return !changes_.empty(); }
+  const std::vector<FamilyDesc>& families() const { return descs_; }
+
+  // Applies the changes to this set's own builder and returns the next snapshot (one thread).
+  std::shared_ptr<const Snapshot> publish(int gzip_level);
+  std::size_t series_bytes() const { return builder_ ? builder_->series_bytes() : 0; }
+
+ private:
+  std::vector<FamilyDesc> descs_;
+  ChangeBatch changes_;
+  std::unique_ptr<SnapshotBuilder> builder_;  // for publish(); made on first use
+};
+
+}  // namespace mx

@@ -1,0 +1,105 @@
+#include "exposition/publisher.h"
+
+#include "common/log.h"
+
+namespace mx {
+
+Publisher::Publisher(std::vector<FamilyDesc> families, int gzip_level)
+    : builder_(std::move(families), gzip_level),
+      current_(builder_.build()),
+      gzip_level_(gzip_level),
+      thread_([this] { run(); }) {}
+
+Publisher::~Publisher() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void Publisher::submit(ChangeBatch batch, int gzip_level) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(batch));
+    gzip_level_ = gzip_level;
+    ++submitted_;
+  }
+  wake_.notify_one();
+}
+
+void Publisher::flush() {
+  std::unique_lock lock(mu_);
+  const std::uint64_t target = submitted_;
+  idle_.wait(lock, [&] { return built_ >= target; });
+}
+
+Publisher::Stats Publisher::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void Publisher::render_metrics(std::string& out, ExpositionFormat format) const {
+  const Stats s = stats();
+  const auto snapshot = current();
+  auto family = [&](std::string_view name, std::string_view help, MetricType type, double v) {
+    append_family_header(out, format, name, help, type);
+    append_sample(out, name, {}, v);
+  };
+  family("modal_exporter_snapshot_builds_total",
+         "Snapshots built from the derivation's changes (each after a publish or a coalesced "
+         "burst of them).",
+         MetricType::counter, static_cast<double>(s.builds));
+  family("modal_exporter_snapshot_build_seconds",
+         "Time the last snapshot took to build (re-rendering and compressing its changed "
+         "chunks), off the thread that serves scrapes.",
+         MetricType::gauge, s.last_build_seconds);
+  family("modal_exporter_snapshot_chunks",
+         "Chunks of the current snapshot (each compressed once, shared with the next snapshot "
+         "while unchanged).",
+         MetricType::gauge, static_cast<double>(s.chunks));
+  family("modal_exporter_snapshot_memory_bytes",
+         "Bytes the snapshot builder holds: chunk texts, their deflate pieces and indexes.",
+         MetricType::gauge, static_cast<double>(s.memory_bytes));
+  family("modal_exporter_snapshot_size_bytes",
+         "Size of the current snapshot's body in the text format, before the per-scrape "
+         "self-metrics.",
+         MetricType::gauge, static_cast<double>(snapshot->size(ExpositionFormat::text)));
+}
+
+void Publisher::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    std::vector<ChangeBatch> batches = std::exchange(queue_, {});
+    const int level = gzip_level_;
+    const std::uint64_t target = submitted_;
+    lock.unlock();
+
+    const auto start = std::chrono::steady_clock::now();
+    Stats stats;
+    try {
+      builder_.set_gzip_level(level);
+      for (auto& batch : batches) builder_.apply(std::move(batch));
+      batches.clear();  // the changes' strings go before the chunks are built
+      current_.store(builder_.build());
+      stats.chunks = builder_.chunks();
+      stats.memory_bytes = builder_.memory_bytes();
+    } catch (const std::exception& e) {
+      // Only allocation failure can get here; scrapes keep the previous snapshot.
+      log::error("building the metrics snapshot failed", {{"err", e.what()}});
+    }
+    stats.last_build_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    lock.lock();
+    stats.builds = stats_.builds + 1;
+    stats_ = stats;
+    built_ = target;
+    idle_.notify_all();
+  }
+}
+
+}  // namespace mx

@@ -1,0 +1,63 @@
+// Builds snapshots on a thread of its own (docs/design.md, step 4), so that a scrape never waits
+// behind a publish: the io_context thread hands over the derivation's changes and goes back to
+// serving; scrapes meanwhile get the previous snapshot, and the new one replaces it atomically
+// when done. Batches that arrive while a build runs are applied together by the next one.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "exposition/family_set.h"
+#include "exposition/snapshot.h"
+
+namespace mx {
+
+class Publisher {
+ public:
+  // Starts the build thread with an empty snapshot of `families`.
+  Publisher(std::vector<FamilyDesc> families, int gzip_level);
+  ~Publisher();  // finishes the queued work, then joins
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  // Queues the changes for the next snapshot, compressed at `gzip_level`.
+  void submit(ChangeBatch batch, int gzip_level);
+  // Blocks until everything submitted so far is in current() (start-up, tests).
+  void flush();
+  std::shared_ptr<const Snapshot> current() const { return current_.load(); }
+
+  struct Stats {
+    std::uint64_t builds = 0;
+    double last_build_seconds = 0;
+    std::size_t chunks = 0;
+    std::size_t memory_bytes = 0;  // SnapshotBuilder::memory_bytes() after the last build
+  };
+  Stats stats() const;
+  // modal_exporter_snapshot_* self-metrics (builds, last build time, chunks, bytes held).
+  void render_metrics(std::string& out, ExpositionFormat format) const;
+
+ private:
+  void run();
+
+  SnapshotBuilder builder_;  // build thread only (after construction)
+  std::atomic<std::shared_ptr<const Snapshot>> current_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::vector<ChangeBatch> queue_;
+  int gzip_level_;
+  std::uint64_t submitted_ = 0;  // batches queued ...
+  std::uint64_t built_ = 0;      // ... and batches in current()
+  bool stopping_ = false;
+  Stats stats_;
+  std::thread thread_;  // last: starts after everything above is initialised
+};
+
+}  // namespace mx
