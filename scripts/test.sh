@@ -72,7 +72,7 @@ stage_release() {
   cmake --build "$dir" -j"$jobs" 2>&1 | tee "$dir/build.log"
   echo "release build: $(grep -c "warning:" "$dir/build.log" || true) compiler warnings"
   ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 600 \
-    -E '^(e2e$|deploy\.|style\.|kubernetes\.kubectl_conformance$)'
+    -E '^(e2e(_.*)?$|deploy\.|style\.|kubernetes\.kubectl_conformance$)'
 }
 
 stage_fuzz() {

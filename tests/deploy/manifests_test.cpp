@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "config/config.h"
+#include "config/web_config.h"
 
 namespace mx::testing {
 namespace {
@@ -585,6 +586,97 @@ TEST(ShardedDefaultsChart, TwoShardsPreferredAntiAffinity) {
   expect_selects_pods(pref["podAffinityTerm"]["labelSelector"]["matchLabels"], r);
   expect_hardened(r);
   EXPECT_NO_THROW(r.one("PodDisruptionBudget"));
+}
+
+// ---------------------------------------------------------------- TLS and basic auth
+
+// values-tls.yaml: /metrics over TLS (client certificates verified when given) and basic auth,
+// wired the same way in the sidecar and in the sharded StatefulSet.
+const std::string kWebConfigMount = "/etc/modal-exporter-web";
+const std::string kTlsMount = "/etc/modal-exporter-tls";
+
+// The volume behind one of the exporter's mounts, which must be read-only.
+YAML::Node mounted_volume(const Rendered& r, const std::string& mount_path) {
+  const auto mount =
+      find_by(r.container("modal-exporter")["volumeMounts"], "mountPath", mount_path);
+  EXPECT_TRUE(mount["readOnly"] && mount["readOnly"].as<bool>()) << mount_path;
+  return find_by(r.pod_spec()["volumes"], "name", mount["name"].as<std::string>());
+}
+
+void expect_web_config_wiring(const Rendered& r) {
+  const auto exporter = r.container("modal-exporter");
+  EXPECT_TRUE(
+      has_string(exporter["args"], "--web.config.file=" + kWebConfigMount + "/web-config.yml"));
+  const auto secret = r.named("Secret", "modal-operator-web-config");
+  EXPECT_EQ(mounted_volume(r, kWebConfigMount)["secret"]["secretName"].as<std::string>(),
+            secret["metadata"]["name"].as<std::string>());
+  EXPECT_EQ(mounted_volume(r, kTlsMount)["secret"]["secretName"].as<std::string>(), "exporter-tls");
+  // The file the exporter reads, through its own parser: certificate, key and client CA from
+  // the TLS Secret's mount, the basic auth user, the probes' paths left open.
+  const mx::WebSecurityConfig web =
+      mx::parse_web_config_text(secret["stringData"]["web-config.yml"].as<std::string>());
+  EXPECT_TRUE(web.tls.enabled);
+  EXPECT_EQ(web.tls.cert_file, kTlsMount + "/tls.crt");
+  EXPECT_EQ(web.tls.key_file, kTlsMount + "/tls.key");
+  EXPECT_EQ(web.tls.client_ca_file, kTlsMount + "/ca.crt");
+  EXPECT_EQ(web.tls.client_auth, mx::ClientAuthType::verify_client_cert_if_given);
+  EXPECT_EQ(web.basic_auth_users.count("prometheus"), 1u);
+  // The kubelet probes over HTTPS, without credentials.
+  for (const char* probe : {"livenessProbe", "readinessProbe"}) {
+    SCOPED_TRACE(probe);
+    const auto get = exporter[probe]["httpGet"];
+    EXPECT_EQ(get["scheme"].as<std::string>(), "HTTPS");
+    const auto path = get["path"].as<std::string>();
+    EXPECT_NE(std::find(web.auth_excluded_paths.begin(), web.auth_excluded_paths.end(), path),
+              web.auth_excluded_paths.end())
+        << path << " needs basic auth, which the kubelet does not send";
+  }
+  // Prometheus scrapes over HTTPS, trusting the TLS Secret's CA, with basic auth.
+  const auto ep = r.one("ServiceMonitor")["spec"]["endpoints"][0];
+  EXPECT_EQ(ep["scheme"].as<std::string>(), "https");
+  EXPECT_EQ(ep["tlsConfig"]["ca"]["secret"]["name"].as<std::string>(), "exporter-tls");
+  EXPECT_EQ(ep["basicAuth"]["username"]["name"].as<std::string>(), "prom-creds");
+}
+
+TEST(TlsChart, SidecarServesMetricsOverTlsWithBasicAuth) {
+  Rendered r("tls");
+  EXPECT_FALSE(r.all("Deployment").empty());
+  expect_web_config_wiring(r);
+  expect_hardened(r);
+  expect_config_and_state_volumes(r);
+}
+
+TEST(ShardedTlsChart, ShardsServeMetricsOverTlsWithBasicAuth) {
+  Rendered r("sharded-tls");
+  EXPECT_TRUE(r.all("Deployment").empty());
+  EXPECT_EQ(r.one("StatefulSet")["spec"]["replicas"].as<int>(), 2);
+  expect_web_config_wiring(r);
+  expect_hardened(r);
+  expect_resources(r);
+  expect_config_and_state_volumes(r);
+}
+
+// Both modes run the same exporter container: only the shard flags differ, and the same
+// volumes stand behind its mounts.
+TEST(ShardedTlsChart, SameExporterContainerAsTheSidecar) {
+  Rendered sidecar("tls"), sharded("sharded-tls");
+  YAML::Node shard = YAML::Clone(sharded.container("modal-exporter"));
+  YAML::Node args(YAML::NodeType::Sequence);
+  for (const auto& a : strings(shard["args"])) {
+    if (a != "--total-shards=2" && a != "--shard.from-pod-name") args.push_back(a);
+  }
+  EXPECT_EQ(args.size() + 2, shard["args"].size());
+  shard["args"] = args;
+  EXPECT_TRUE(yaml_equal(sidecar.container("modal-exporter"), shard))
+      << "sidecar:\n"
+      << sidecar.container("modal-exporter") << "\nsharded (shard flags removed):\n"
+      << shard;
+  for (const auto& mount : sidecar.container("modal-exporter")["volumeMounts"]) {
+    const auto name = mount["name"].as<std::string>();
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(yaml_equal(find_by(sidecar.pod_spec()["volumes"], "name", name),
+                           find_by(sharded.pod_spec()["volumes"], "name", name)));
+  }
 }
 
 // The sidecar (default) and standalone Deployment render no sharding objects.

@@ -4,11 +4,7 @@
 // (3) when the simulator's Kubernetes or Modal side goes down, modal_exporter_source_up drops
 // to 0, the alert of monitoring/prometheus-rules.yaml selects it, and the last known job metrics
 // are still served.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <stdlib.h>
-#include <sys/socket.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,6 +16,7 @@
 #include <regex>
 #include <thread>
 
+#include "support/e2e_world.h"
 #include "support/http_client.h"
 #include "support/process.h"
 
@@ -32,80 +29,31 @@ using testing::http_get;
 using testing::read_file;
 using testing::wait_until;
 
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string url_encode(const std::string& s) {
-  std::string out;
-  char buf[4];
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
 class EndToEnd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/modal-e2e.XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    sim_ = new ChildProcess({MX_SIM_BINARY, "--dir", dir_, "--jobs", "12", "--tick-ms", "200",
-                             "--seed", "7", "--paused"},
-                            dir_ + "/sim.log");
-    ASSERT_TRUE(wait_until([] { return !read_file(dir_ + "/sim.json").empty(); }))
-        << read_file(dir_ + "/sim.log");
-    const auto info = json::parse(read_file(dir_ + "/sim.json"));
-    sim_port_ = info["http_port"].get<std::uint16_t>();
-
-    std::vector<std::string> env;
-    std::ifstream modal_env(dir_ + "/modal.env");
-    for (std::string line; std::getline(modal_env, line);) env.push_back(line);
-    std::ofstream(dir_ + "/exporter.yaml") << R"(
-backoff: {initial: 200ms, max: 2s}
-sources:
-  kubernetes: {operator_pod_interval: 1s}
-  modal: {apps_interval: 1s, tasks_interval: 1s, stats_interval: 1s, billing_interval: 2s,
-          rates_interval: 2s, call_timeout: 3s}
-  telemetry: {interval: 1s, timeout: 2s}
-)";
-    exporter_env_ = env;
-    exporter_args_ = {MX_EXPORTER_BINARY, "--config", dir_ + "/exporter.yaml", "--kubeconfig",
-                      info["kubeconfig"].get<std::string>(), "--state.file", dir_ + "/state.json",
+    dir_ = testing::make_scratch_dir("modal-e2e");
+    ASSERT_FALSE(dir_.empty());
+    sim_ = new testing::Simulator(MX_SIM_BINARY, dir_, 12, 7);
+    ASSERT_NE(sim_->port(), 0) << sim_->log();
+    exporter_env_ = sim_->exporter_env();
+    exporter_args_ = {MX_EXPORTER_BINARY, "--config", testing::write_fast_exporter_config(dir_),
+                      "--kubeconfig", sim_->kubeconfig(), "--state.file", dir_ + "/state.json",
                       // Debug logs too must never carry a credential (the last test checks).
                       "--log.level=debug"};
     // A fixed port, so that Prometheus scrapes the same target after an exporter restart.
-    exporter_port_ = free_port();
+    exporter_port_ = testing::free_port();
     start_exporter("exporter.log");
 
-    prometheus_port_ = free_port();
-    std::ofstream(dir_ + "/prometheus.yml")
-        << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-           "rule_files: ['" MX_SOURCE_DIR
-           "/monitoring/prometheus-rules.yaml']\n"
-           "scrape_configs:\n"
-           "  - job_name: modal-exporter\n"
-           "    honor_labels: true\n"
-           "    static_configs: [{targets: ['127.0.0.1:"
-        << exporter_port_ << "']}]\n";
-    prometheus_ =
-        new ChildProcess({MX_PROMETHEUS_BINARY, "--config.file=" + dir_ + "/prometheus.yml",
-                          "--storage.tsdb.path=" + dir_ + "/tsdb",
-                          "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_)},
-                         dir_ + "/prometheus.log");
+    prometheus_ = new testing::Prometheus(MX_PROMETHEUS_BINARY, dir_,
+                                          "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                                          "rule_files: ['" MX_SOURCE_DIR
+                                          "/monitoring/prometheus-rules.yaml']\n"
+                                          "scrape_configs:\n"
+                                          "  - job_name: modal-exporter\n"
+                                          "    honor_labels: true\n"
+                                          "    static_configs: [{targets: ['127.0.0.1:" +
+                                              std::to_string(exporter_port_) + "']}]\n");
 
     // Every source ready, then let the world run for a while and freeze it.
     ASSERT_TRUE(wait_until([] {
@@ -116,69 +64,46 @@ sources:
       }
     })) << http_get(exporter_port_, "/readyz").body
         << read_file(dir_ + "/exporter.log");
-    http_get(sim_port_, "/control/resume");
+    sim_->control("resume");
     // The scenario: 15 s of simulated life (arrivals, queueing, runs, failures, deletions).
     std::this_thread::sleep_for(std::chrono::seconds(15));
-    http_get(sim_port_, "/control/pause");
+    sim_->control("pause");
   }
 
   static void TearDownTestSuite() {
-    for (auto* p : {prometheus_, exporter_, sim_}) {
-      if (p) p->signal(SIGTERM);
-    }
-    for (auto* p : {prometheus_, exporter_, sim_}) {
-      if (p) p->wait_exit(std::chrono::seconds(20));
-      delete p;
-    }
+    testing::stop_all({prometheus_ ? &prometheus_->process() : nullptr, exporter_,
+                       sim_ ? &sim_->process() : nullptr});
+    delete prometheus_;
+    delete exporter_;
+    delete sim_;
     // Kept when anything failed, for the logs and Prometheus's TSDB.
-    if (::testing::UnitTest::GetInstance()->failed_test_count() == 0) {
-      std::system(("rm -rf " + dir_).c_str());
-    } else {
-      std::fprintf(stderr, "e2e: logs kept in %s\n", dir_.c_str());
-    }
+    testing::remove_scratch_dir_unless_failed(dir_);
   }
 
-  static json query(const std::string& promql) {
-    const auto r = http_get(prometheus_port_, "/api/v1/query?query=" + url_encode(promql));
-    if (r.status != 200) return json{{"status", "error"}, {"body", r.body}};
-    return json::parse(r.body);
-  }
+  static json query(const std::string& promql) { return prometheus_->query(promql); }
 
   // Instant vector as {label values joined by '|' (in `labels` order) -> value}.
   static std::map<std::string, double> vector_of(const std::string& promql,
                                                  const std::vector<std::string>& labels) {
-    std::map<std::string, double> out;
-    const auto j = query(promql);
-    if (j.value("status", "") != "success") return out;
-    for (const auto& s : j["data"]["result"]) {
-      std::string key;
-      for (const auto& l : labels) {
-        key += (key.empty() ? "" : "|") + s["metric"].value(l, std::string());
-      }
-      out[key] = std::stod(s["value"][1].get<std::string>());
-    }
-    return out;
+    return prometheus_->vector_of(promql, labels);
   }
 
-  static json truth() { return json::parse(http_get(sim_port_, "/truth").body); }
+  static json truth() { return sim_->truth(); }
   static void expect_prometheus_holds_truth();
 
   static void start_exporter(const std::string& log_name) {
     auto args = exporter_args_;
     args.push_back("--web.listen-address=127.0.0.1:" + std::to_string(exporter_port_));
     exporter_ = new ChildProcess(args, dir_ + "/" + log_name, exporter_env_);
-    ASSERT_TRUE(wait_until([&] {
-      return read_file(dir_ + "/" + log_name).find("msg=\"Metrics server listening\"") !=
-             std::string::npos;
-    })) << read_file(dir_ + "/" + log_name);
+    ASSERT_NE(testing::wait_listening(*exporter_), 0) << read_file(dir_ + "/" + log_name);
   }
 
   static inline std::string dir_;
-  static inline ChildProcess* sim_ = nullptr;
+  static inline testing::Simulator* sim_ = nullptr;
   static inline ChildProcess* exporter_ = nullptr;
-  static inline ChildProcess* prometheus_ = nullptr;
+  static inline testing::Prometheus* prometheus_ = nullptr;
   static inline std::vector<std::string> exporter_args_, exporter_env_;
-  static inline std::uint16_t sim_port_ = 0, exporter_port_ = 0, prometheus_port_ = 0;
+  static inline std::uint16_t exporter_port_ = 0;
 };
 
 // Compares a Prometheus vector with a truth map; returns "" when equal within `tolerance`
@@ -355,13 +280,13 @@ TEST_F(EndToEnd, EverySeedQueryReturnsData) {
 // from its state file: no job is counted twice or lost, every value still equals the truth.
 // (The world is paused while the exporter is down: what happens unseen cannot be known.)
 TEST_F(EndToEnd, WatchExpiryAndExporterRestartKeepTheTruth) {
-  http_get(sim_port_, "/control/resume");
+  sim_->control("resume");
   for (int i = 0; i < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
-    http_get(sim_port_, "/control/expire-watches");
+    sim_->control("expire-watches");
   }
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  http_get(sim_port_, "/control/pause");
+  sim_->control("pause");
   expect_prometheus_holds_truth();
 
   exporter_->signal(SIGTERM);
@@ -405,7 +330,7 @@ TEST_F(EndToEnd, SourceDownIsVisibleAndLastKnownMetricsStay) {
   const auto alerts = alert_exprs();
   ASSERT_TRUE(alerts.count("ModalExporterSourceDown"));
   for (const std::string source : {"kubernetes", "modal"}) {
-    http_get(sim_port_, "/control/" + source + "-down");
+    sim_->control(source + "-down");
     const std::string up = "modal_exporter_source_up{source=\"" + source + "\"}";
     EXPECT_TRUE(wait_until(
         [&] {
@@ -419,7 +344,7 @@ TEST_F(EndToEnd, SourceDownIsVisibleAndLastKnownMetricsStay) {
     EXPECT_NE(metrics.find("modal_jobs_total{"), std::string::npos);
     EXPECT_NE(metrics.find("modal_job_info{"), std::string::npos);
     EXPECT_EQ(http_get(exporter_port_, "/healthz").status, 200u);
-    http_get(sim_port_, "/control/" + source + "-up");
+    sim_->control(source + "-up");
     EXPECT_TRUE(wait_until(
         [&] {
           return vector_of(up, {}) == std::map<std::string, double>{{"", 1}};
@@ -443,15 +368,8 @@ TEST_F(EndToEnd, WrongModalCredentialsKeepKubernetesMetricsFlowing) {
   *std::next(state) = dir_ + "/state-wrong-credentials.json";
   args.push_back("--web.listen-address=127.0.0.1:0");
   ChildProcess exporter(args, dir_ + "/exporter-wrong-credentials.log", env);
-  const std::regex listening(R"(msg="Metrics server listening" address=127\.0\.0\.1:(\d+))");
-  std::uint16_t port = 0;
-  ASSERT_TRUE(wait_until([&] {
-    std::smatch m;
-    const auto log = read_file(dir_ + "/exporter-wrong-credentials.log");
-    if (!std::regex_search(log, m, listening)) return false;
-    port = static_cast<std::uint16_t>(std::stoi(m[1]));
-    return true;
-  }));
+  const std::uint16_t port = testing::wait_listening(exporter);
+  ASSERT_NE(port, 0) << exporter.output();
   std::string metrics;
   const std::regex unauthenticated(
       R"(modal_operator_errors_total\{error_type="grpc_unauthenticated",component="modal_api"\} [1-9])");

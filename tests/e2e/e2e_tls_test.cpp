@@ -1,18 +1,17 @@
 // End to end over TLS with basic auth: the simulator, the exporter with --web.config.file and a
 // real Prometheus (Debian package) whose scrape job uses tls_config + basic_auth. That job gets
 // up == 1 and the simulator's jobs; a second job with a wrong password gets up == 0 and nothing.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "common/base64.h"
+#include "support/e2e_world.h"
 #include "support/http_client.h"
 #include "support/process.h"
 #include "support/tls.h"
@@ -26,52 +25,18 @@ using testing::http_get;
 using testing::read_file;
 using testing::wait_until;
 
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string url_encode(const std::string& s) {
-  std::string out;
-  char buf[4];
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
 class EndToEndTls : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/modal-e2e-tls.XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
+    dir_ = testing::make_scratch_dir("modal-e2e-tls");
+    ASSERT_FALSE(dir_.empty());
     testing::TestPki pki(dir_ + "/pki");
     pki.make_ca("ca");
     pki.make_leaf("exporter", "ca", "IP:127.0.0.1,DNS:localhost", "serverAuth");
     ca_file_ = pki.path("ca.crt");
 
-    sim_ = new ChildProcess({MX_SIM_BINARY, "--dir", dir_, "--jobs", "8", "--tick-ms", "200",
-                             "--seed", "11", "--paused"},
-                            dir_ + "/sim.log");
-    ASSERT_TRUE(wait_until([] { return !read_file(dir_ + "/sim.json").empty(); }))
-        << read_file(dir_ + "/sim.log");
-    const auto info = json::parse(read_file(dir_ + "/sim.json"));
-    sim_port_ = info["http_port"].get<std::uint16_t>();
-    std::vector<std::string> env;
-    std::ifstream modal_env(dir_ + "/modal.env");
-    for (std::string line; std::getline(modal_env, line);) env.push_back(line);
+    sim_ = new testing::Simulator(MX_SIM_BINARY, dir_, 8, 11);
+    ASSERT_NE(sim_->port(), 0) << sim_->log();
 
     // The README's example, with the hash made the way README says (htpasswd -B).
     std::ofstream(dir_ + "/web-config.yml") << "tls_server_config:\n"
@@ -83,94 +48,58 @@ class EndToEndTls : public ::testing::Test {
                                                "basic_auth_users:\n"
                                                "  prometheus: "
                                             << testing::bcrypt_hash(kPassword, 10) << "\n";
-    std::ofstream(dir_ + "/exporter.yaml") << R"(
-backoff: {initial: 200ms, max: 2s}
-sources:
-  kubernetes: {operator_pod_interval: 1s}
-  modal: {apps_interval: 1s, tasks_interval: 1s, stats_interval: 1s, billing_interval: 2s,
-          rates_interval: 2s, call_timeout: 3s}
-  telemetry: {interval: 1s, timeout: 2s}
-)";
-    exporter_port_ = free_port();
+    exporter_port_ = testing::free_port();
     exporter_ = new ChildProcess(
-        {MX_EXPORTER_BINARY, "--config", dir_ + "/exporter.yaml", "--kubeconfig",
-         info["kubeconfig"].get<std::string>(), "--web.config.file", dir_ + "/web-config.yml",
+        {MX_EXPORTER_BINARY, "--config", testing::write_fast_exporter_config(dir_), "--kubeconfig",
+         sim_->kubeconfig(), "--web.config.file", dir_ + "/web-config.yml",
          "--web.listen-address=127.0.0.1:" + std::to_string(exporter_port_), "--log.level=debug"},
-        dir_ + "/exporter.log", env);
-    ASSERT_TRUE(wait_until([] {
-      return read_file(dir_ + "/exporter.log").find("Metrics server listening") !=
-             std::string::npos;
-    })) << read_file(dir_ + "/exporter.log");
+        dir_ + "/exporter.log", sim_->exporter_env());
+    ASSERT_NE(testing::wait_listening(*exporter_), 0) << read_file(dir_ + "/exporter.log");
 
-    prometheus_port_ = free_port();
     const std::string target = "127.0.0.1:" + std::to_string(exporter_port_);
-    std::ofstream(dir_ + "/prometheus.yml")
-        << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-           "scrape_configs:\n"
-           "  - job_name: tls-basic-auth\n"
-           "    honor_labels: true\n"
-           "    scheme: https\n"
-           "    tls_config: {ca_file: '"
-        << ca_file_ << "', server_name: localhost}\n"
-        << "    basic_auth: {username: prometheus, password: '" << kPassword << "'}\n"
-        << "    static_configs: [{targets: ['" << target << "']}]\n"
-        << "  - job_name: wrong-password\n"
-           "    scheme: https\n"
-           "    tls_config: {ca_file: '"
-        << ca_file_ << "', server_name: localhost}\n"
-        << "    basic_auth: {username: prometheus, password: 'not-the-password'}\n"
-        << "    static_configs: [{targets: ['" << target << "']}]\n";
-    prometheus_ =
-        new ChildProcess({MX_PROMETHEUS_BINARY, "--config.file=" + dir_ + "/prometheus.yml",
-                          "--storage.tsdb.path=" + dir_ + "/tsdb",
-                          "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_)},
-                         dir_ + "/prometheus.log");
-    http_get(sim_port_, "/control/resume");
+    std::ostringstream config;
+    config << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+              "scrape_configs:\n"
+              "  - job_name: tls-basic-auth\n"
+              "    honor_labels: true\n"
+              "    scheme: https\n"
+              "    tls_config: {ca_file: '"
+           << ca_file_ << "', server_name: localhost}\n"
+           << "    basic_auth: {username: prometheus, password: '" << kPassword << "'}\n"
+           << "    static_configs: [{targets: ['" << target << "']}]\n"
+           << "  - job_name: wrong-password\n"
+              "    scheme: https\n"
+              "    tls_config: {ca_file: '"
+           << ca_file_ << "', server_name: localhost}\n"
+           << "    basic_auth: {username: prometheus, password: 'not-the-password'}\n"
+           << "    static_configs: [{targets: ['" << target << "']}]\n";
+    prometheus_ = new testing::Prometheus(MX_PROMETHEUS_BINARY, dir_, config.str());
+    sim_->control("resume");
     std::this_thread::sleep_for(std::chrono::seconds(8));
-    http_get(sim_port_, "/control/pause");
+    sim_->control("pause");
   }
 
   static void TearDownTestSuite() {
-    for (auto* p : {prometheus_, exporter_, sim_}) {
-      if (p) p->signal(SIGTERM);
-    }
-    for (auto* p : {prometheus_, exporter_, sim_}) {
-      if (p) p->wait_exit(std::chrono::seconds(20));
-      delete p;
-    }
-    if (::testing::UnitTest::GetInstance()->failed_test_count() == 0) {
-      std::system(("rm -rf " + dir_).c_str());
-    } else {
-      std::fprintf(stderr, "e2e-tls: logs kept in %s\n", dir_.c_str());
-    }
+    testing::stop_all({prometheus_ ? &prometheus_->process() : nullptr, exporter_,
+                       sim_ ? &sim_->process() : nullptr});
+    delete prometheus_;
+    delete exporter_;
+    delete sim_;
+    testing::remove_scratch_dir_unless_failed(dir_);
   }
 
   // Instant vector as {label values joined by '/' -> value}; empty on any error.
   static std::map<std::string, double> vector_of(const std::string& promql,
                                                  const std::vector<std::string>& labels) {
-    std::map<std::string, double> out;
-    try {
-      const auto r = http_get(prometheus_port_, "/api/v1/query?query=" + url_encode(promql));
-      if (r.status != 200) return out;
-      const auto j = json::parse(r.body);
-      for (const auto& s : j["data"]["result"]) {
-        std::string key;
-        for (const auto& l : labels) {
-          key += (key.empty() ? "" : "/") + s["metric"].value(l, std::string());
-        }
-        out[key] = std::stod(s["value"][1].get<std::string>());
-      }
-    } catch (const std::exception&) {
-    }
-    return out;
+    return prometheus_->vector_of(promql, labels, "/");
   }
 
   static constexpr const char* kPassword = "correct horse battery";
   static inline std::string dir_, ca_file_;
-  static inline ChildProcess* sim_ = nullptr;
+  static inline testing::Simulator* sim_ = nullptr;
   static inline ChildProcess* exporter_ = nullptr;
-  static inline ChildProcess* prometheus_ = nullptr;
-  static inline std::uint16_t sim_port_ = 0, exporter_port_ = 0, prometheus_port_ = 0;
+  static inline testing::Prometheus* prometheus_ = nullptr;
+  static inline std::uint16_t exporter_port_ = 0;
 };
 
 TEST_F(EndToEndTls, StartUpLogSaysTlsAndAuthAreOn) {
@@ -192,7 +121,7 @@ TEST_F(EndToEndTls, PrometheusScrapesOverTlsWithBasicAuth) {
       << " wrong-password=" << (up.count("wrong-password") ? up["wrong-password"] : -1) << "\n"
       << read_file(dir_ + "/prometheus.log");
   // The same data as the simulator's truth, through the authenticated job.
-  const auto truth = json::parse(http_get(sim_port_, "/truth").body);
+  const auto truth = sim_->truth();
   std::string diff;
   EXPECT_TRUE(wait_until(
       [&] {

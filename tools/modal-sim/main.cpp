@@ -8,7 +8,7 @@
 // tokens, POD_NAME/POD_NAMESPACE) and DIR/sim.json (addresses). Its HTTP address serves
 // /telemetry/<uid> (what jobs announce in modal-operator.io/telemetry-url), /truth (ground truth
 // as JSON) and /control/{pause,resume,kubernetes-down,kubernetes-up,modal-down,modal-up,
-// expire-watches}.
+// warning-events,operator-restart,expire-watches}.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -112,6 +112,8 @@ int main(int argc, char** argv) {
         {"/control/kubernetes-up", [&] { sim.set_kubernetes_down(false); }},
         {"/control/modal-down", [&] { sim.set_modal_down(true); }},
         {"/control/modal-up", [&] { sim.set_modal_down(false); }},
+        {"/control/warning-events", [&] { sim.warn_every_job(); }},
+        {"/control/operator-restart", [&] { sim.restart_operator(); }},
         // Every resourceVersion becomes too old and open watches end: clients must re-list.
         {"/control/expire-watches", [&] {
            sim.kube().compact();

@@ -252,7 +252,10 @@ void Simulator::warning_event(const SimJob& j, const std::string& reason) {
                  {{"apiVersion", j.kind == "Pod" ? "v1" : kJobsGv},
                   {"kind", j.kind},
                   {"name", j.name},
-                  {"namespace", j.namespace_name}}}});
+                  {"namespace", j.namespace_name},
+                  // As Kubernetes writes it: a sharded exporter counts the Event in the shard
+                  // that owns this UID.
+                  {"uid", j.uid}}}});
 }
 
 void Simulator::step(double now) {
@@ -261,8 +264,7 @@ void Simulator::step(double now) {
   if (paused_) return;
   if (next_restart_ == 0) next_restart_ = now + options_.restart_every_s * uniform(0.5, 1.5);
   if (now >= next_restart_) {
-    ++operator_restarts_;
-    publish_operator_pod();
+    restart_operator();
     next_restart_ = now + options_.restart_every_s * uniform(0.5, 1.5);
   }
 
@@ -418,6 +420,16 @@ void Simulator::publish_modal(double now) {
   apps.push_back(web);
   modal_.set_apps(apps);
   modal_.set_billing_items("d", daily);
+}
+
+void Simulator::warn_every_job() {
+  for (const auto& [uid, j] : jobs_)
+    warning_event(j, j.kind == "Pod" ? "BackOff" : "ModalJobRetrying");
+}
+
+void Simulator::restart_operator() {
+  ++operator_restarts_;
+  publish_operator_pod();
 }
 
 void Simulator::set_kubernetes_down(bool down) {

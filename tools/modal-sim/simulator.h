@@ -70,6 +70,11 @@ class Simulator {
   void set_paused(bool paused) { paused_ = paused; }
   void set_kubernetes_down(bool down);
   void set_modal_down(bool down);
+  // A Warning Event about every live job (or a repeat of it: its count grows), also while
+  // paused: a test that needs Events about many objects gets them without waiting for failures.
+  void warn_every_job();
+  // The operator container restarts now (its restartCount grows), also while paused.
+  void restart_operator();
 
   // Prometheus text for one job's telemetry endpoint at time `now`; empty when unknown.
   std::string telemetry(const std::string& uid, double now) const;
