@@ -20,6 +20,8 @@
 # when missing and the script runs as root. Everything listens on 127.0.0.1 only, every process
 # it starts is stopped on exit, and wrk runs for a bounded time.
 set -euo pipefail
+# shellcheck source=bench/lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 
 usage() {
   sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
@@ -63,22 +65,7 @@ SERVER_BIN=$BUILD_DIR/bench/bench_scrape_server
   exit 1
 }
 
-NGINX_BIN=$(command -v nginx || true)
-[[ -n $NGINX_BIN ]] || NGINX_BIN=/usr/sbin/nginx
-missing=()
-[[ -x $NGINX_BIN ]] || missing+=(nginx)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v curl >/dev/null || missing+=(curl)
-if [[ ${#missing[@]} -gt 0 ]]; then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "run-scrape-bench.sh: missing ${missing[*]}; apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "Installing ${missing[*]} (apt-get) ..." >&2
-  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
-    { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
-  NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
-fi
+bench_require_tools run-scrape-bench.sh || exit 1
 
 WORK=$(mktemp -d /tmp/scrape-bench.XXXXXX)
 chmod 755 "$WORK"  # nginx workers run as an unprivileged user when started by root
@@ -92,31 +79,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-  local port
-  for _ in $(seq 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then echo "$port"; return; fi
-  done
-  echo "run-scrape-bench.sh: no free port found" >&2
-  exit 1
-}
-
-# Clock ticks of user+system CPU of a process and its direct children (nginx workers).
-cpu_ticks() {
-  local total=0 p
-  for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
-    [[ -r /proc/$p/stat ]] || continue
-    # Fields after the ")" of the command name: utime is the 12th, stime the 13th.
-    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")
-    total=$((total + f[11] + f[12]))
-  done
-  echo "$total"
-}
-CLK_TCK=$(getconf CLK_TCK)
-
-rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # --- 1. the exporter over a synthetic model; it writes the plain body for nginx.
 mkdir -p "$WORK/www"
@@ -132,65 +94,19 @@ done
 grep -q '^listening=' "$WORK/server.out" || { echo "bench_scrape_server did not start" >&2; exit 1; }
 EXPORTER=$(sed -n 's/^listening=//p' "$WORK/server.out")
 kv() { sed -n "s/^$1=//p" "$WORK/server.out"; }
-RSS_START=$(rss_kb "$SERVER_PID" VmRSS)
+RSS_START=$(bench_rss_kb "$SERVER_PID" VmRSS)
 
 # --- 2. nginx serving the same bytes; gzip -6 (the exporter's level) precomputed for gzip_static.
-gzip -6 -n -c "$WORK/www/metrics" >"$WORK/www/metrics.gz"
-touch -r "$WORK/www/metrics" "$WORK/www/metrics.gz"
-chmod 644 "$WORK/www/metrics" "$WORK/www/metrics.gz"
-chmod 755 "$WORK/www"
-NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes $NGINX_WORKERS;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    root $WORK/www;
-    location = /metrics {
-      default_type "text/plain; version=0.0.4; charset=utf-8";
-      gzip_static on;
-    }
-  }
-}
-EOF
-"$NGINX_BIN" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" &
-NGINX_PID=$!
-NGINX=127.0.0.1:$NGINX_PORT
-for _ in $(seq 100); do
-  curl -fs -o /dev/null "http://$NGINX/metrics" && break
-  kill -0 "$NGINX_PID" 2>/dev/null || { cat "$WORK/nginx/error.log" >&2; exit 1; }
-  sleep 0.1
-done
+bench_gzip_copy "$WORK/www/metrics"
+bench_start_nginx "$WORK/nginx" "$WORK/www" "$NGINX_WORKERS" || exit 1
+NGINX=$NGINX_ADDR
 
 # --- 3. check that both serve what they should (this also warms the exporter's deflate).
-body_size() {  # URL [gzip] -> bytes of the body as sent
-  local hdr=()
-  [[ ${2:-} == gzip ]] && hdr=(-H 'Accept-Encoding: gzip')
-  curl -fs "${hdr[@]}" -o "$WORK/check.body" -w '%{size_download}' "$1"
-  if [[ ${2:-} == gzip ]]; then
-    gzip -t "$WORK/check.body" || { echo "invalid gzip from $1" >&2; exit 1; }
-  fi
-}
 declare -A SIZE
-SIZE[exporter_plain]=$(body_size "http://$EXPORTER/metrics")
-SIZE[exporter_gzip]=$(body_size "http://$EXPORTER/metrics" gzip)
-SIZE[nginx_plain]=$(body_size "http://$NGINX/metrics")
-SIZE[nginx_gzip]=$(body_size "http://$NGINX/metrics" gzip)
+SIZE[exporter_plain]=$(bench_body_size "http://$EXPORTER/metrics")
+SIZE[exporter_gzip]=$(bench_body_size "http://$EXPORTER/metrics" gzip)
+SIZE[nginx_plain]=$(bench_body_size "http://$NGINX/metrics")
+SIZE[nginx_gzip]=$(bench_body_size "http://$NGINX/metrics" gzip)
 if [[ ${SIZE[nginx_gzip]} -ge ${SIZE[nginx_plain]} ]]; then
   echo "nginx did not serve metrics.gz (gzip_static); see $WORK/nginx/error.log" >&2
   exit 1
@@ -204,9 +120,9 @@ run_wrk() {  # name pid url [gzip]
   local name=$1 pid=$2 url=$3 hdr=() before after out=$WORK/wrk-$1.txt
   [[ ${4:-} == gzip ]] && hdr=(-H 'Accept-Encoding: gzip')
   echo "Running ${WRK_BASE[*]}${hdr[*]:+ -H 'Accept-Encoding: gzip'} $url" >&2
-  before=$(cpu_ticks "$pid")
+  before=$(bench_cpu_ticks "$pid")
   "${WRK_BASE[@]}" "${hdr[@]}" "$url" >"$out"
-  after=$(cpu_ticks "$pid")
+  after=$(bench_cpu_ticks "$pid")
   RPS_LIST[$name]+="$(awk '/^Requests\/sec:/ {print $2}' "$out") "
   TICKS[$name]=$((${TICKS[$name]:-0} + after - before))
   REQUESTS[$name]=$((${REQUESTS[$name]:-0} + $(awk '/requests in/ {print $1}' "$out")))
@@ -224,14 +140,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 declare -A RPS CPU_MS
 for name in exporter_plain exporter_gzip nginx_plain nginx_gzip; do
-  RPS[$name]=$(tr ' ' '\n' <<<"${RPS_LIST[$name]}" | grep . | sort -g |
-    awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+  RPS[$name]=$(tr ' ' '\n' <<<"${RPS_LIST[$name]}" | grep . | bench_median)
   CPU_MS[$name]=$(awk -v t="${TICKS[$name]}" -v hz="$CLK_TCK" -v n="${REQUESTS[$name]}" \
     'BEGIN { printf "%.2f", (n > 0 ? t * 1000 / hz / n : 0) }')
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-RSS_END=$(rss_kb "$SERVER_PID" VmRSS)
-HWM=$(rss_kb "$SERVER_PID" VmHWM)
+RSS_END=$(bench_rss_kb "$SERVER_PID" VmRSS)
+HWM=$(bench_rss_kb "$SERVER_PID" VmHWM)
 
 # --- 5. the report.
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1e6 }'; }

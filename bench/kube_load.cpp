@@ -1,0 +1,510 @@
+// bench_kube_load: the Kubernetes side of bench/real-binary.sh. It serves N running ModalJobs
+// from the fake API server of tests/fakes (HTTPS, LIST/WATCH), changes them on request, and
+// measures from the outside what the real exporter makes of it: when the first /metrics holds
+// every job, and how long a single change takes to show up in /metrics.
+//
+//   bench_kube_load --dir DIR --jobs N [--seed S] [--probes P]
+//
+// Writes DIR/kubeconfig, prints "ready kubeconfig=PATH url=URL jobs=N", then reads one command
+// per line on stdin and answers each with one line on stdout (an answer that starts with
+// "error" is a failure):
+//   churn R                       R object changes per second from now on (0 stops)
+//   sync PID HOST:PORT TIMEOUT_S  wait until /metrics lists every job; the exporter's CPU ticks
+//                                 and RSS at that moment
+//   latency HOST:PORT COUNT       COUNT isolated changes, each timed until /metrics shows it
+//   stats                         changes made so far
+//   quit                          (so does end of input)
+//
+// Measuring inside the process that makes the change leaves no clock or pipe between the change
+// and the start of the stopwatch.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fake_kube_api.h"
+#include "metrics_client.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr const char* kGroupVersion = "modal-operator.io/v1alpha1";
+constexpr const char* kPlural = "modaljobs";
+
+// ---- The jobs ------------------------------------------------------------------------------
+
+struct GpuChoice {
+  const char* type;
+  const char* spec;  // as written in spec.gpu; nullptr = no GPU
+};
+// Roughly what a GPU cluster runs: many small inference GPUs, some big training ones.
+constexpr GpuChoice kGpus[] = {{"none", nullptr},
+                               {"T4", "T4"},
+                               {"L4", "L4:1"},
+                               {"A10G", "A10G:1"},
+                               {"A100-80GB", "A100-80GB:2"},
+                               {"H100", "H100:8"}};
+
+std::string iso_utc(std::time_t t) {  // the operator writes its timestamps without a zone
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return buf;
+}
+
+struct Job {
+  std::uint64_t id = 0;
+  std::string namespace_name;
+  std::string name;
+  const GpuChoice* gpu = &kGpus[0];
+  int replicas = 1;
+  bool i6pn = false;
+  int cpu = 1;
+  int memory_gib = 1;
+  std::time_t created_at = 0;
+  std::time_t started_at = 0;
+};
+
+std::string uid_of(const Job& j) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "b3e1c0de-0000-4000-8000-%012llu",
+                static_cast<unsigned long long>(j.id));
+  return buf;
+}
+
+// A ModalJob as the operator leaves it once the job runs (fields of ../shared/KUBERNETES.md),
+// about 1.5 KB of JSON: the exporter has to read past everything it does not use.
+json to_object(const Job& j) {
+  const std::string uid = uid_of(j);
+  const std::string short_id = uid.substr(uid.size() - 10);
+  json annotations = {
+      {"modal-operator.io/telemetry-url", "http://127.0.0.1:9/telemetry/" + uid},
+      {"kubectl.kubernetes.io/last-applied-configuration",
+       R"({"apiVersion":"modal-operator.io/v1alpha1","kind":"ModalJob","metadata":{"name":")" +
+           j.name + R"("}})"}};
+  json conditions = json::array({{{"type", "Submitted"},
+                                  {"status", "True"},
+                                  {"lastTransitionTime", iso_utc(j.created_at) + "Z"},
+                                  {"reason", "AppCreated"},
+                                  {"message", "Modal app created"}},
+                                 {{"type", "Running"},
+                                  {"status", "True"},
+                                  {"lastTransitionTime", iso_utc(j.started_at) + "Z"},
+                                  {"reason", "TasksRunning"},
+                                  {"message", "all replicas are running"}}});
+  return {{"apiVersion", kGroupVersion},
+          {"kind", "ModalJob"},
+          {"metadata",
+           {{"name", j.name},
+            {"namespace", j.namespace_name},
+            {"uid", uid},
+            {"generation", 1},
+            {"labels", {{"app.kubernetes.io/part-of", "training"}, {"team", j.namespace_name}}},
+            {"annotations", annotations}}},
+          {"spec",
+           {{"image", "ghcr.io/example/trainer:2024.10"},
+            {"command", {"python", "-m", "trainer"}},
+            {"args", {"--epochs", "10", "--checkpoint-dir", "/vol/checkpoints"}},
+            {"cpu", std::to_string(j.cpu)},
+            {"memory", std::to_string(j.memory_gib) + "Gi"},
+            {"gpu", j.gpu->spec ? json(j.gpu->spec) : json(nullptr)},
+            {"env", {{"WANDB_PROJECT", "bench"}, {"HF_HOME", "/vol/hf"}}},
+            {"timeout", 86400},
+            {"retries", 2},
+            {"replicas", j.replicas},
+            {"enable_i6pn", j.i6pn}}},
+          {"status",
+           {{"phase", "Running"},
+            {"modal_app_id", "ap-" + short_id},
+            {"modal_function_id", "fu-" + short_id},
+            {"tunnel_url", nullptr},
+            {"log_url", "https://modal.com/apps/bench/main/ap-" + short_id},
+            {"created_at", iso_utc(j.created_at)},
+            {"started_at", iso_utc(j.started_at)},
+            {"finished_at", nullptr},
+            {"conditions", conditions}}}};
+}
+
+class Jobs {
+ public:
+  Jobs(mx::testing::FakeKubeApi& kube, int count, int probes, std::uint64_t seed)
+      : kube_(kube), rng_(seed), probes_(probes) {
+    slots_.reserve(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) slots_.push_back(make(i < probes));
+    for (const auto& j : slots_) kube_.upsert(kGroupVersion, kPlural, to_object(j));
+  }
+
+  // One object change of the churn, in turn: an edit of a running job (replicas, the change a
+  // user makes most), the deletion of a job and the creation of a new one in its place (a
+  // finished job going away while another starts), so the number of jobs stays about N. Probe
+  // jobs are left alone so that a latency measurement sees only its own change.
+  void churn_one() {
+    std::lock_guard lock(mu_);
+    const auto span = slots_.size() - static_cast<std::size_t>(probes_);
+    if (span == 0) return;
+    if (pending_create_) {
+      kube_.upsert(kGroupVersion, kPlural, to_object(slots_[*pending_create_]));
+      pending_create_.reset();
+    } else {
+      const auto index = static_cast<std::size_t>(probes_) + pick(span);
+      auto& j = slots_[index];
+      if (delete_next_) {
+        kube_.remove(kGroupVersion, kPlural, j.namespace_name, j.name);
+        j = make(false);
+        pending_create_ = index;
+      } else {
+        j.replicas = j.replicas == 1 ? 2 : 1;
+        kube_.upsert(kGroupVersion, kPlural, to_object(j));
+      }
+      delete_next_ = !delete_next_;
+    }
+    ++changes_;
+  }
+
+  // Flips a probe job's replicas between 1 and 3; returns what /metrics must show afterwards.
+  struct Probe {
+    std::string name;
+    int replicas;
+  };
+  Probe change_probe(int index) {
+    std::lock_guard lock(mu_);
+    auto& j = slots_[static_cast<std::size_t>(index % probes_)];
+    j.replicas = j.replicas == 1 ? 3 : 1;
+    kube_.upsert(kGroupVersion, kPlural, to_object(j));
+    ++changes_;
+    return {j.name, j.replicas};
+  }
+
+  std::uint64_t changes() const {
+    std::lock_guard lock(mu_);
+    return changes_;
+  }
+
+ private:
+  std::size_t pick(std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_);
+  }
+
+  Job make(bool probe) {
+    Job j;
+    j.id = next_id_++;
+    // Twenty teams' namespaces; names unique across them so a probe's name finds its lines.
+    j.namespace_name = probe ? "team-00" : "team-" + std::to_string(10 + j.id % 20);
+    char name[32];
+    std::snprintf(name, sizeof name, probe ? "probe-%llu" : "train-%07llu",
+                  static_cast<unsigned long long>(j.id));
+    j.name = name;
+    j.gpu = probe ? &kGpus[1] : &kGpus[pick(std::size(kGpus))];
+    const auto r = pick(10);
+    j.replicas = probe || r < 7 ? 1 : (r < 9 ? 2 : 4);
+    j.i6pn = j.replicas > 1 && pick(2) == 0;
+    const auto size = pick(3);
+    j.cpu = size == 0 ? 1 : (size == 1 ? 4 : 16);
+    j.memory_gib = size == 0 ? 2 : (size == 1 ? 16 : 64);
+    const std::time_t now = std::time(nullptr);
+    j.created_at = now - static_cast<std::time_t>(pick(6 * 3600)) - 120;
+    j.started_at = j.created_at + static_cast<std::time_t>(pick(120));
+    return j;
+  }
+
+  mx::testing::FakeKubeApi& kube_;
+  mutable std::mutex mu_;
+  std::mt19937_64 rng_;
+  std::vector<Job> slots_;
+  int probes_;
+  std::uint64_t next_id_ = 0;
+  std::uint64_t changes_ = 0;
+  bool delete_next_ = false;
+  std::optional<std::size_t> pending_create_;  // slot whose new job is created next turn
+};
+
+// ---- Churn -----------------------------------------------------------------------------------
+
+// Changes spaced evenly at the asked rate. When it falls behind (a busy machine) it does not
+// burst to catch up: the rate is a ceiling, and `stats` tells what was reached.
+class Churn {
+ public:
+  explicit Churn(Jobs& jobs) : jobs_(jobs), thread_([this] { run(); }) {}
+  ~Churn() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void set_rate(double per_second) {
+    {
+      std::lock_guard lock(mu_);
+      rate_ = per_second;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    auto next = Clock::now();
+    while (!stop_) {
+      if (rate_ <= 0) {
+        cv_.wait(lock, [&] { return stop_ || rate_ > 0; });
+        next = Clock::now();
+        continue;
+      }
+      const auto period =
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate_));
+      next += period;
+      if (next < Clock::now() - std::chrono::seconds(1)) next = Clock::now();
+      if (cv_.wait_until(lock, next, [&] { return stop_; })) break;
+      if (rate_ <= 0) continue;
+      lock.unlock();
+      jobs_.churn_one();
+      lock.lock();
+    }
+  }
+
+  Jobs& jobs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  double rate_ = 0;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the rest is initialised
+};
+
+// ---- Commands ---------------------------------------------------------------------------------
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+struct ProcSample {
+  long long cpu_ticks = -1;  // utime + stime
+  long long rss_kb = -1;
+  long long hwm_kb = -1;
+};
+
+ProcSample sample_process(int pid) {
+  ProcSample s;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  if (const auto paren = text.rfind(')'); paren != std::string::npos) {
+    std::istringstream fields(text.substr(paren + 2));
+    std::vector<std::string> f;
+    for (std::string v; fields >> v;) f.push_back(v);
+    // After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+    if (f.size() > 12) s.cpu_ticks = std::stoll(f[11]) + std::stoll(f[12]);
+  }
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmRSS:")) s.rss_kb = std::stoll(line.substr(6));
+    if (line.starts_with("VmHWM:")) s.hwm_kb = std::stoll(line.substr(6));
+  }
+  return s;
+}
+
+// Waits for /readyz, then for modal_jobs_active to add up to `jobs` (every bench job runs): both
+// are read without the per-job lines, so polling does not add the cost of serving the whole
+// body to the start-up being measured. One full read then confirms that /metrics lists every job.
+std::string command_sync(int pid, const std::string& target, std::size_t jobs, double timeout_s) {
+  mx::bench::MetricsClient client(target);
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  std::string body;
+  std::size_t polls = 0, listed = 0;
+  while (Clock::now() < deadline) {
+    if (client.get("/readyz", body) == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  while (Clock::now() < deadline) {
+    ++polls;
+    const auto active = client.family_sum("modal_jobs_active");
+    if (active && *active >= static_cast<double>(jobs)) {
+      const auto s = sample_process(pid);
+      timespec now{};
+      clock_gettime(CLOCK_REALTIME, &now);
+      if (client.get("/metrics", body) == 200) {
+        listed = mx::bench::count_lines_starting(body, "modal_job_info{");
+        if (listed >= jobs) {
+          char out[256];
+          std::snprintf(out, sizeof out,
+                        "sync seen_unix=%lld.%09ld cpu_ticks=%lld rss_kb=%lld hwm_kb=%lld "
+                        "polls=%zu body_bytes=%zu",
+                        static_cast<long long>(now.tv_sec), now.tv_nsec, s.cpu_ticks, s.rss_kb,
+                        s.hwm_kb, polls, body.size());
+          return out;
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return "error sync: /metrics listed " + std::to_string(listed) + " of " + std::to_string(jobs) +
+         " jobs after " + std::to_string(timeout_s) + " s";
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const auto n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Each change is timed until /metrics shows it, as plain text and as gzip (what Prometheus
+// asks for): they differ when the exporter compresses after it publishes. Polls alternate
+// between the two, each read only up to the probe's line, with a short pause so that polling
+// does not take the CPU the exporter needs to publish.
+std::string command_latency(Jobs& jobs, const std::string& target, int count) {
+  mx::bench::MetricsClient client(target);
+  std::mt19937 rng(17);
+  std::vector<double> plain_ms, gzip_ms, poll_ms;
+  int failed = 0;
+  for (int i = 0; i < count; ++i) {
+    // Spaced at random so that changes do not line up with the exporter's own timers, and far
+    // enough apart that each is an isolated change.
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(300, 700)(rng)));
+    const auto probe = jobs.change_probe(i);
+    const auto changed = Clock::now();
+    std::optional<double> plain, gzip;
+    for (bool use_gzip = false; (!plain || !gzip) && ms_since(changed) < 10000;
+         use_gzip = !use_gzip) {
+      auto& seen = use_gzip ? gzip : plain;
+      if (seen) continue;
+      const auto poll_start = Clock::now();
+      const auto value = client.job_value("modal_job_replicas", probe.name, use_gzip);
+      if (value && *value == probe.replicas) {
+        seen = ms_since(changed);
+      } else if (!value) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // not reachable: no spin
+        continue;
+      }
+      poll_ms.push_back(ms_since(poll_start));
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    if (plain && gzip) {
+      plain_ms.push_back(*plain);
+      gzip_ms.push_back(*gzip);
+    } else {
+      ++failed;
+    }
+  }
+  if (plain_ms.empty()) return "error latency: no change became visible within 10 s";
+  std::ostringstream out;
+  out.precision(1);
+  out << std::fixed << "latency median_ms=" << median(plain_ms)
+      << " max_ms=" << *std::max_element(plain_ms.begin(), plain_ms.end())
+      << " gzip_median_ms=" << median(gzip_ms)
+      << " gzip_max_ms=" << *std::max_element(gzip_ms.begin(), gzip_ms.end())
+      << " poll_median_ms=" << median(poll_ms) << " changes=" << plain_ms.size()
+      << " failed=" << failed << " samples=";
+  for (std::size_t i = 0; i < plain_ms.size(); ++i) out << (i ? "," : "") << plain_ms[i];
+  out << " gzip_samples=";
+  for (std::size_t i = 0; i < gzip_ms.size(); ++i) out << (i ? "," : "") << gzip_ms[i];
+  return out.str();
+}
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "bench_kube_load: " << why << "\n"
+            << "usage: bench_kube_load --dir DIR --jobs N [--seed S] [--probes P]\n";
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir;
+  long jobs_count = -1, probes = 4;
+  std::uint64_t seed = 11;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) usage(arg + " needs a value");
+    const std::string value = argv[++i];
+    try {
+      if (arg == "--dir") {
+        dir = value;
+      } else if (arg == "--jobs") {
+        jobs_count = std::stol(value);
+      } else if (arg == "--seed") {
+        seed = std::stoull(value);
+      } else if (arg == "--probes") {
+        probes = std::stol(value);
+      } else {
+        usage("unknown argument " + arg);
+      }
+    } catch (const std::logic_error&) {
+      usage(arg + ": not a number: " + value);
+    }
+  }
+  if (dir.empty() || jobs_count < 1) usage("--dir and a positive --jobs are required");
+  if (probes < 1 || probes > jobs_count) usage("--probes must be in [1, jobs]");
+
+  mx::testing::FakeKubeApi kube;
+  const auto load_start = Clock::now();
+  Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), seed);
+  const double load_ms = ms_since(load_start);
+  kube.start();
+  const auto kubeconfig = kube.write_kubeconfig(dir);
+  Churn churn(jobs);
+  std::cout << "ready kubeconfig=" << kubeconfig << " url=" << kube.url() << " jobs=" << jobs_count
+            << " load_ms=" << static_cast<long>(load_ms) << std::endl;
+
+  for (std::string line; std::getline(std::cin, line);) {
+    std::istringstream in(line);
+    std::string cmd;
+    in >> cmd;
+    std::string answer;
+    try {
+      if (cmd == "churn") {
+        double rate = -1;
+        in >> rate;
+        if (rate < 0) throw std::invalid_argument("churn needs a rate >= 0");
+        churn.set_rate(rate);
+        answer = "ok";
+      } else if (cmd == "sync") {
+        int pid = 0;
+        std::string target;
+        double timeout = 0;
+        in >> pid >> target >> timeout;
+        if (pid <= 0 || target.empty() || timeout <= 0)
+          throw std::invalid_argument("usage: sync PID HOST:PORT TIMEOUT_S");
+        answer = command_sync(pid, target, static_cast<std::size_t>(jobs_count), timeout);
+      } else if (cmd == "latency") {
+        std::string target;
+        int count = 0;
+        in >> target >> count;
+        if (target.empty() || count <= 0)
+          throw std::invalid_argument("usage: latency HOST:PORT COUNT");
+        answer = command_latency(jobs, target, count);
+      } else if (cmd == "stats") {
+        answer = "stats changes=" + std::to_string(jobs.changes());
+      } else if (cmd == "quit") {
+        break;
+      } else {
+        answer = "error unknown command: " + cmd;
+      }
+    } catch (const std::exception& e) {
+      answer = std::string("error ") + e.what();
+    }
+    std::cout << answer << std::endl;
+  }
+  churn.set_rate(0);
+  kube.stop();
+  return 0;
+}
