@@ -119,6 +119,24 @@ void SnapshotBuilder::rebuild(Family& family, Bucket& bucket) {
   bucket.entries = std::move(entries);
   bucket.entries.shrink_to_fit();
   bucket.chunk = text.empty() ? nullptr : make_chunk(std::move(text));
+  family.joined_stale = true;
+}
+
+void SnapshotBuilder::join(Family& family) {
+  auto joined = std::make_shared<DeflatedPart>();
+  std::size_t size = 0;
+  for (const auto& bucket : family.buckets)
+    size += bucket.chunk ? bucket.chunk->deflated.bytes.size() : 0;
+  joined->bytes.reserve(size);
+  for (const auto& bucket : family.buckets) {
+    if (!bucket.chunk) continue;
+    const DeflatedPart& piece = bucket.chunk->deflated;
+    joined->bytes += piece.bytes;
+    joined->crc32 = combine_crc32(joined->crc32, piece.crc32, piece.length);
+    joined->length += piece.length;
+  }
+  family.joined = std::move(joined);
+  family.joined_stale = false;
 }
 
 // Re-spreads a family's objects over `count` buckets. Their lines move into the new buckets'
@@ -141,7 +159,15 @@ void SnapshotBuilder::resize(Family& family, std::size_t count) {
 }
 
 std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
-  std::vector<ChunkPtr> text_parts, om_parts;
+  Snapshot::View views[2];  // text, OpenMetrics
+  auto append = [](Snapshot::View& v, const ChunkPtr& chunk) {
+    v.plain.emplace_back(chunk, &chunk->text);
+  };
+  auto append_deflated = [](Snapshot::View& v, const Bytes& bytes, const DeflatedPart& part) {
+    v.deflated.push_back(bytes);
+    v.crc32 = combine_crc32(v.crc32, part.crc32, part.length);
+    v.size += part.length;
+  };
   for (auto& family : families_) {
     for (std::size_t i : family.dirty) rebuild(family, family.buckets[i]);
     family.dirty.clear();
@@ -149,17 +175,20 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
     while (family.bytes > count * kMaxAverageChunk) count *= 2;
     while (count > 1 && family.bytes * 8 < count * kMaxAverageChunk) count /= 2;
     if (count != family.buckets.size()) resize(family, count);
+    if (family.joined_stale) join(family);
 
     if (family.bytes == 0) continue;
-    text_parts.push_back(family.header[0]);
-    om_parts.push_back(family.header[1]);
-    for (const auto& bucket : family.buckets) {
-      if (!bucket.chunk) continue;
-      text_parts.push_back(bucket.chunk);
-      om_parts.push_back(bucket.chunk);
+    for (int f = 0; f < 2; ++f) {
+      const ChunkPtr& header = family.header[f];
+      append(views[f], header);
+      append_deflated(views[f], Bytes(header, &header->deflated.bytes), header->deflated);
+      for (const auto& bucket : family.buckets) {
+        if (bucket.chunk) append(views[f], bucket.chunk);
+      }
+      append_deflated(views[f], Bytes(family.joined, &family.joined->bytes), *family.joined);
     }
   }
-  return std::make_shared<const Snapshot>(std::move(text_parts), std::move(om_parts),
+  return std::make_shared<const Snapshot>(std::move(views[0]), std::move(views[1]),
                                           deflater_.level(), ++generation_);
 }
 
@@ -171,6 +200,7 @@ void SnapshotBuilder::set_gzip_level(int level) {
     for (auto& bucket : family.buckets) {
       if (bucket.chunk) bucket.chunk = make_chunk(bucket.chunk->text);
     }
+    family.joined_stale = true;
   }
 }
 
@@ -186,6 +216,7 @@ std::size_t SnapshotBuilder::memory_bytes() const {
   std::size_t n = 0;
   for (const auto& family : families_) {
     n += family.buckets.capacity() * sizeof(Bucket);
+    if (family.joined) n += sizeof(DeflatedPart) + family.joined->bytes.capacity();
     for (const auto& bucket : family.buckets) {
       n += bucket.entries.capacity() * sizeof(Entry);
       if (bucket.chunk) {

@@ -58,7 +58,8 @@ class SnapshotBuilder {
 
   std::size_t series_bytes() const { return series_bytes_; }
   std::size_t chunks() const;
-  // Bytes held: chunk texts and deflate pieces, the bucket indexes and the interned keys.
+  // Bytes held: chunk texts, deflate pieces (per chunk and joined per family), the bucket
+  // indexes and the interned keys.
   std::size_t memory_bytes() const;
 
  private:
@@ -79,11 +80,15 @@ class SnapshotBuilder {
     std::vector<std::size_t> dirty;
     std::size_t bytes = 0;
     ChunkPtr header[2];  // text, OpenMetrics
+    // Every bucket's deflate piece, joined (what gzip scrapes send); remade when one changes.
+    std::shared_ptr<const DeflatedPart> joined;
+    bool joined_stale = true;
   };
 
   Bucket& bucket_of(Family& family, std::string_view key);
   void rebuild(Family& family, Bucket& bucket);
   void resize(Family& family, std::size_t count);
+  void join(Family& family);
   const std::string* intern(std::string_view key);
   void release(const std::string* key);
   ChunkPtr make_chunk(std::string text);

@@ -1,6 +1,6 @@
-// The exposition snapshot (docs/design.md, step 4): an immutable list of chunks that scrapes send
-// as they are (scatter-gather), plain or as the chunks' stored deflate pieces stitched into one
-// gzip stream. Sample lines are the same in both formats, so the text and OpenMetrics views share
+// The exposition snapshot (docs/design.md, step 4): immutable lists of pieces that scrapes send
+// as they are (scatter-gather), plain or as stored deflate pieces stitched into one gzip
+// stream. Sample lines are the same in both formats, so the text and OpenMetrics views share
 // every sample chunk and differ only in their family headers. Built by SnapshotBuilder
 // (exposition/family_set.h); a new snapshot re-uses every chunk that did not change.
 #pragma once
@@ -21,15 +21,32 @@ struct Chunk {
   DeflatedPart deflated;
 };
 using ChunkPtr = std::shared_ptr<const Chunk>;
+using Bytes = std::shared_ptr<const std::string>;  // shares ownership of a chunk or piece
 
 class Snapshot {
  public:
-  Snapshot(std::vector<ChunkPtr> text_parts, std::vector<ChunkPtr> openmetrics_parts,
-           int gzip_level, std::uint64_t generation);
+  // One format's body: the pieces a plain response sends, the raw deflate pieces a gzip
+  // response sends (fewer and larger: a family's chunks are joined, so a gzip scrape makes a
+  // few large writes, not a thousand small ones), and the CRC-32 and length of the whole body.
+  struct View {
+    std::vector<Bytes> plain;
+    std::vector<Bytes> deflated;
+    std::uint32_t crc32 = 0;
+    std::uint64_t size = 0;
+  };
 
-  // The body's chunks in order (without the per-scrape tail and OpenMetrics' "# EOF").
-  const std::vector<ChunkPtr>& parts(ExpositionFormat format) const { return view(format).parts; }
-  // CRC-32 and length of the whole body: what a gzip trailer after the tail combines with.
+  Snapshot(View text, View openmetrics, int gzip_level, std::uint64_t generation)
+      : text_(std::move(text)),
+        openmetrics_(std::move(openmetrics)),
+        gzip_level_(gzip_level),
+        generation_(generation) {}
+
+  // Without the per-scrape tail and OpenMetrics' "# EOF".
+  const std::vector<Bytes>& plain(ExpositionFormat format) const { return view(format).plain; }
+  const std::vector<Bytes>& deflated(ExpositionFormat format) const {
+    return view(format).deflated;
+  }
+  // What a gzip trailer after the tail combines with.
   std::uint32_t crc32(ExpositionFormat format) const { return view(format).crc32; }
   std::uint64_t size(ExpositionFormat format) const { return view(format).size; }
   // The body as one string (tests and tools; scrapes never join it).
@@ -39,15 +56,9 @@ class Snapshot {
   std::uint64_t generation() const { return generation_; }
 
  private:
-  struct View {
-    std::vector<ChunkPtr> parts;
-    std::uint32_t crc32 = 0;
-    std::uint64_t size = 0;
-  };
   const View& view(ExpositionFormat format) const {
     return format == ExpositionFormat::openmetrics ? openmetrics_ : text_;
   }
-  static View make_view(std::vector<ChunkPtr> parts);
 
   View text_;
   View openmetrics_;

@@ -26,19 +26,21 @@ HttpResponse metrics_response(const RouteContext& c, const HttpRequest& req) {
   HttpResponse r;
   r.content_type = std::string(content_type(format));
   r.headers.emplace_back("Vary", "Accept, Accept-Encoding");
-  // Scatter-gather: the response points at the snapshot's chunks (aliasing shared_ptrs keep
-  // the snapshot alive until the write ends); only the per-scrape tail is made here.
-  const auto& parts = snapshot->parts(format);
-  r.body.reserve(parts.size() + 2);
+  // Scatter-gather: the response points at the snapshot's pieces (shared, so they outlive a
+  // newer snapshot until the write ends); only the per-scrape tail is made here.
   if (accepts_gzip(req.accept_encoding)) {
     static const auto header = std::make_shared<const std::string>(gzip_header());
+    const auto& pieces = snapshot->deflated(format);
     r.headers.emplace_back("Content-Encoding", "gzip");
+    r.body.reserve(pieces.size() + 2);
     r.body.push_back(header);
-    for (const auto& part : parts) r.body.emplace_back(snapshot, &part->deflated.bytes);
+    r.body.insert(r.body.end(), pieces.begin(), pieces.end());
     r.body.push_back(std::make_shared<const std::string>(
         gzip_tail(snapshot->crc32(format), snapshot->size(format), tail, snapshot->gzip_level())));
   } else {
-    for (const auto& part : parts) r.body.emplace_back(snapshot, &part->text);
+    const auto& pieces = snapshot->plain(format);
+    r.body.reserve(pieces.size() + 1);
+    r.body.insert(r.body.end(), pieces.begin(), pieces.end());
     r.body.push_back(std::make_shared<const std::string>(std::move(tail)));
   }
   return r;

@@ -12,11 +12,13 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/optional.hpp>
 #include <list>
+#include <sstream>
 
 #include "common/log.h"
 #include "config/web_config.h"
@@ -30,46 +32,6 @@ namespace http = boost::beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-namespace {
-
-// A response body made of shared, immutable strings (no copy of the snapshot per scrape).
-struct SharedBuffersBody {
-  using value_type = std::vector<std::shared_ptr<const std::string>>;
-
-  static std::uint64_t size(const value_type& parts) {
-    std::uint64_t n = 0;
-    for (const auto& p : parts) n += p->size();
-    return n;
-  }
-
-  class writer {
-   public:
-    using const_buffers_type = std::vector<net::const_buffer>;
-
-    template <bool isRequest, class Fields>
-    writer(const http::header<isRequest, Fields>&, const value_type& parts) : parts_(parts) {}
-
-    void init(beast::error_code& ec) { ec = {}; }
-
-    boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
-      ec = {};
-      if (done_) return boost::none;
-      done_ = true;
-      const_buffers_type buffers;
-      for (const auto& p : parts_) {
-        if (!p->empty()) buffers.emplace_back(p->data(), p->size());
-      }
-      return std::make_pair(std::move(buffers), false);
-    }
-
-   private:
-    const value_type& parts_;
-    bool done_ = false;
-  };
-};
-
-}  // namespace
-
 HttpResponse HttpResponse::text(unsigned status, std::string body) {
   HttpResponse r;
   r.status = status;
@@ -78,7 +40,9 @@ HttpResponse HttpResponse::text(unsigned status, std::string body) {
 }
 
 std::uint64_t HttpResponse::body_size() const {
-  return SharedBuffersBody::size(body);
+  std::uint64_t n = 0;
+  for (const auto& p : body) n += p->size();
+  return n;
 }
 
 tcp::endpoint parse_listen_address(const std::string& address) {
@@ -433,8 +397,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (closed_) return;
     phase_ = Phase::writing;
     keep_alive_ = keep_alive;
-    response_.emplace();
-    auto& res = *response_;
+    http::response<http::empty_body> res;
     res.version(version);
     res.result(r.status);
     res.set(http::field::server, "modal-exporter");
@@ -442,15 +405,29 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     for (auto& [k, v] : r.headers) res.set(k, v);
     res.keep_alive(keep_alive);
     res.content_length(r.body_size());
-    if (!head) res.body() = std::move(r.body);
+    // The header through Beast, the body as the snapshot's own pieces in one gather write:
+    // Beast's serializer re-walks a body of a thousand small buffers on every partial write,
+    // asio's consuming buffer sequence does not (and the TLS stream coalesces small buffers into
+    // records). The strings stay alive in body_ until the write ends.
+    std::ostringstream head_text;
+    head_text << res.base();
+    header_bytes_ = std::move(head_text).str();
+    body_ = head ? decltype(r.body){} : std::move(r.body);
+    out_.clear();
+    out_.reserve(body_.size() + 1);
+    out_.emplace_back(header_bytes_.data(), header_bytes_.size());
+    for (const auto& p : body_) {
+      if (!p->empty()) out_.emplace_back(p->data(), p->size());
+    }
     lowest().expires_after(state_->config.write_timeout);
-    http::async_write(stream_, res,
-                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                        self->response_.reset();
-                        if (ec) return self->fail(ec, kWrite);
-                        if (!self->keep_alive_) return self->close();
-                        self->wait_for_request();
-                      });
+    net::async_write(stream_, out_,
+                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->body_.clear();
+                       self->out_.clear();
+                       if (ec) return self->fail(ec, kWrite);
+                       if (!self->keep_alive_) return self->close();
+                       self->wait_for_request();
+                     });
   }
 
   // Keep-alive: waits for the first byte of the next request under the idle timeout, then reads
@@ -481,7 +458,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::shared_ptr<const Security> security_;  // the TLS context this connection was made with
   beast::flat_buffer buffer_;                 // bounded: the request cap plus a little
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::optional<http::response<SharedBuffersBody>> response_;
+  std::string header_bytes_;                              // the response being written: its header,
+  std::vector<std::shared_ptr<const std::string>> body_;  // the pieces that own its body
+  std::vector<net::const_buffer> out_;                    // and the gather list over both
   bool head_ = false;
   bool request_keep_alive_ = false;
   unsigned version_ = 11;

@@ -104,7 +104,7 @@ TEST(Gzip, PrefixPlusTailIsOneValidStream) {
 // What a gzip scrape sends: the header, every chunk's stored deflate piece, then the tail.
 std::string gzip_of(const Snapshot& s, ExpositionFormat f, std::string_view tail) {
   std::string gz = gzip_header();
-  for (const auto& part : s.parts(f)) gz += part->deflated.bytes;
+  for (const auto& piece : s.deflated(f)) gz += *piece;
   return gz + gzip_tail(s.crc32(f), s.size(f), tail, s.gzip_level());
 }
 
@@ -122,7 +122,9 @@ TEST(Snapshot, GzipOfChunksIsTheBody) {
     set.set(b, "uid" + std::to_string(i), job_lines("b_total", i, 1));
   }
   auto s = set.publish(6);
-  EXPECT_GT(s->parts(ExpositionFormat::text).size(), 4u) << "a large family spans chunks";
+  EXPECT_GT(s->plain(ExpositionFormat::text).size(), 4u) << "a large family spans chunks";
+  // gzip sends a family's pieces joined: header + samples per family.
+  EXPECT_EQ(s->deflated(ExpositionFormat::text).size(), 4u);
   for (auto f : {ExpositionFormat::text, ExpositionFormat::openmetrics}) {
     EXPECT_EQ(gzip_decompress(gzip_of(*s, f, "tail 1\n")), s->body(f) + "tail 1\n");
     EXPECT_EQ(s->size(f), s->body(f).size());
@@ -172,8 +174,8 @@ TEST(Snapshot, ChangeCostsOneChunk) {
   auto s1 = set.publish(6);
   set.set(a, "uid42", job_lines("a", 42, 7));
   auto s2 = set.publish(6);
-  const auto& p1 = s1->parts(ExpositionFormat::text);
-  const auto& p2 = s2->parts(ExpositionFormat::text);
+  const auto& p1 = s1->plain(ExpositionFormat::text);
+  const auto& p2 = s2->plain(ExpositionFormat::text);
   ASSERT_EQ(p1.size(), p2.size());
   std::size_t replaced = 0;
   for (std::size_t i = 0; i < p1.size(); ++i) replaced += p1[i] != p2[i];
@@ -183,9 +185,10 @@ TEST(Snapshot, ChangeCostsOneChunk) {
 
   set.set(a, "uid42", job_lines("a", 42, 7));
   auto s3 = set.publish(6);
-  EXPECT_EQ(s3->parts(ExpositionFormat::text), p2);
+  EXPECT_EQ(s3->plain(ExpositionFormat::text), p2);
+  EXPECT_EQ(s3->deflated(ExpositionFormat::text), s2->deflated(ExpositionFormat::text));
   // Text and OpenMetrics share their sample chunks; only the family headers differ.
-  const auto& om = s3->parts(ExpositionFormat::openmetrics);
+  const auto& om = s3->plain(ExpositionFormat::openmetrics);
   ASSERT_EQ(om.size(), p2.size());
   EXPECT_NE(om[0], p2[0]);
   for (std::size_t i = 1; i < om.size(); ++i) EXPECT_EQ(om[i], p2[i]);
@@ -199,12 +202,12 @@ TEST(Snapshot, FamilyGrowsAndShrinks) {
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 4000; ++i) set.set(a, "uid" + std::to_string(i), job_lines("a", i, round));
     auto grown = set.publish(1);
-    most = std::max(most, grown->parts(ExpositionFormat::text).size());
+    most = std::max(most, grown->plain(ExpositionFormat::text).size());
     const std::string body = grown->body(ExpositionFormat::text);
     EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 4000 + 2);
     for (int i = 10; i < 4000; ++i) set.remove_object("uid" + std::to_string(i));
     auto shrunk = set.publish(1);
-    EXPECT_EQ(shrunk->parts(ExpositionFormat::text).size(), 2u) << "header + one chunk";
+    EXPECT_EQ(shrunk->plain(ExpositionFormat::text).size(), 2u) << "header + one chunk";
     std::string want = "# HELP a A.\n# TYPE a gauge\n";
     std::vector<std::string> keys;
     for (int i = 0; i < 10; ++i) keys.push_back("uid" + std::to_string(i));
