@@ -16,8 +16,11 @@ constexpr auto kPublishDelay = 100ms;  // coalesces bursts of model changes into
 // Until the Kubernetes source's first full LIST is in, publishes wait (at most this long): a
 // fleet of 10k jobs arrives in pages, and a snapshot per page would render it many times over.
 constexpr auto kInitialSyncHold = 10s;
-constexpr auto kTickInterval = 5s;   // pending observations, cost refresh, state file
-constexpr int kMaxDrainPolls = 200;  // x 50 ms: in-flight responses get 10 s to finish
+constexpr auto kTickInterval = 5s;  // pending observations, cost refresh, state file
+constexpr int kMaxDrainPolls = 200;
+// Changed jobs rendered per hand-over to the publisher: bounds the lines in flight (~0.5 MB)
+// when a whole fleet changes at once (start-up, a re-list).
+constexpr std::size_t kJobsPerSlice = 500;  // x 50 ms: in-flight responses get 10 s to finish
 }  // namespace
 
 Application::Application(Config config, Flags flags)
@@ -28,6 +31,7 @@ Application::Application(Config config, Flags flags)
       model_(config_, &self_),
       derivation_(families_),
       publish_timer_(io_),
+      slice_timer_(io_),
       tick_timer_(io_),
       drain_timer_(io_) {
   if (!config_.state_file.empty()) model_.load_state(config_.state_file);
@@ -157,13 +161,31 @@ bool Application::awaiting_initial_sync() const {
 }
 
 // The derivation renders what changed on this thread (it reads the model); compressing and
-// assembling the snapshot happen on the publisher's thread, while this one serves scrapes.
+// assembling the snapshot happen on the publisher's thread, while this one serves scrapes. Many
+// changed jobs are handed over in slices of kJobsPerSlice, each posted after the publisher has
+// taken the previous one (scrapes and sources run in between); the last slice builds the
+// snapshot.
 void Application::publish() {
   last_publish_ = std::chrono::steady_clock::now();
-  derivation_.update(model_);
-  if (families_.has_changes()) {
-    publisher_->submit(families_.take_changes(), config_.web.gzip_level);
+  if (slicing_) return;  // the running hand-over takes these changes too
+  continue_publish();
+}
+
+void Application::continue_publish() {
+  if (stopping_) return;
+  if (slicing_ && publisher_->queued() > 0) {
+    slice_timer_.expires_after(1ms);
+    slice_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) continue_publish();
+    });
+    return;
   }
+  const bool more = derivation_.update(model_, kJobsPerSlice);
+  if (families_.has_changes() || (slicing_ && !more)) {
+    publisher_->submit(families_.take_changes(), config_.web.gzip_level, !more);
+  }
+  slicing_ = more;
+  if (more) boost::asio::post(io_, [this] { continue_publish(); });
 }
 
 void Application::schedule_tick() {
@@ -212,6 +234,7 @@ void Application::shutdown() {
   signals_.cancel();
   stop_sources();
   publish_timer_.cancel();
+  slice_timer_.cancel();
   tick_timer_.cancel();
   if (server_) server_->stop();
   // Wait (bounded) for in-flight responses; then nothing is left and io_.run() returns.

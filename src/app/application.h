@@ -39,6 +39,7 @@ class Application {
   void stop_sources();
   void schedule_publish();
   void publish();
+  void continue_publish();
   bool awaiting_initial_sync() const;
   void schedule_tick();
   void reload();
@@ -59,6 +60,8 @@ class Application {
   // The running sources, in registry order.
   std::vector<std::pair<const SourceEntry*, std::unique_ptr<Source>>> sources_;
   boost::asio::steady_timer publish_timer_;
+  boost::asio::steady_timer slice_timer_;
+  bool slicing_ = false;  // a publish is handing over changed jobs in slices
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer drain_timer_;
   bool publish_scheduled_ = false;

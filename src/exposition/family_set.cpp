@@ -50,6 +50,8 @@ void SnapshotBuilder::apply(ChangeBatch batch) {
       it->second = std::move(change.lines);  // the later change wins
     }
   }
+  batch.clear();
+  for (auto& family : families_) merge_dirty(family);
 }
 
 const std::string* SnapshotBuilder::intern(std::string_view key) {
@@ -64,12 +66,17 @@ void SnapshotBuilder::release(const std::string* key) {
   if (it != keys_.end() && --it->second == 0) keys_.erase(it);
 }
 
-// Merges the bucket's entries with its pending changes (both sorted by key) into a new chunk.
-// When every pending change turns out to be the lines already there, the chunk is kept as it is:
-// a job that re-rendered without a visible change costs no compression.
-void SnapshotBuilder::rebuild(Family& family, Bucket& bucket) {
-  const std::string empty;
-  const std::string& old_text = bucket.chunk ? bucket.chunk->text : empty;
+const std::string& SnapshotBuilder::Bucket::text() const {
+  static const std::string empty;
+  return has_staged ? staged : chunk ? chunk->text : empty;
+}
+
+// Merges the bucket's entries with its pending changes (both sorted by key) into a staged text.
+// When every pending change turns out to be the lines already there, nothing is staged: a job
+// that re-rendered without a visible change costs no compression.
+void SnapshotBuilder::merge(Family& family, std::size_t index) {
+  Bucket& bucket = family.buckets[index];
+  const std::string& old_text = bucket.text();
   bool changed = false;
   std::size_t size = 0;
   {
@@ -117,9 +124,27 @@ void SnapshotBuilder::rebuild(Family& family, Bucket& bucket) {
   series_bytes_ = series_bytes_ - old_text.size() + text.size();
   bucket.pending.clear();
   bucket.entries = std::move(entries);
-  bucket.entries.shrink_to_fit();
-  bucket.chunk = text.empty() ? nullptr : make_chunk(std::move(text));
-  family.joined_stale = true;
+  if (!bucket.has_staged) family.unsealed.push_back(index);
+  bucket.staged = std::move(text);  // old_text (maybe the old staged text) is not used after this
+  bucket.has_staged = true;
+}
+
+void SnapshotBuilder::merge_dirty(Family& family) {
+  for (std::size_t i : family.dirty) merge(family, i);
+  family.dirty.clear();
+}
+
+// Compresses the staged texts into chunks: once per build, whatever the number of merges.
+void SnapshotBuilder::seal(Family& family) {
+  for (std::size_t i : family.unsealed) {
+    Bucket& bucket = family.buckets[i];
+    bucket.entries.shrink_to_fit();
+    bucket.chunk = bucket.staged.empty() ? nullptr : make_chunk(std::move(bucket.staged));
+    bucket.staged = std::string();
+    bucket.has_staged = false;
+    family.joined_stale = true;
+  }
+  family.unsealed.clear();
 }
 
 void SnapshotBuilder::join(Family& family) {
@@ -144,18 +169,19 @@ void SnapshotBuilder::join(Family& family) {
 void SnapshotBuilder::resize(Family& family, std::size_t count) {
   std::vector<Bucket> old = std::exchange(family.buckets, std::vector<Bucket>(count));
   family.dirty.clear();
+  family.unsealed.clear();
   for (auto& bucket : old) {
+    const std::string& text = bucket.text();
     for (const auto& e : bucket.entries) {
       Bucket& target = bucket_of(family, *e.key);
-      target.pending.emplace(*e.key, bucket.chunk->text.substr(e.offset, e.length));
+      target.pending.emplace(*e.key, text.substr(e.offset, e.length));
       release(e.key);
     }
-    family.bytes -= bucket.chunk ? bucket.chunk->text.size() : 0;
-    series_bytes_ -= bucket.chunk ? bucket.chunk->text.size() : 0;
-    bucket = Bucket{};  // frees the old chunk before the next bucket's lines are copied
+    family.bytes -= text.size();
+    series_bytes_ -= text.size();
+    bucket = Bucket{};  // frees the old text before the next bucket's lines are copied
   }
-  for (std::size_t i : family.dirty) rebuild(family, family.buckets[i]);
-  family.dirty.clear();
+  merge_dirty(family);
 }
 
 std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
@@ -169,12 +195,12 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
     v.size += part.length;
   };
   for (auto& family : families_) {
-    for (std::size_t i : family.dirty) rebuild(family, family.buckets[i]);
-    family.dirty.clear();
+    merge_dirty(family);
     std::size_t count = family.buckets.size();
     while (family.bytes > count * kMaxAverageChunk) count *= 2;
     while (count > 1 && family.bytes * 8 < count * kMaxAverageChunk) count /= 2;
     if (count != family.buckets.size()) resize(family, count);
+    seal(family);
     if (family.joined_stale) join(family);
 
     if (family.bytes == 0) continue;

@@ -47,7 +47,9 @@ class SnapshotBuilder {
  public:
   SnapshotBuilder(std::vector<FamilyDesc> families, int gzip_level);
 
-  // Records changes (moved, not copied); build() applies them.
+  // Takes the changes (moved, not copied) and merges them into the buckets' texts; the batch's
+  // strings are freed on return. Compression waits for build(), so a fleet applied in slices
+  // is compressed once.
   void apply(ChangeBatch batch);
   // Re-renders the buckets that changed and returns the next snapshot.
   std::shared_ptr<const Snapshot> build();
@@ -71,13 +73,17 @@ class SnapshotBuilder {
     std::uint32_t length;
   };
   struct Bucket {
-    std::vector<Entry> entries;                               // sorted by key: stable output
-    ChunkPtr chunk;                                           // null while empty
+    std::vector<Entry> entries;  // sorted by key (stable output); offsets into text()
+    ChunkPtr chunk;              // as in the last snapshot; null while empty
+    std::string staged;          // merged since, not compressed yet (when has_staged)
+    bool has_staged = false;
     std::map<std::string, std::string, std::less<>> pending;  // key -> new lines
+    const std::string& text() const;
   };
   struct Family {
-    std::vector<Bucket> buckets;  // a power of two
-    std::vector<std::size_t> dirty;
+    std::vector<Bucket> buckets;        // a power of two
+    std::vector<std::size_t> dirty;     // buckets with pending changes
+    std::vector<std::size_t> unsealed;  // buckets with staged text
     std::size_t bytes = 0;
     ChunkPtr header[2];  // text, OpenMetrics
     // Every bucket's deflate piece, joined (what gzip scrapes send); remade when one changes.
@@ -86,7 +92,9 @@ class SnapshotBuilder {
   };
 
   Bucket& bucket_of(Family& family, std::string_view key);
-  void rebuild(Family& family, Bucket& bucket);
+  void merge(Family& family, std::size_t index);
+  void merge_dirty(Family& family);
+  void seal(Family& family);
   void resize(Family& family, std::size_t count);
   void join(Family& family);
   const std::string* intern(std::string_view key);

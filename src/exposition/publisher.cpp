@@ -19,14 +19,19 @@ Publisher::~Publisher() {
   thread_.join();
 }
 
-void Publisher::submit(ChangeBatch batch, int gzip_level) {
+void Publisher::submit(ChangeBatch batch, int gzip_level, bool final) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(std::move(batch));
+    queue_.emplace_back(std::move(batch), final);
     gzip_level_ = gzip_level;
     ++submitted_;
   }
   wake_.notify_one();
+}
+
+std::size_t Publisher::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
 }
 
 void Publisher::flush() {
@@ -73,18 +78,22 @@ void Publisher::run() {
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
-    std::vector<ChangeBatch> batches = std::exchange(queue_, {});
+    auto batches = std::exchange(queue_, {});
     const int level = gzip_level_;
     const std::uint64_t target = submitted_;
     lock.unlock();
 
     const auto start = std::chrono::steady_clock::now();
     Stats stats;
+    bool final = false;
     try {
       builder_.set_gzip_level(level);
-      for (auto& batch : batches) builder_.apply(std::move(batch));
-      batches.clear();  // the changes' strings go before the chunks are built
-      current_.store(builder_.build());
+      for (auto& [batch, is_final] : batches) {
+        builder_.apply(std::move(batch));
+        final = final || is_final;
+      }
+      batches.clear();
+      if (final) current_.store(builder_.build());
       stats.chunks = builder_.chunks();
       stats.memory_bytes = builder_.memory_bytes();
     } catch (const std::exception& e) {
@@ -95,7 +104,8 @@ void Publisher::run() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     lock.lock();
-    stats.builds = stats_.builds + 1;
+    stats.builds = stats_.builds + (final ? 1 : 0);
+    if (!final) stats.last_build_seconds = stats_.last_build_seconds;
     stats_ = stats;
     built_ = target;
     idle_.notify_all();

@@ -27,8 +27,12 @@ class Publisher {
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
 
-  // Queues the changes for the next snapshot, compressed at `gzip_level`.
-  void submit(ChangeBatch batch, int gzip_level);
+  // Queues the changes for the next snapshot, compressed at `gzip_level`. A batch that is not
+  // `final` is one slice of a larger change: it is applied (its strings freed) but no snapshot
+  // is built until a final batch arrives.
+  void submit(ChangeBatch batch, int gzip_level, bool final = true);
+  // Batches queued and not applied yet (the submitter slows down when they pile up).
+  std::size_t queued() const;
   // Blocks until everything submitted so far is in current() (start-up, tests).
   void flush();
   std::shared_ptr<const Snapshot> current() const { return current_.load(); }
@@ -51,7 +55,7 @@ class Publisher {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable idle_;
-  std::vector<ChangeBatch> queue_;
+  std::vector<std::pair<ChangeBatch, bool>> queue_;  // (batch, final)
   int gzip_level_;
   std::uint64_t submitted_ = 0;  // batches queued ...
   std::uint64_t built_ = 0;      // ... and batches in current()

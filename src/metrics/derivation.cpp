@@ -48,11 +48,12 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
   app_cost_.emplace(s);  // added last: renders after the others
 }
 
-void Derivation::update(Model& model) {
-  for (const auto& uid : model.take_dirty_jobs()) render_job(model, uid);
+bool Derivation::update(Model& model, std::size_t max_jobs) {
+  for (const auto& uid : model.take_dirty_jobs(max_jobs)) render_job(model, uid);
   for (const auto& uid : model.take_dirty_endpoints()) render_endpoint(model, uid);
   if (model.take_dirty_aggregates()) render_aggregates(model);
   if (model.take_dirty_app_costs()) app_cost_->render(model);
+  return model.has_dirty_jobs();
 }
 
 void Derivation::render_job(const Model& model, const std::string& uid) {

@@ -19,8 +19,11 @@ class Derivation {
  public:
   explicit Derivation(FamilySet& families);
 
-  // Renders whatever the model reported changed since the last call.
-  void update(Model& model);
+  // Renders what the model reported changed since the last call: every changed endpoint and
+  // aggregate, and at most `max_jobs` changed jobs. Returns true when changed jobs remain (the
+  // caller hands this slice over and calls again): a fleet listed at start-up is rendered in
+  // slices, so its lines never all wait in memory at once.
+  bool update(Model& model, std::size_t max_jobs = static_cast<std::size_t>(-1));
 
  private:
   void render_job(const Model& model, const std::string& uid);

@@ -443,8 +443,12 @@ void Model::tick() {
   if (any) changed();
 }
 
-std::set<std::string> Model::take_dirty_jobs() {
-  return std::exchange(dirty_jobs_, {});
+std::vector<std::string> Model::take_dirty_jobs(std::size_t max) {
+  std::vector<std::string> taken;
+  while (!dirty_jobs_.empty() && taken.size() < max) {
+    taken.push_back(std::move(dirty_jobs_.extract(dirty_jobs_.begin()).value()));
+  }
+  return taken;
 }
 std::set<std::string> Model::take_dirty_endpoints() {
   return std::exchange(dirty_endpoints_, {});

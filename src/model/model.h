@@ -128,7 +128,9 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   const std::optional<BillingByApp>& billing_hourly() const { return cost_.hourly_report(); }
 
   // Jobs whose per-job series must be re-rendered, drained by the derivation.
-  std::set<std::string> take_dirty_jobs();
+  // At most `max` changed jobs (all by default); the rest stay for the next call.
+  std::vector<std::string> take_dirty_jobs(std::size_t max = static_cast<std::size_t>(-1));
+  bool has_dirty_jobs() const { return !dirty_jobs_.empty(); }
   std::set<std::string> take_dirty_endpoints();
   bool take_dirty_aggregates();
   bool take_dirty_app_costs() { return std::exchange(app_costs_dirty_, false); }

@@ -252,6 +252,28 @@ TEST(Publisher, BuildsOnItsThreadWhatWasSubmitted) {
   EXPECT_EQ(publisher.stats().chunks, 1u);
 }
 
+// A fleet handed over in slices: each slice is applied as it comes (its strings freed), and the
+// snapshot is built once, by the final slice.
+TEST(Publisher, SlicesBuildOnceAtTheFinalOne) {
+  FamilySet set;
+  auto a = set.add_family({"a", "A.", MetricType::gauge});
+  Publisher publisher(set.families(), 1);
+  const auto start = publisher.current();
+  for (int slice = 0; slice < 10; ++slice) {
+    for (int i = slice * 300; i < (slice + 1) * 300; ++i) {
+      set.set(a, "uid" + std::to_string(i), job_lines("a", i, 1));
+    }
+    publisher.submit(set.take_changes(), 1, slice == 9);
+    publisher.flush();
+    if (slice < 9) {
+      EXPECT_EQ(publisher.current(), start) << "no snapshot before the last slice";
+    }
+  }
+  const std::string body = publisher.current()->body(ExpositionFormat::text);
+  EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 3000 + 2);
+  EXPECT_EQ(publisher.stats().builds, 1u);
+}
+
 TEST(Negotiation, Format) {
   EXPECT_EQ(negotiate_format(""), ExpositionFormat::text);
   EXPECT_EQ(negotiate_format("text/plain"), ExpositionFormat::text);
