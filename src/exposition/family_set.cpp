@@ -51,7 +51,18 @@ void SnapshotBuilder::apply(ChangeBatch batch) {
     }
   }
   batch.clear();
-  for (auto& family : families_) merge_dirty(family);
+  for (auto& family : families_) {
+    merge_dirty(family);
+    fit(family);
+  }
+}
+
+// Keeps a family's average chunk between kMaxAverageChunk / 8 and kMaxAverageChunk.
+void SnapshotBuilder::fit(Family& family) {
+  std::size_t count = family.buckets.size();
+  while (family.bytes > count * kMaxAverageChunk) count *= 2;
+  while (count > 1 && family.bytes * 8 < count * kMaxAverageChunk) count /= 2;
+  if (count != family.buckets.size()) resize(family, count);
 }
 
 const std::string* SnapshotBuilder::intern(std::string_view key) {
@@ -196,10 +207,7 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
   };
   for (auto& family : families_) {
     merge_dirty(family);
-    std::size_t count = family.buckets.size();
-    while (family.bytes > count * kMaxAverageChunk) count *= 2;
-    while (count > 1 && family.bytes * 8 < count * kMaxAverageChunk) count /= 2;
-    if (count != family.buckets.size()) resize(family, count);
+    fit(family);
     seal(family);
     if (family.joined_stale) join(family);
 

@@ -96,6 +96,7 @@ class SnapshotBuilder {
   void merge_dirty(Family& family);
   void seal(Family& family);
   void resize(Family& family, std::size_t count);
+  void fit(Family& family);
   void join(Family& family);
   const std::string* intern(std::string_view key);
   void release(const std::string* key);
