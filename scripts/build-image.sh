@@ -15,15 +15,29 @@
 # offline with buildah (no daemon, no registry): `mmdebstrap --variant=minbase bookworm` makes
 # a Debian 12 root file system from the apt repositories this machine reaches, `podman import`
 # makes it docker.io/library/debian:12 (and :12-slim), and
-# `buildah --storage-driver vfs bud --isolation chroot --pull=never` builds the Dockerfile as
-# written. `podman run` is not used: on some machines its runtime's rlimit changes are refused.
+# `buildah bud --isolation chroot --pull=never --layers` builds the Dockerfile as written.
+# `podman run` is not used: on some machines its runtime's rlimit changes are refused.
+# buildah's storage is overlay when the kernel mounts overlayfs here (a store of its own,
+# /var/lib/containers/storage-overlay, so that it never meets an older vfs store), else vfs
+# (the default store), which copies the whole root file system for every step and layer.
 #
-# Needs root for the buildah path (mmdebstrap --mode=root, buildah's vfs storage, the read-only
+# Compiler cache: IMAGE_CCACHE_DIR names a host ccache directory that the build stage uses
+# instead of its own cache mount (buildah only; `buildah bud -v DIR:... --build-arg CCACHE_DIR`).
+# scripts/test.sh passes the one its Release build filled, with CCACHE_BASEDIR=<repo> and the
+# build dir <repo>/build-ci-release: the image compiles with the same compiler, flags and
+# relative paths (CCACHE_BASEDIR=/src, build dir /src/build), so every translation unit is a
+# cache hit as long as the host's build packages are the versions the image's apt installs
+# (scripts/install-deps.sh --upgrade). The hits and misses are logged.
+#
+# Needs root for the buildah path (mmdebstrap --mode=root, buildah's storage, the read-only
 # bind mount). Installs mmdebstrap/buildah/podman, promtool and curl with apt when missing.
 #
 # Environment:
 #   IMAGE             image to build (default localhost/modal-exporter:dev)
 #   IMAGE_ENGINE      auto (default), docker or buildah
+#   IMAGE_STORAGE     buildah storage driver: auto (default: overlay when it mounts, else vfs),
+#                     overlay or vfs
+#   IMAGE_CCACHE_DIR  host ccache directory for the build stage (buildah path; see above)
 #   IMAGE_CACHE_DIR   keeps the base root file system tarball
 #                     (default ${XDG_CACHE_HOME:-$HOME/.cache}/modal-exporter-image)
 #   IMAGE_REFRESH=1   rebuild the base root file system and build without the layer cache
@@ -43,6 +57,8 @@ engine=${IMAGE_ENGINE:-auto}
 cache=${IMAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/modal-exporter-image}
 refresh=${IMAGE_REFRESH:-0}
 slim_base=${IMAGE_SLIM_BASE:-0}
+storage=${IMAGE_STORAGE:-auto}
+ccache_dir=${IMAGE_CCACHE_DIR:-}
 BASE=docker.io/library/debian:12
 BASE_SLIM=docker.io/library/debian:12-slim
 
@@ -80,14 +96,39 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-B=(buildah --storage-driver vfs)
-P=(podman --storage-driver vfs)
+# overlay when this kernel mounts it on this file system (a throw-away probe), else vfs.
+overlay_works() {
+  local d rc=0
+  d=$(mktemp -d /var/tmp/mx-overlay-probe.XXXXXX)
+  mkdir "$d/lower" "$d/upper" "$d/work" "$d/merged"
+  mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" \
+    "$d/merged" 2>/dev/null || rc=1
+  ((rc)) || umount "$d/merged"
+  rm -rf "$d"
+  return $rc
+}
+store=()
+if [[ "$engine" == buildah ]]; then
+  if [[ "$storage" == auto ]]; then
+    storage=vfs
+    overlay_works && storage=overlay
+  fi
+  case "$storage" in
+    overlay) store=(--storage-driver overlay --root /var/lib/containers/storage-overlay
+      --runroot /run/containers/storage-overlay) ;;
+    vfs) store=(--storage-driver vfs) ;;
+    *) fail "IMAGE_STORAGE must be auto, overlay or vfs" ;;
+  esac
+  log "storage: buildah ${store[*]}"
+fi
+B=(buildah "${store[@]}")
+P=(podman "${store[@]}")
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 # ---- base image -----------------------------------------------------------------------------
 # The buildah path has no registry: Debian 12 minbase from mmdebstrap stands in for both
 # debian:12 (build stage) and debian:12-slim (runtime stage). The tarball is cached; the
-# imported images stay in the vfs store, so a second run skips both steps.
+# imported images stay in buildah's store, so a second run skips both steps.
 # Makes $cache/rootfs-bookworm-NAME.tar (kept: the next run reuses it) with mmdebstrap OPTIONS.
 make_rootfs() {
   local name=$1 tar="$cache/rootfs-bookworm-$1.tar" t0=$SECONDS
@@ -145,16 +186,40 @@ ensure_base_docker() {
 }
 
 # ---- build ----------------------------------------------------------------------------------
+# ccache's counters of a cache directory: "hits misses" (direct + preprocessed hits).
+ccache_counts() {
+  CCACHE_DIR=$1 ccache --print-stats 2>/dev/null | awk '
+    $1 == "direct_cache_hit" || $1 == "preprocessed_cache_hit" { h += $2 }
+    $1 == "cache_miss" { m += $2 }
+    END { print h + 0, m + 0 }'
+}
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   t0=$SECONDS
   if [[ "$engine" == buildah ]]; then
     ensure_base_buildah
     cache_args=(--layers)
     [[ "$refresh" == 1 ]] && cache_args+=(--no-cache)
+    if [[ -n "$ccache_dir" ]]; then
+      [[ "$ccache_dir" == /* ]] || ccache_dir=$root/$ccache_dir
+      mkdir -p "$ccache_dir"
+      # The build stage's RUN sees the host's cache at /var/cache/ccache-host (ARG CCACHE_DIR);
+      # the apt steps see it too and leave it alone.
+      cache_args+=(-v "$ccache_dir:/var/cache/ccache-host"
+        --build-arg CCACHE_DIR=/var/cache/ccache-host)
+      command -v ccache >/dev/null 2>&1 && read -r hits0 misses0 < <(ccache_counts "$ccache_dir")
+      log "compiler cache: $ccache_dir (host)"
+    fi
     log "buildah bud -t $IMAGE (revision $revision)"
     nice "${B[@]}" bud --isolation chroot --pull=never "${cache_args[@]}" \
       --build-arg REVISION="$revision" -t "$IMAGE" .
+    if [[ -n "${hits0:-}" ]]; then
+      read -r hits1 misses1 < <(ccache_counts "$ccache_dir")
+      log "compiler cache in the image build: $((hits1 - hits0)) hits, $((misses1 - misses0))" \
+        "misses (a miss: a compile command or header that differs from the host's build)"
+    fi
   else
+    [[ -z "$ccache_dir" ]] ||
+      log "IMAGE_CCACHE_DIR is for the buildah path: docker build uses its own cache mount"
     ensure_base_docker
     cache_args=()
     [[ "$refresh" == 1 ]] && cache_args+=(--no-cache --pull)
@@ -401,4 +466,4 @@ run_pid=""
 }
 [[ "$(stat -c %u "$state/state.json")" == 65532 ]] || fail "state file not written by UID 65532"
 log "ok: SIGTERM -> exit 0, state.json written by UID 65532 into the state volume"
-log "PASS: $IMAGE ($size) builds and runs as 65532 read-only"
+log "PASS: $IMAGE ($size) builds and runs as 65532 read-only ($SECONDS s in all)"

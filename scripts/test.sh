@@ -23,8 +23,12 @@ cd "$(dirname "$0")/.."
 stages=" ${MX_CI_STAGES:-deps asan release fuzz} "
 build=${BUILD_DIR:-build-ci}
 jobs=$(nproc)
+# ccache (installed by the deps stage): its directory is in the build area unless CCACHE_DIR
+# names one, and paths are taken relative to the checkout, so that the image build
+# (scripts/build-image.sh, CCACHE_BASEDIR=/src there) finds the release stage's compiles.
+export CCACHE_DIR=${CCACHE_DIR:-$PWD/$build-ccache}
+export CCACHE_BASEDIR=$PWD
 launcher=()
-if command -v ccache > /dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 timings=()
 
 want() { [[ "$stages" == *" $1 "* ]]; }
@@ -38,7 +42,15 @@ run_stage() {
   timings+=("$(printf '%-8s %5d s' "$name" $(($(date +%s) - start)))")
 }
 
-stage_deps() { bash scripts/install-deps.sh --test; }
+stage_deps() {
+  # The image stage builds against the current Debian 12 packages: --upgrade makes the host's
+  # compiles (release stage) read the same headers, or the image's build misses the cache.
+  if want image; then
+    bash scripts/install-deps.sh --test --upgrade
+  else
+    bash scripts/install-deps.sh --test
+  fi
+}
 
 stage_asan() {
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=address \
@@ -86,6 +98,9 @@ stage_image() {
     if [[ -x "$build/tools/modal-sim/modal-sim" ]]; then
       export MODAL_SIM="$PWD/$build/tools/modal-sim/modal-sim"
     fi
+    # The build stage compiles with the release stage's compiler cache: what the release stage
+    # compiled, the image does not compile again.
+    if ((${#launcher[@]})); then export IMAGE_CCACHE_DIR=$CCACHE_DIR; fi
     bash scripts/build-image.sh
   else
     echo "scripts/build-image.sh not present: no image built"
@@ -93,6 +108,7 @@ stage_image() {
 }
 
 run_stage deps stage_deps
+if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 run_stage asan stage_asan
 run_stage tsan stage_tsan
 run_stage release stage_release
