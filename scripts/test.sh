@@ -81,7 +81,10 @@ stage_release() {
   local dir="$build-release"
   # Exactly a packager's commands (no -Werror), plus ccache when present.
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
-  cmake --build "$dir" -j"$jobs" 2>&1 | tee "$dir/build.log"
+  # ccache hashes the locale variables (they change the compiler's messages): this build runs
+  # without them, as the image's build stage does, so that the image stage reuses its compiles.
+  env -u LANG -u LC_ALL -u LC_CTYPE -u LC_MESSAGES cmake --build "$dir" -j"$jobs" 2>&1 |
+    tee "$dir/build.log"
   echo "release build: $(grep -c "warning:" "$dir/build.log" || true) compiler warnings"
   ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 600 \
     -E '^(e2e(_.*)?$|deploy\.|style\.|kubernetes\.kubectl_conformance$)'
