@@ -129,35 +129,73 @@ revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 # The buildah path has no registry: Debian 12 minbase from mmdebstrap stands in for both
 # debian:12 (build stage) and debian:12-slim (runtime stage). The tarball is cached; the
 # imported images stay in buildah's store, so a second run skips both steps.
-# Makes $cache/rootfs-bookworm-NAME.tar (kept: the next run reuses it) with mmdebstrap OPTIONS.
+# The root file system gets the apt/dpkg configuration the registry's debian images carry
+# (debuerreotype's "minimizing config"): policy-rc.d refuses to start services, dpkg does not
+# fsync every file (force-unsafe-io), apt deletes downloaded packages after installing them
+# and keeps no binary caches (docker-clean), keeps package lists compressed and fetches no
+# translations. The Dockerfile's `apt-get install` steps then behave (and cost) as they do on
+# the registry's images.
+# Bump when the recipe of the root file systems changes: cached tarballs and imports are redone.
+recipe=r2
+write_hooks() {
+  mkdir -p "$cache"
+  cat >"$cache/hook-essential.sh" <<'EOF'
+#!/bin/sh
+set -e
+printf '#!/bin/sh\nexit 101\n' >"$1/usr/sbin/policy-rc.d"
+chmod 0755 "$1/usr/sbin/policy-rc.d"
+echo force-unsafe-io >"$1/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
+EOF
+  cat >"$cache/hook-customize.sh" <<'EOF'
+#!/bin/sh
+set -e
+d=$1/etc/apt/apt.conf.d
+echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$d/docker-autoremove-suggests"
+clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true";'
+printf 'DPkg::Post-Invoke { %s };\nAPT::Update::Post-Invoke { %s };\n' "$clean" "$clean" >"$d/docker-clean"
+printf 'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' >>"$d/docker-clean"
+echo 'Acquire::GzipIndexes "true";' >"$d/docker-gzip-indexes"
+echo 'Acquire::Languages "none";' >"$d/docker-no-languages"
+EOF
+}
+# Makes $cache/rootfs-bookworm-NAME-$recipe.tar (kept: the next run reuses it) with mmdebstrap
+# OPTIONS.
 make_rootfs() {
-  local name=$1 tar="$cache/rootfs-bookworm-$1.tar" t0=$SECONDS
+  local name=$1 tar="$cache/rootfs-bookworm-$1-$recipe.tar" t0=$SECONDS
   shift
   if [[ "$refresh" != 1 && -s "$tar" ]]; then return; fi
-  mkdir -p "$cache"
+  write_hooks
   log "mmdebstrap --variant=minbase bookworm $* -> $tar"
   # The name must end in .tar: mmdebstrap picks the output format from it.
   rm -f "$cache/rootfs.partial.tar"
-  mmdebstrap --variant=minbase --mode=root "$@" bookworm "$cache/rootfs.partial.tar" </dev/null
+  # mmdebstrap would remove its own policy-rc.d at the end: the essential hook writes the one
+  # the image keeps. The apt configuration comes last (customize hook), after every install.
+  mmdebstrap --variant=minbase --mode=root --skip=chroot/policy-rc.d \
+    --essential-hook="sh '$cache/hook-essential.sh' \"\$1\"" \
+    --customize-hook="sh '$cache/hook-customize.sh' \"\$1\"" \
+    "$@" bookworm "$cache/rootfs.partial.tar" </dev/null
   mv "$cache/rootfs.partial.tar" "$tar"
+  # Tarballs of earlier recipes are of no further use.
+  find "$cache" -maxdepth 1 -name "rootfs-bookworm-$name*.tar" ! -name "${tar##*/}" -delete
   log "root file system $name made in $((SECONDS - t0)) s"
 }
 
 image_id() { "${B[@]}" inspect --type image --format '{{.FromImageID}}' "$1" 2>/dev/null || true; }
 
+# Imports (and first makes, unless cached) the base images, unless this store already holds
+# the ones this recipe and IMAGE_SLIM_BASE ask for ($stamp remembers what was imported).
 ensure_base_buildah() {
-  if [[ "$refresh" == 1 || -z "$(image_id "$BASE")" ]]; then
+  local stamp="$cache/imported-$storage" flavour=minbase
+  [[ "$slim_base" == 1 ]] && flavour=slim
+  if [[ "$refresh" == 1 || ! -s "$stamp" ||
+    "$(cat "$stamp")" != "$recipe $flavour $(image_id "$BASE") $(image_id "$BASE_SLIM")" ]]; then
     make_rootfs minbase
-    "${P[@]}" import "$cache/rootfs-bookworm-minbase.tar" "$BASE" >/dev/null
-    log "imported rootfs-bookworm-minbase.tar as $BASE"
-  fi
-  local base_id slim_id
-  base_id=$(image_id "$BASE")
-  slim_id=$(image_id "$BASE_SLIM")
-  if [[ "$slim_base" == 1 ]]; then
-    # Like the registry's slim image: merged /usr without the usrmerge package (and so without
-    # perl), and dpkg drops man pages, locales and documentation (also of later apt installs).
-    if [[ "$refresh" == 1 || -z "$slim_id" || "$slim_id" == "$base_id" ]]; then
+    "${P[@]}" import "$cache/rootfs-bookworm-minbase-$recipe.tar" "$BASE" >/dev/null
+    log "imported rootfs-bookworm-minbase-$recipe.tar as $BASE"
+    if [[ "$slim_base" == 1 ]]; then
+      # Like the registry's slim image: merged /usr without the usrmerge package (and so
+      # without perl), and dpkg drops man pages, locales and documentation (also of later apt
+      # installs).
       make_rootfs slim --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -165,12 +203,13 @@ ensure_base_buildah() {
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/info/*'
-      "${P[@]}" import "$cache/rootfs-bookworm-slim.tar" "$BASE_SLIM" >/dev/null
-      log "imported rootfs-bookworm-slim.tar as $BASE_SLIM"
+      "${P[@]}" import "$cache/rootfs-bookworm-slim-$recipe.tar" "$BASE_SLIM" >/dev/null
+      log "imported rootfs-bookworm-slim-$recipe.tar as $BASE_SLIM"
+    else
+      "${P[@]}" tag "$BASE" "$BASE_SLIM"
+      log "tagged $BASE as $BASE_SLIM"
     fi
-  elif [[ "$slim_id" != "$base_id" ]]; then
-    "${P[@]}" tag "$BASE" "$BASE_SLIM"
-    log "tagged $BASE as $BASE_SLIM"
+    echo "$recipe $flavour $(image_id "$BASE") $(image_id "$BASE_SLIM")" >"$stamp"
   fi
   log "base images: $BASE $("${B[@]}" images --format '{{.Size}}' "$BASE" | sed -n 1p)," \
     "$BASE_SLIM $("${B[@]}" images --format '{{.Size}}' "$BASE_SLIM" | sed -n 1p)"
