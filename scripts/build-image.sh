@@ -136,7 +136,7 @@ revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 # translations. The Dockerfile's `apt-get install` steps then behave (and cost) as they do on
 # the registry's images.
 # Bump when the recipe of the root file systems changes: cached tarballs and imports are redone.
-recipe=r2
+recipe=r3
 write_hooks() {
   mkdir -p "$cache"
   cat >"$cache/hook-essential.sh" <<'EOF'
@@ -149,6 +149,10 @@ EOF
   cat >"$cache/hook-customize.sh" <<'EOF'
 #!/bin/sh
 set -e
+# mmdebstrap's own apt clean-up, done here: its apt-get runs on the host with the chroot's
+# apt.conf.d, where the Post-Invoke commands below would clean the host's apt cache.
+rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb
+mkdir -p "$1/var/lib/apt/lists/partial"
 d=$1/etc/apt/apt.conf.d
 echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$d/docker-autoremove-suggests"
 clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true";'
@@ -169,8 +173,9 @@ make_rootfs() {
   # The name must end in .tar: mmdebstrap picks the output format from it.
   rm -f "$cache/rootfs.partial.tar"
   # mmdebstrap would remove its own policy-rc.d at the end: the essential hook writes the one
-  # the image keeps. The apt configuration comes last (customize hook), after every install.
-  mmdebstrap --variant=minbase --mode=root --skip=chroot/policy-rc.d \
+  # the image keeps. The apt configuration comes last (customize hook), after every install,
+  # and replaces mmdebstrap's apt clean-up (see the hook).
+  mmdebstrap --variant=minbase --mode=root --skip=chroot/policy-rc.d --skip=cleanup/apt \
     --essential-hook="sh '$cache/hook-essential.sh' \"\$1\"" \
     --customize-hook="sh '$cache/hook-customize.sh' \"\$1\"" \
     "$@" bookworm "$cache/rootfs.partial.tar" </dev/null
