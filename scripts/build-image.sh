@@ -243,24 +243,38 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     ensure_base_buildah
     cache_args=(--layers)
     [[ "$refresh" == 1 ]] && cache_args+=(--no-cache)
+    build_args=(--build-arg REVISION="$revision")
     if [[ -n "$ccache_dir" ]]; then
       [[ "$ccache_dir" == /* ]] || ccache_dir=$root/$ccache_dir
       mkdir -p "$ccache_dir"
       # The build stage's RUN sees the host's cache at /var/cache/ccache-host (ARG CCACHE_DIR);
       # the apt steps see it too and leave it alone.
-      cache_args+=(-v "$ccache_dir:/var/cache/ccache-host"
+      build_args+=(-v "$ccache_dir:/var/cache/ccache-host"
         --build-arg CCACHE_DIR=/var/cache/ccache-host)
       command -v ccache >/dev/null 2>&1 && read -r hits0 misses0 < <(ccache_counts "$ccache_dir")
       log "compiler cache: $ccache_dir (host)"
     fi
     log "buildah bud -t $IMAGE (revision $revision)"
-    nice "${B[@]}" bud --isolation chroot --pull=never "${cache_args[@]}" \
-      --build-arg REVISION="$revision" -t "$IMAGE" .
+    nice "${B[@]}" bud --isolation chroot --pull=never "${cache_args[@]}" "${build_args[@]}" \
+      -t "$IMAGE" .
     if [[ -n "${hits0:-}" ]]; then
       read -r hits1 misses1 < <(ccache_counts "$ccache_dir")
-      log "compiler cache in the image build: $((hits1 - hits0)) hits, $((misses1 - misses0))" \
-        "misses (a miss: a compile command or header that differs from the host's build)"
+      if ((hits1 + misses1 == hits0 + misses0)); then
+        log "compiler cache: no compiles (the build step's layer was cached)"
+      else
+        log "compiler cache in the image build: $((hits1 - hits0)) hits," \
+          "$((misses1 - misses0)) misses (a miss: a compile command or header that differs" \
+          "from the host's build)"
+      fi
     fi
+    # Every commit leaves a source layer and a build layer behind (tens of MB): tag the build
+    # stage (all cached: seconds) so that its layers, the apt one above all, stay cached, then
+    # remove the untagged images of earlier builds.
+    "${B[@]}" bud --isolation chroot --pull=never --layers --target build --quiet \
+      "${build_args[@]}" -t "$IMAGE-build-stage" . >/dev/null
+    t1=$SECONDS
+    "${B[@]}" rmi --prune >/dev/null
+    log "kept the build stage as $IMAGE-build-stage; untagged images removed in $((SECONDS - t1)) s"
   else
     [[ -z "$ccache_dir" ]] ||
       log "IMAGE_CCACHE_DIR is for the buildah path: docker build uses its own cache mount"
