@@ -269,12 +269,16 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     fi
     # Every commit leaves a source layer and a build layer behind (tens of MB): tag the build
     # stage (all cached: seconds) so that its layers, the apt one above all, stay cached, then
-    # remove the untagged images of earlier builds.
-    "${B[@]}" bud --isolation chroot --pull=never --layers --target build --quiet \
-      "${build_args[@]}" -t "$IMAGE-build-stage" . >/dev/null
-    t1=$SECONDS
-    "${B[@]}" rmi --prune >/dev/null
-    log "kept the build stage as $IMAGE-build-stage; untagged images removed in $((SECONDS - t1)) s"
+    # remove the untagged images of earlier builds. Only in the overlay store, which is this
+    # script's own; the default (vfs) store may hold other people's images.
+    if [[ "$storage" == overlay ]]; then
+      "${B[@]}" bud --isolation chroot --pull=never --layers --target build --quiet \
+        "${build_args[@]}" -t "$IMAGE-build-stage" . >/dev/null
+      t1=$SECONDS
+      "${B[@]}" rmi --prune >/dev/null
+      log "kept the build stage as $IMAGE-build-stage; untagged images removed in" \
+        "$((SECONDS - t1)) s"
+    fi
   else
     [[ -z "$ccache_dir" ]] ||
       log "IMAGE_CCACHE_DIR is for the buildah path: docker build uses its own cache mount"

@@ -35,7 +35,8 @@ jobs=$(nproc)
 # ccache (installed by the deps stage): its directory is in the build area unless CCACHE_DIR
 # names one, and paths are taken relative to the checkout, so that the image build
 # (scripts/build-image.sh, CCACHE_BASEDIR=/src there) finds the release stage's compiles.
-export CCACHE_DIR=${CCACHE_DIR:-$PWD/$build-ccache}
+if [[ "$build" == /* ]]; then ccache_default=$build-ccache; else ccache_default=$PWD/$build-ccache; fi
+export CCACHE_DIR=${CCACHE_DIR:-$ccache_default}
 export CCACHE_BASEDIR=$PWD
 launcher=()
 timings=()
