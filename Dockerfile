@@ -27,13 +27,18 @@ COPY . /src
 ARG REVISION=unknown
 # Tests are built and run in CI, not in the image build. The compiler cache lives in a build
 # cache mount (BuildKit and buildah both keep it between builds): a rebuild after a source
-# change recompiles only what changed.
+# change recompiles only what changed. CCACHE_DIR may name another directory instead:
+# scripts/build-image.sh (buildah) bind-mounts the host's compiler cache there, so the image
+# reuses what the host's Release build compiled. ccache hits need the same compile command
+# (relative to CCACHE_BASEDIR): the build dir is a child of the source dir, like the host's
+# <repo>/build-ci-release.
+ARG CCACHE_DIR=/root/.cache/ccache
 RUN --mount=type=cache,target=/root/.cache/ccache \
-    cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DMODAL_EXPORTER_TESTS=OFF \
+    cmake -S /src -B /src/build -DCMAKE_BUILD_TYPE=Release -DMODAL_EXPORTER_TESTS=OFF \
       -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DMODAL_EXPORTER_REVISION="${REVISION}" \
- && CCACHE_DIR=/root/.cache/ccache CCACHE_BASEDIR=/src \
-    cmake --build /build --target modal-exporter -j"$(nproc)" \
- && cmake --install /build --prefix /usr/local \
+ && CCACHE_DIR="${CCACHE_DIR}" CCACHE_BASEDIR=/src \
+    cmake --build /src/build --target modal-exporter -j"$(nproc)" \
+ && cmake --install /src/build --prefix /usr/local \
  && strip /usr/local/bin/modal-exporter \
  && /usr/local/bin/modal-exporter --version
 

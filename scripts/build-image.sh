@@ -15,15 +15,29 @@
 # offline with buildah (no daemon, no registry): `mmdebstrap --variant=minbase bookworm` makes
 # a Debian 12 root file system from the apt repositories this machine reaches, `podman import`
 # makes it docker.io/library/debian:12 (and :12-slim), and
-# `buildah --storage-driver vfs bud --isolation chroot --pull=never` builds the Dockerfile as
-# written. `podman run` is not used: on some machines its runtime's rlimit changes are refused.
+# `buildah bud --isolation chroot --pull=never --layers` builds the Dockerfile as written.
+# `podman run` is not used: on some machines its runtime's rlimit changes are refused.
+# buildah's storage is overlay when the kernel mounts overlayfs here (a store of its own,
+# /var/lib/containers/storage-overlay, so that it never meets an older vfs store), else vfs
+# (the default store), which copies the whole root file system for every step and layer.
 #
-# Needs root for the buildah path (mmdebstrap --mode=root, buildah's vfs storage, the read-only
+# Compiler cache: IMAGE_CCACHE_DIR names a host ccache directory that the build stage uses
+# instead of its own cache mount (buildah only; `buildah bud -v DIR:... --build-arg CCACHE_DIR`).
+# scripts/test.sh passes the one its Release build filled, with CCACHE_BASEDIR=<repo> and the
+# build dir <repo>/build-ci-release: the image compiles with the same compiler, flags and
+# relative paths (CCACHE_BASEDIR=/src, build dir /src/build), so every translation unit is a
+# cache hit as long as the host's build packages are the versions the image's apt installs
+# (scripts/install-deps.sh --upgrade). The hits and misses are logged.
+#
+# Needs root for the buildah path (mmdebstrap --mode=root, buildah's storage, the read-only
 # bind mount). Installs mmdebstrap/buildah/podman, promtool and curl with apt when missing.
 #
 # Environment:
 #   IMAGE             image to build (default localhost/modal-exporter:dev)
 #   IMAGE_ENGINE      auto (default), docker or buildah
+#   IMAGE_STORAGE     buildah storage driver: auto (default: overlay when it mounts, else vfs),
+#                     overlay or vfs
+#   IMAGE_CCACHE_DIR  host ccache directory for the build stage (buildah path; see above)
 #   IMAGE_CACHE_DIR   keeps the base root file system tarball
 #                     (default ${XDG_CACHE_HOME:-$HOME/.cache}/modal-exporter-image)
 #   IMAGE_REFRESH=1   rebuild the base root file system and build without the layer cache
@@ -43,6 +57,8 @@ engine=${IMAGE_ENGINE:-auto}
 cache=${IMAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/modal-exporter-image}
 refresh=${IMAGE_REFRESH:-0}
 slim_base=${IMAGE_SLIM_BASE:-0}
+storage=${IMAGE_STORAGE:-auto}
+ccache_dir=${IMAGE_CCACHE_DIR:-}
 BASE=docker.io/library/debian:12
 BASE_SLIM=docker.io/library/debian:12-slim
 
@@ -80,43 +96,111 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-B=(buildah --storage-driver vfs)
-P=(podman --storage-driver vfs)
+# overlay when this kernel mounts it on this file system (a throw-away probe), else vfs.
+overlay_works() {
+  local d rc=0
+  d=$(mktemp -d /var/tmp/mx-overlay-probe.XXXXXX)
+  mkdir "$d/lower" "$d/upper" "$d/work" "$d/merged"
+  mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" \
+    "$d/merged" 2>/dev/null || rc=1
+  ((rc)) || umount "$d/merged"
+  rm -rf "$d"
+  return $rc
+}
+store=()
+if [[ "$engine" == buildah ]]; then
+  if [[ "$storage" == auto ]]; then
+    storage=vfs
+    overlay_works && storage=overlay
+  fi
+  case "$storage" in
+    overlay) store=(--storage-driver overlay --root /var/lib/containers/storage-overlay
+      --runroot /run/containers/storage-overlay) ;;
+    vfs) store=(--storage-driver vfs) ;;
+    *) fail "IMAGE_STORAGE must be auto, overlay or vfs" ;;
+  esac
+  log "storage: buildah ${store[*]}"
+fi
+B=(buildah "${store[@]}")
+P=(podman "${store[@]}")
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 # ---- base image -----------------------------------------------------------------------------
 # The buildah path has no registry: Debian 12 minbase from mmdebstrap stands in for both
 # debian:12 (build stage) and debian:12-slim (runtime stage). The tarball is cached; the
-# imported images stay in the vfs store, so a second run skips both steps.
-# Makes $cache/rootfs-bookworm-NAME.tar (kept: the next run reuses it) with mmdebstrap OPTIONS.
+# imported images stay in buildah's store, so a second run skips both steps.
+# The root file system gets the apt/dpkg configuration the registry's debian images carry
+# (debuerreotype's "minimizing config"): policy-rc.d refuses to start services, dpkg does not
+# fsync every file (force-unsafe-io), apt deletes downloaded packages after installing them
+# and keeps no binary caches (docker-clean), keeps package lists compressed and fetches no
+# translations. The Dockerfile's `apt-get install` steps then behave (and cost) as they do on
+# the registry's images.
+# Bump when the recipe of the root file systems changes: cached tarballs and imports are redone.
+recipe=r3
+write_hooks() {
+  mkdir -p "$cache"
+  cat >"$cache/hook-essential.sh" <<'EOF'
+#!/bin/sh
+set -e
+printf '#!/bin/sh\nexit 101\n' >"$1/usr/sbin/policy-rc.d"
+chmod 0755 "$1/usr/sbin/policy-rc.d"
+echo force-unsafe-io >"$1/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
+EOF
+  cat >"$cache/hook-customize.sh" <<'EOF'
+#!/bin/sh
+set -e
+# mmdebstrap's own apt clean-up, done here: its apt-get runs on the host with the chroot's
+# apt.conf.d, where the Post-Invoke commands below would clean the host's apt cache.
+rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb
+mkdir -p "$1/var/lib/apt/lists/partial"
+d=$1/etc/apt/apt.conf.d
+echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$d/docker-autoremove-suggests"
+clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true";'
+printf 'DPkg::Post-Invoke { %s };\nAPT::Update::Post-Invoke { %s };\n' "$clean" "$clean" >"$d/docker-clean"
+printf 'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' >>"$d/docker-clean"
+echo 'Acquire::GzipIndexes "true";' >"$d/docker-gzip-indexes"
+echo 'Acquire::Languages "none";' >"$d/docker-no-languages"
+EOF
+}
+# Makes $cache/rootfs-bookworm-NAME-$recipe.tar (kept: the next run reuses it) with mmdebstrap
+# OPTIONS.
 make_rootfs() {
-  local name=$1 tar="$cache/rootfs-bookworm-$1.tar" t0=$SECONDS
+  local name=$1 tar="$cache/rootfs-bookworm-$1-$recipe.tar" t0=$SECONDS
   shift
   if [[ "$refresh" != 1 && -s "$tar" ]]; then return; fi
-  mkdir -p "$cache"
+  write_hooks
   log "mmdebstrap --variant=minbase bookworm $* -> $tar"
   # The name must end in .tar: mmdebstrap picks the output format from it.
   rm -f "$cache/rootfs.partial.tar"
-  mmdebstrap --variant=minbase --mode=root "$@" bookworm "$cache/rootfs.partial.tar" </dev/null
+  # mmdebstrap would remove its own policy-rc.d at the end: the essential hook writes the one
+  # the image keeps. The apt configuration comes last (customize hook), after every install,
+  # and replaces mmdebstrap's apt clean-up (see the hook).
+  mmdebstrap --variant=minbase --mode=root --skip=chroot/policy-rc.d --skip=cleanup/apt \
+    --essential-hook="sh '$cache/hook-essential.sh' \"\$1\"" \
+    --customize-hook="sh '$cache/hook-customize.sh' \"\$1\"" \
+    "$@" bookworm "$cache/rootfs.partial.tar" </dev/null
   mv "$cache/rootfs.partial.tar" "$tar"
+  # Tarballs of earlier recipes are of no further use.
+  find "$cache" -maxdepth 1 -name "rootfs-bookworm-$name*.tar" ! -name "${tar##*/}" -delete
   log "root file system $name made in $((SECONDS - t0)) s"
 }
 
 image_id() { "${B[@]}" inspect --type image --format '{{.FromImageID}}' "$1" 2>/dev/null || true; }
 
+# Imports (and first makes, unless cached) the base images, unless this store already holds
+# the ones this recipe and IMAGE_SLIM_BASE ask for ($stamp remembers what was imported).
 ensure_base_buildah() {
-  if [[ "$refresh" == 1 || -z "$(image_id "$BASE")" ]]; then
+  local stamp="$cache/imported-$storage" flavour=minbase
+  [[ "$slim_base" == 1 ]] && flavour=slim
+  if [[ "$refresh" == 1 || ! -s "$stamp" ||
+    "$(cat "$stamp")" != "$recipe $flavour $(image_id "$BASE") $(image_id "$BASE_SLIM")" ]]; then
     make_rootfs minbase
-    "${P[@]}" import "$cache/rootfs-bookworm-minbase.tar" "$BASE" >/dev/null
-    log "imported rootfs-bookworm-minbase.tar as $BASE"
-  fi
-  local base_id slim_id
-  base_id=$(image_id "$BASE")
-  slim_id=$(image_id "$BASE_SLIM")
-  if [[ "$slim_base" == 1 ]]; then
-    # Like the registry's slim image: merged /usr without the usrmerge package (and so without
-    # perl), and dpkg drops man pages, locales and documentation (also of later apt installs).
-    if [[ "$refresh" == 1 || -z "$slim_id" || "$slim_id" == "$base_id" ]]; then
+    "${P[@]}" import "$cache/rootfs-bookworm-minbase-$recipe.tar" "$BASE" >/dev/null
+    log "imported rootfs-bookworm-minbase-$recipe.tar as $BASE"
+    if [[ "$slim_base" == 1 ]]; then
+      # Like the registry's slim image: merged /usr without the usrmerge package (and so
+      # without perl), and dpkg drops man pages, locales and documentation (also of later apt
+      # installs).
       make_rootfs slim --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -124,12 +208,13 @@ ensure_base_buildah() {
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/info/*'
-      "${P[@]}" import "$cache/rootfs-bookworm-slim.tar" "$BASE_SLIM" >/dev/null
-      log "imported rootfs-bookworm-slim.tar as $BASE_SLIM"
+      "${P[@]}" import "$cache/rootfs-bookworm-slim-$recipe.tar" "$BASE_SLIM" >/dev/null
+      log "imported rootfs-bookworm-slim-$recipe.tar as $BASE_SLIM"
+    else
+      "${P[@]}" tag "$BASE" "$BASE_SLIM"
+      log "tagged $BASE as $BASE_SLIM"
     fi
-  elif [[ "$slim_id" != "$base_id" ]]; then
-    "${P[@]}" tag "$BASE" "$BASE_SLIM"
-    log "tagged $BASE as $BASE_SLIM"
+    echo "$recipe $flavour $(image_id "$BASE") $(image_id "$BASE_SLIM")" >"$stamp"
   fi
   log "base images: $BASE $("${B[@]}" images --format '{{.Size}}' "$BASE" | sed -n 1p)," \
     "$BASE_SLIM $("${B[@]}" images --format '{{.Size}}' "$BASE_SLIM" | sed -n 1p)"
@@ -145,16 +230,58 @@ ensure_base_docker() {
 }
 
 # ---- build ----------------------------------------------------------------------------------
+# ccache's counters of a cache directory: "hits misses" (direct + preprocessed hits).
+ccache_counts() {
+  CCACHE_DIR=$1 ccache --print-stats 2>/dev/null | awk '
+    $1 == "direct_cache_hit" || $1 == "preprocessed_cache_hit" { h += $2 }
+    $1 == "cache_miss" { m += $2 }
+    END { print h + 0, m + 0 }'
+}
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   t0=$SECONDS
   if [[ "$engine" == buildah ]]; then
     ensure_base_buildah
     cache_args=(--layers)
     [[ "$refresh" == 1 ]] && cache_args+=(--no-cache)
+    build_args=(--build-arg REVISION="$revision")
+    if [[ -n "$ccache_dir" ]]; then
+      [[ "$ccache_dir" == /* ]] || ccache_dir=$root/$ccache_dir
+      mkdir -p "$ccache_dir"
+      # The build stage's RUN sees the host's cache at /var/cache/ccache-host (ARG CCACHE_DIR);
+      # the apt steps see it too and leave it alone.
+      build_args+=(-v "$ccache_dir:/var/cache/ccache-host"
+        --build-arg CCACHE_DIR=/var/cache/ccache-host)
+      command -v ccache >/dev/null 2>&1 && read -r hits0 misses0 < <(ccache_counts "$ccache_dir")
+      log "compiler cache: $ccache_dir (host)"
+    fi
     log "buildah bud -t $IMAGE (revision $revision)"
-    nice "${B[@]}" bud --isolation chroot --pull=never "${cache_args[@]}" \
-      --build-arg REVISION="$revision" -t "$IMAGE" .
+    nice "${B[@]}" bud --isolation chroot --pull=never "${cache_args[@]}" "${build_args[@]}" \
+      -t "$IMAGE" .
+    if [[ -n "${hits0:-}" ]]; then
+      read -r hits1 misses1 < <(ccache_counts "$ccache_dir")
+      if ((hits1 + misses1 == hits0 + misses0)); then
+        log "compiler cache: no compiles (the build step's layer was cached)"
+      else
+        log "compiler cache in the image build: $((hits1 - hits0)) hits," \
+          "$((misses1 - misses0)) misses (a miss: a compile command or header that differs" \
+          "from the host's build)"
+      fi
+    fi
+    # Every commit leaves a source layer and a build layer behind (tens of MB): tag the build
+    # stage (all cached: seconds) so that its layers, the apt one above all, stay cached, then
+    # remove the untagged images of earlier builds. Only in the overlay store, which is this
+    # script's own; the default (vfs) store may hold other people's images.
+    if [[ "$storage" == overlay ]]; then
+      "${B[@]}" bud --isolation chroot --pull=never --layers --target build --quiet \
+        "${build_args[@]}" -t "$IMAGE-build-stage" . >/dev/null
+      t1=$SECONDS
+      "${B[@]}" rmi --prune >/dev/null
+      log "kept the build stage as $IMAGE-build-stage; untagged images removed in" \
+        "$((SECONDS - t1)) s"
+    fi
   else
+    [[ -z "$ccache_dir" ]] ||
+      log "IMAGE_CCACHE_DIR is for the buildah path: docker build uses its own cache mount"
     ensure_base_docker
     cache_args=()
     [[ "$refresh" == 1 ]] && cache_args+=(--no-cache --pull)
@@ -401,4 +528,4 @@ run_pid=""
 }
 [[ "$(stat -c %u "$state/state.json")" == 65532 ]] || fail "state file not written by UID 65532"
 log "ok: SIGTERM -> exit 0, state.json written by UID 65532 into the state volume"
-log "PASS: $IMAGE ($size) builds and runs as 65532 read-only"
+log "PASS: $IMAGE ($size) builds and runs as 65532 read-only ($SECONDS s in all)"
