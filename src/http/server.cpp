@@ -507,6 +507,10 @@ void accept_next(const std::shared_ptr<HttpServer::State>& state) {
         return;
       }
     } else if (!ec) {
+      // A response leaves in one gather write; without TCP_NODELAY its last, partial segment
+      // waits for the client's delayed ACK (~40 ms per keep-alive scrape of a small body).
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
       admit(state, std::move(socket));
     }
     accept_next(state);
