@@ -63,8 +63,10 @@ stage_deps() {
 }
 
 stage_asan() {
+  # -O1 and line tables only (-g1): sanitizer reports keep function, file and line, and the
+  # build compiles ~20 % faster than RelWithDebInfo's -O2 -g (measured on http_client.cpp).
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=address \
-    -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
   cmake --build "$build" -j"$jobs"
   # Leaks in third-party singletons (gRPC, protobuf) are not ours to fix; ASan still checks
   # memory errors.

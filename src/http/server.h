@@ -3,6 +3,7 @@
 // the connection idle or incomplete the longest instead of refusing a newcomer, and a request-size
 // cap. With a web config file (config/web_config.h): TLS (re-read when the files change), basic
 // auth, rate limit and security headers. Routing lives in routes.h; this file only speaks HTTP.
+// Connections are accepted on a thread of the server's own and served on the io_context.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -71,6 +73,7 @@ class HttpServer {
   boost::asio::io_context& io_;
   std::shared_ptr<State> state_;
   std::unique_ptr<boost::asio::thread_pool> bcrypt_pool_;  // bcrypt off the io_context thread
+  std::thread accept_thread_;  // accepts connections (State::accept_io says why)
 };
 
 }  // namespace mx
