@@ -5,12 +5,12 @@
 #            installs (else the image misses the compiler cache wherever a header differs)
 #   asan     ASan+UBSan RelWithDebInfo build with -Werror, every test (unit, integration, e2e,
 #            deployment checks, fuzz seed/regression replays)
-#   tsan     ThreadSanitizer build of what it runs: the Modal source tests (gRPC callbacks
-#            handing results to the io_context), the integration tests and the e2e scenario.
-#            NOT in the default set yet: Debian's libgrpc is not built with TSan, so the
-#            synchronisation inside gRPC (completion queue, absl mutexes) is invisible and the
-#            Modal source tests report ~1,700 races between grpcpp's inline call code and gRPC's
-#            threads (tests/tsan.supp says more). Run it with MX_CI_STAGES=tsan.
+#   tsan     ThreadSanitizer build of the Modal source tests: the gRPC calls of the source's
+#            call thread, their results posted to the io_context, cancellation and shutdown.
+#            tests/tsan.supp suppresses reports inside Debian's gRPC/Abseil/protobuf (not built
+#            with TSan) and says why that cannot hide a race in our code. MX_CI_TSAN_ALL=1 also
+#            builds and runs the integration tests and the e2e scenario under TSan (not yet
+#            clean: not in CI).
 #   release  the packager's build: Release, tests on, no -Werror, everything built; runs the
 #            unit, integration and source tests (not e2e/deploy/style: the asan stage has them)
 #   fuzz     the libFuzzer targets, MX_CI_FUZZ_SECONDS (default 20) each (scripts/fuzz.sh)
@@ -23,13 +23,13 @@
 #            layers are cached; ~12 min with a cold compiler cache (measured, README "Container
 #            image"). Needs root (sudo when not root).
 # MX_CI_STAGES picks stages for local use, e.g. MX_CI_STAGES="tsan fuzz" bash scripts/test.sh;
-# default: "deps asan release fuzz image" (~48 min measured without image + ~5 min image on a
+# default: "deps asan tsan release fuzz image" (~48 min measured without image + ~5 min image on a
 # fresh machine: near the ~50 min goal, well within CI's 90).
 # Build directories: BUILD_DIR (default build-ci) and BUILD_DIR-tsan, -release, -fuzz next to
 # it; the compiler cache in BUILD_DIR-ccache unless CCACHE_DIR names one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages=" ${MX_CI_STAGES:-deps asan release fuzz image} "
+stages=" ${MX_CI_STAGES:-deps asan tsan release fuzz image} "
 build=${BUILD_DIR:-build-ci}
 jobs=$(nproc)
 # ccache (installed by the deps stage): its directory is in the build area unless CCACHE_DIR
@@ -77,15 +77,19 @@ stage_asan() {
 
 stage_tsan() {
   local dir="$build-tsan"
+  local targets=(modal_source_test)
+  if [[ "${MX_CI_TSAN_ALL:-0}" == 1 ]]; then targets+=(modal-exporter integration_tests e2e_test); fi
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=thread \
-    -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
-  cmake --build "$dir" -j"$jobs" --target modal_source_test integration_tests e2e_test
-  # The exporter processes the tests start are TSan builds too and inherit these options: a
-  # race report ends the process with exit code 66 and fails the test that started it.
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
+  cmake --build "$dir" -j"$jobs" --target "${targets[@]}"
+  # A race report ends the process with exit code 66 (exporter processes a test starts are TSan
+  # builds too and inherit these options, failing the test that started them).
   export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1} suppressions=$PWD/tests/tsan.supp"
   timeout 900 "$dir/tests/modal/modal_source_test"
-  timeout 900 "$dir/tests/integration/integration_tests"
-  (cd "$dir/tests/e2e" && timeout 900 ./e2e_test)
+  if [[ "${MX_CI_TSAN_ALL:-0}" == 1 ]]; then
+    timeout 900 "$dir/tests/integration/integration_tests"
+    (cd "$dir/tests/e2e" && timeout 900 ./e2e_test)
+  fi
   unset TSAN_OPTIONS
 }
 

@@ -161,6 +161,7 @@ struct HttpServer::State {
   tcp::acceptor acceptor;          // used on the accept thread only
   net::steady_timer accept_retry;  // likewise
   tcp::endpoint bound;             // the listening address, set before the accept thread starts
+  bool accepting = false;          // the accept thread runs (set and read on the io_context thread)
   net::steady_timer watch_timer;
   net::steady_timer trim_timer;  // cancelled by ~HttpServer; `this` outlives it
   bool trim_scheduled = false;
@@ -544,14 +545,21 @@ void accept_next(const std::shared_ptr<HttpServer::State>& state) {
   });
 }
 
-// Closes the listening socket on the accept thread, which then runs out of work.
+// Closes the listening socket on the accept thread, which then runs out of work; once only, so
+// that nothing is left queued for a thread that has ended (it would hold `state` for ever).
 void close_acceptor(const std::shared_ptr<HttpServer::State>& state) {
-  net::post(state->accept_io, [state] {
+  auto close = [state] {
     beast::error_code ignored;
     state->acceptor.close(ignored);
     state->accept_retry.cancel();
     state->accept_work.reset();
-  });
+  };
+  if (!state->accepting) {
+    close();  // no accept thread: nothing else uses the acceptor
+    return;
+  }
+  state->accepting = false;
+  net::post(state->accept_io, std::move(close));
 }
 
 std::vector<std::string> tls_files(const TlsServerConfig& tls) {
@@ -696,6 +704,7 @@ void HttpServer::start() {
   state_->bound = acceptor.local_endpoint();
   accept_next(state_);
   state_->io_work.emplace(state_->io.get_executor());
+  state_->accepting = true;
   accept_thread_ = std::thread([state = state_] { state->accept_io.run(); });
   if (!state_->config.config_file.empty()) watch_files(state_);
 }

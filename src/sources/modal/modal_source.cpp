@@ -31,6 +31,7 @@
 #include "common/backoff.h"
 #include "common/log.h"
 #include "modal_api.grpc.pb.h"
+#include "sources/modal/call_thread.h"
 #include "sources/modal/convert.h"
 #include "sources/modal/modal_util.h"
 #include "sources/modal/pacing.h"
@@ -135,46 +136,62 @@ struct UnaryCall {
   grpc::ClientContext context;
   Req request;
   Resp response;
+  grpc::Status status;
   std::string sent_jwt;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>> reader;  // used on the call thread
 };
 
-// Server-streaming read of WorkspaceBillingReport. It owns itself from start() until OnDone.
-class BillingReader final : public grpc::ClientReadReactor<pb::WorkspaceBillingReportItem> {
+// Server-streaming read of WorkspaceBillingReport, on the call thread. It owns itself from
+// start() until on_done has run.
+class BillingReader final : public CallThread::Op {
  public:
   grpc::ClientContext context;
   pb::WorkspaceBillingReportRequest request;
   std::vector<pb::WorkspaceBillingReportItem> items;
   bool overflow = false;
   std::string sent_jwt;
-  // Runs on a gRPC thread once the stream is over; may move `items` out.
+  // Runs on the call thread once the stream is over; may move `items` out.
   std::function<void(const grpc::Status&, BillingReader&)> on_done;
 
-  void start(Stub& stub, std::shared_ptr<BillingReader> self) {
+  void start(Stub& stub, grpc::CompletionQueue& queue, std::shared_ptr<BillingReader> self) {
     self_ = std::move(self);
-    stub.async()->WorkspaceBillingReport(&context, &request, this);
-    StartRead(&item_);
-    StartCall();
+    stream_ = stub.PrepareAsyncWorkspaceBillingReport(&context, request, &queue);
+    stream_->StartCall(this);
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) return;  // end of stream or broken: OnDone follows with the status
-    if (items.size() >= kMaxBillingItems) {
-      overflow = true;
-      context.TryCancel();
-      return;
+  bool proceed(bool ok) override {
+    if (finishing_) {
+      auto keep = std::move(self_);  // the last step: release ourselves when it returns
+      on_done(status_, *this);
+      return false;
     }
-    items.push_back(std::move(item_));
-    item_.Clear();
-    StartRead(&item_);
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    auto keep = std::move(self_);  // the last reaction: release ourselves when it returns
-    on_done(status, *this);
+    if (ok && reading_) {
+      if (items.size() >= kMaxBillingItems) {
+        overflow = true;
+        context.TryCancel();
+        ok = false;
+      } else {
+        items.push_back(std::move(item_));
+        item_.Clear();
+      }
+    }
+    if (ok) {
+      reading_ = true;
+      stream_->Read(&item_, this);
+    } else {
+      // End of stream, broken, or cut off: Finish brings the status.
+      finishing_ = true;
+      stream_->Finish(&status_, this);
+    }
+    return false;
   }
 
  private:
+  std::unique_ptr<grpc::ClientAsyncReader<pb::WorkspaceBillingReportItem>> stream_;
   pb::WorkspaceBillingReportItem item_;
+  grpc::Status status_;
+  bool reading_ = false;
+  bool finishing_ = false;
   std::shared_ptr<BillingReader> self_;
 };
 
@@ -261,13 +278,16 @@ class ModalSource::Impl {
     budget_timer_.cancel();
     watch_timer_.cancel();
     jwt_waiters_.clear();
-    std::vector<std::function<void()>> cancels;
-    {
-      std::lock_guard lock(shared_->mutex);
-      for (auto& [id, cancel] : shared_->cancellers) cancels.push_back(cancel);
-    }
-    for (auto& cancel : cancels) cancel();  // outside the lock: a callback may run inline
-    cancels.clear();
+    // Cancelled on the call thread, after every call already handed to it has started; a start
+    // queued later sees `stopped` and does not call.
+    calls_.run([sh = shared_](grpc::CompletionQueue&) {
+      std::vector<std::function<void()>> cancels;
+      {
+        std::lock_guard lock(sh->mutex);
+        for (auto& [id, cancel] : sh->cancellers) cancels.push_back(cancel);
+      }
+      for (auto& cancel : cancels) cancel();
+    });
     std::unique_lock lock(shared_->mutex);
     while (!shared_->cancellers.empty()) {
       if (!shared_->idle.wait_for(lock, std::chrono::seconds(5),
@@ -664,16 +684,21 @@ class ModalSource::Impl {
     auto sh = shared_;
     const auto id = sh->begin([call] { call->context.TryCancel(); });
     const auto endpoint = active_;
-    endpoints_[endpoint].stub->async()->AuthTokenGet(
-        &call->context, &call->request, &call->response,
-        [this, sh, id, call, endpoint](grpc::Status status) {
-          boost::asio::post(io_, [this, sh, call, status, endpoint] {
-            if (sh->stopped) return;
-            observe("AuthTokenGet", status, endpoint);
-            on_auth_token(status, call->response.token());
-          });
-          sh->end(id);
-        });
+    Stub& stub = *endpoints_[endpoint].stub;
+    calls_.run([this, sh, id, call, endpoint, &stub](grpc::CompletionQueue& queue) {
+      if (sh->stopped) return sh->end(id);
+      call->reader = stub.PrepareAsyncAuthTokenGet(&call->context, call->request, &queue);
+      call->reader->StartCall();
+      call->reader->Finish(&call->response, &call->status,
+                           new CallThread::Completion([this, sh, id, call, endpoint] {
+                             boost::asio::post(io_, [this, sh, call, endpoint] {
+                               if (sh->stopped) return;
+                               observe("AuthTokenGet", call->status, endpoint);
+                               on_auth_token(call->status, call->response.token());
+                             });
+                             sh->end(id);
+                           }));
+    });
   }
 
   void on_auth_token(const grpc::Status& status, const std::string& token) {
@@ -780,24 +805,32 @@ class ModalSource::Impl {
       auto sh = shared_;
       const auto id = sh->begin([call] { call->context.TryCancel(); });
       const auto endpoint = active_;
-      invoke(*endpoints_[endpoint].stub, &call->context, &call->request, &call->response,
-             [this, sh, id, call, method, request, invoke, done, retried,
-              endpoint](grpc::Status status) {
-               boost::asio::post(io_, [this, sh, call, status, method, request, invoke, done,
-                                       retried, endpoint]() mutable {
-                 if (sh->stopped) return;
-                 observe(method, status, endpoint);
-                 if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
-                     !call->sent_jwt.empty() && !retried) {
-                   if (token_.token() == call->sent_jwt) token_.clear();
-                   log::debug("modal auth token refused; fetching a new one", {{"method", method}});
-                   unary<Req, Resp>(method, std::move(request), invoke, std::move(done), true);
-                   return;
-                 }
-                 done(status, call->response, false);
-               });
-               sh->end(id);
-             });
+      Stub& stub = *endpoints_[endpoint].stub;
+      auto finished = [this, sh, id, call, method, request, invoke, done, retried, endpoint] {
+        boost::asio::post(
+            io_, [this, sh, call, method, request, invoke, done, retried, endpoint]() mutable {
+              if (sh->stopped) return;
+              const grpc::Status& status = call->status;
+              observe(method, status, endpoint);
+              if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
+                  !call->sent_jwt.empty() && !retried) {
+                if (token_.token() == call->sent_jwt) token_.clear();
+                log::debug("modal auth token refused; fetching a new one", {{"method", method}});
+                unary<Req, Resp>(method, std::move(request), invoke, std::move(done), true);
+                return;
+              }
+              done(status, call->response, false);
+            });
+        sh->end(id);
+      };
+      calls_.run([sh, id, call, invoke, &stub,
+                  finished = std::move(finished)](grpc::CompletionQueue& queue) mutable {
+        if (sh->stopped) return sh->end(id);
+        call->reader = invoke(stub, &call->context, call->request, &queue);
+        call->reader->StartCall();
+        call->reader->Finish(&call->response, &call->status,
+                             new CallThread::Completion(std::move(finished)));
+      });
     });
   }
 
@@ -806,8 +839,9 @@ class ModalSource::Impl {
     request.set_environment_name(config_.environment);
     unary<pb::AppListRequest, pb::AppListResponse>(
         "AppList", std::move(request),
-        [](Stub& s, grpc::ClientContext* c, const pb::AppListRequest* r, pb::AppListResponse* o,
-           std::function<void(grpc::Status)> f) { s.async()->AppList(c, r, o, std::move(f)); },
+        [](Stub& s, grpc::ClientContext* c, const pb::AppListRequest& r, grpc::CompletionQueue* q) {
+          return s.PrepareAsyncAppList(c, r, q);
+        },
         [this, &p](const grpc::Status& status, pb::AppListResponse& response, bool counted) {
           if (status.ok()) {
             modal_convert::Issues issues;
@@ -826,8 +860,8 @@ class ModalSource::Impl {
     request.set_app_id(app_id);
     unary<pb::TaskListRequest, pb::TaskListResponse>(
         "TaskList", std::move(request),
-        [](Stub& s, grpc::ClientContext* c, const pb::TaskListRequest* r, pb::TaskListResponse* o,
-           std::function<void(grpc::Status)> f) { s.async()->TaskList(c, r, o, std::move(f)); },
+        [](Stub& s, grpc::ClientContext* c, const pb::TaskListRequest& r,
+           grpc::CompletionQueue* q) { return s.PrepareAsyncTaskList(c, r, q); },
         [this, &p, app_id, want](const grpc::Status& status, pb::TaskListResponse& response,
                                  bool counted) {
           const auto code = status.error_code();
@@ -866,9 +900,8 @@ class ModalSource::Impl {
     request.set_task_id(task_id);
     unary<pb::TaskGetInfoRequest, pb::TaskGetInfoResponse>(
         "TaskGetInfo", std::move(request),
-        [](Stub& s, grpc::ClientContext* c, const pb::TaskGetInfoRequest* r,
-           pb::TaskGetInfoResponse* o,
-           std::function<void(grpc::Status)> f) { s.async()->TaskGetInfo(c, r, o, std::move(f)); },
+        [](Stub& s, grpc::ClientContext* c, const pb::TaskGetInfoRequest& r,
+           grpc::CompletionQueue* q) { return s.PrepareAsyncTaskGetInfo(c, r, q); },
         [this, task_id](const grpc::Status& status, pb::TaskGetInfoResponse& response,
                         bool counted) {
           if (status.ok()) {
@@ -886,10 +919,8 @@ class ModalSource::Impl {
     request.set_function_id(function_id);
     unary<pb::FunctionGetCurrentStatsRequest, pb::FunctionStats>(
         "FunctionGetCurrentStats", std::move(request),
-        [](Stub& s, grpc::ClientContext* c, const pb::FunctionGetCurrentStatsRequest* r,
-           pb::FunctionStats* o, std::function<void(grpc::Status)> f) {
-          s.async()->FunctionGetCurrentStats(c, r, o, std::move(f));
-        },
+        [](Stub& s, grpc::ClientContext* c, const pb::FunctionGetCurrentStatsRequest& r,
+           grpc::CompletionQueue* q) { return s.PrepareAsyncFunctionGetCurrentStats(c, r, q); },
         [this, function_id](const grpc::Status& status, pb::FunctionStats& response, bool counted) {
           if (status.ok()) {
             sink_.modal_function_stats(modal_convert::function_stats(response, function_id));
@@ -901,10 +932,8 @@ class ModalSource::Impl {
   void billing_rates(Poller& p) {
     unary<pb::WorkspaceBillingRatesRequest, pb::WorkspaceBillingRatesResponse>(
         "WorkspaceBillingRates", pb::WorkspaceBillingRatesRequest{},
-        [](Stub& s, grpc::ClientContext* c, const pb::WorkspaceBillingRatesRequest* r,
-           pb::WorkspaceBillingRatesResponse* o, std::function<void(grpc::Status)> f) {
-          s.async()->WorkspaceBillingRates(c, r, o, std::move(f));
-        },
+        [](Stub& s, grpc::ClientContext* c, const pb::WorkspaceBillingRatesRequest& r,
+           grpc::CompletionQueue* q) { return s.PrepareAsyncWorkspaceBillingRates(c, r, q); },
         [this, &p](const grpc::Status& status, pb::WorkspaceBillingRatesResponse& response,
                    bool counted) {
           if (status.ok()) {
@@ -995,7 +1024,11 @@ class ModalSource::Impl {
         });
         sh->end(id);
       };
-      reader->start(*endpoints_[endpoint].stub, reader);
+      Stub& stub = *endpoints_[endpoint].stub;
+      calls_.run([sh, id, reader, &stub](grpc::CompletionQueue& queue) {
+        if (sh->stopped) return sh->end(id);
+        reader->start(stub, queue, reader);
+      });
     });
   }
 
@@ -1017,6 +1050,7 @@ class ModalSource::Impl {
   CallObserver observer_;
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   std::vector<Endpoint> endpoints_;
+  CallThread calls_;  // after endpoints_: gone before the stubs and channels are
   std::size_t active_ = 0;
   std::vector<std::unique_ptr<Poller>> pollers_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;

@@ -34,8 +34,9 @@
 // RPCRetryPolicy.retry_after_secs; auth errors wait the maximum backoff. NOT_FOUND of one
 // task/function is churn. Never a secret in a log line.
 //
-// Threading: gRPC results are posted to the io_context; the sink and the observer are only called
-// on the thread running it.
+// Threading: every gRPC call starts and completes on the source's call thread (call_thread.h),
+// whose results are posted to the io_context; the sink and the observer are only called on the
+// thread running it.
 #pragma once
 
 #include <functional>
