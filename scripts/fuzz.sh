@@ -38,7 +38,11 @@ if [[ ${#names[@]} -eq 0 ]]; then
   for bin in "$build"/fuzz/fuzz_*; do names+=("$(basename "$bin" | sed 's/^fuzz_//')"); done
 fi
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+# No allocation stack traces and a 16 MiB quarantine: the YAML targets allocate on every token,
+# and with ASan's defaults (30-frame malloc stacks, 256 MiB quarantine) they ran ~1/3 slower and
+# held ~850 MiB (measured: config_yaml 2.1k vs 3.1k executions/s over 150 s). A crash input is
+# replayed with the defaults (build-fuzz/fuzz/fuzz_<name> <file>) for the full report.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:malloc_context_size=0:quarantine_size_mb=16}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 summary="$build/fuzz-summary.txt"
 : > "$summary"

@@ -5,12 +5,12 @@
 #            installs (else the image misses the compiler cache wherever a header differs)
 #   asan     ASan+UBSan RelWithDebInfo build with -Werror, every test (unit, integration, e2e,
 #            deployment checks, fuzz seed/regression replays)
-#   tsan     ThreadSanitizer build of the Modal source tests: the gRPC calls of the source's
-#            call thread, their results posted to the io_context, cancellation and shutdown.
-#            tests/tsan.supp suppresses reports inside Debian's gRPC/Abseil/protobuf (not built
-#            with TSan) and says why that cannot hide a race in our code. MX_CI_TSAN_ALL=1 also
-#            builds and runs the integration tests and the e2e scenario under TSan (not yet
-#            clean: not in CI).
+#   tsan     ThreadSanitizer build of what crosses threads, run clean: the Modal source tests
+#            (gRPC calls on the source's call thread, results posted to the io_context), the
+#            integration tests (HTTP server: accept thread, bcrypt pool, slow clients; the real
+#            binary) and the e2e scenarios (simulator, exporter with its publisher thread, a real
+#            Prometheus). tests/tsan.supp suppresses reports inside Debian's gRPC/Abseil/protobuf
+#            (not built with TSan) and says why that cannot hide a race in our code.
 #   release  the packager's build: Release, tests on, no -Werror, everything built; runs the
 #            unit, integration and source tests (not e2e/deploy/style: the asan stage has them)
 #   fuzz     the libFuzzer targets, MX_CI_FUZZ_SECONDS (default 20) each (scripts/fuzz.sh)
@@ -78,20 +78,32 @@ stage_asan() {
 
 stage_tsan() {
   local dir="$build-tsan"
-  local targets=(modal_source_test)
-  if [[ "${MX_CI_TSAN_ALL:-0}" == 1 ]]; then targets+=(modal-exporter integration_tests e2e_test); fi
+  local reports="$dir/tsan-reports"
+  local tests=(tests/modal/modal_source_test tests/integration/integration_tests
+    tests/integration/web_security_tests tests/integration/slow_clients_tests
+    tests/e2e/e2e_test tests/e2e/e2e_tls_test tests/e2e/e2e_shard_test)
+  local targets=(modal-exporter modal-sim)
+  for t in "${tests[@]}"; do targets+=("$(basename "$t")"); done
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=thread \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
   cmake --build "$dir" -j"$jobs" --target "${targets[@]}"
-  # A race report ends the process with exit code 66 (exporter processes a test starts are TSan
-  # builds too and inherit these options, failing the test that started them).
-  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1} suppressions=$PWD/tests/tsan.supp"
-  timeout 900 "$dir/tests/modal/modal_source_test"
-  if [[ "${MX_CI_TSAN_ALL:-0}" == 1 ]]; then
-    timeout 900 "$dir/tests/integration/integration_tests"
-    (cd "$dir/tests/e2e" && timeout 900 ./e2e_test)
-  fi
+  # Reports go to files (log_path), one per process: the exporter and simulator processes the
+  # tests start are TSan builds too and inherit these options, and a race in a child whose exit
+  # code no test looks at must still fail the stage. halt_on_error ends a racing process (exit
+  # code 66), which fails the test that started it.
+  rm -rf "$reports" && mkdir -p "$reports"
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1} suppressions=$PWD/tests/tsan.supp log_path=$PWD/$reports/report"
+  local t
+  for t in "${tests[@]}"; do
+    echo "--- tsan: $t"
+    (cd "$dir/$(dirname "$t")" && timeout 900 "./$(basename "$t")")
+  done
   unset TSAN_OPTIONS
+  if compgen -G "$reports/report*" > /dev/null; then
+    cat "$reports"/report* >&2
+    echo "tsan: ThreadSanitizer reports above (also in $reports)" >&2
+    return 1
+  fi
 }
 
 stage_release() {

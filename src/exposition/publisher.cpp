@@ -93,7 +93,12 @@ void Publisher::run() {
         final = final || is_final;
       }
       batches.clear();
-      if (final) current_.store(builder_.build());
+      if (final) {
+        std::shared_ptr<const Snapshot> next = builder_.build();
+        // The previous snapshot is freed after the unlock (or by the last scrape holding it).
+        std::lock_guard swap_lock(current_mu_);
+        current_.swap(next);
+      }
       stats.chunks = builder_.chunks();
       stats.memory_bytes = builder_.memory_bytes();
     } catch (const std::exception& e) {

@@ -4,7 +4,6 @@
 // when done. Batches that arrive while a build runs are applied together by the next one.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -35,7 +34,10 @@ class Publisher {
   std::size_t queued() const;
   // Blocks until everything submitted so far is in current() (start-up, tests).
   void flush();
-  std::shared_ptr<const Snapshot> current() const { return current_.load(); }
+  std::shared_ptr<const Snapshot> current() const {
+    std::lock_guard lock(current_mu_);
+    return current_;
+  }
 
   struct Stats {
     std::uint64_t builds = 0;
@@ -51,7 +53,11 @@ class Publisher {
   void run();
 
   SnapshotBuilder builder_;  // build thread only (after construction)
-  std::atomic<std::shared_ptr<const Snapshot>> current_;
+  // A mutex, not std::atomic<std::shared_ptr>: libstdc++ 12's atomic shared_ptr releases its
+  // internal lock with a relaxed store after load(), so a load and the next store race in the
+  // C++ memory model (ThreadSanitizer reports it in the e2e scenario). Held for a pointer copy.
+  mutable std::mutex current_mu_;
+  std::shared_ptr<const Snapshot> current_;
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable idle_;
