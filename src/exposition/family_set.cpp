@@ -32,16 +32,32 @@ ChunkPtr SnapshotBuilder::make_chunk(std::string text) {
   return chunk;
 }
 
+std::size_t SnapshotBuilder::index_of(const Family& family, std::string_view key) {
+  return std::hash<std::string_view>{}(key) & (family.buckets.size() - 1);
+}
+
 SnapshotBuilder::Bucket& SnapshotBuilder::bucket_of(Family& family, std::string_view key) {
-  const std::size_t i = std::hash<std::string_view>{}(key) & (family.buckets.size() - 1);
+  const std::size_t i = index_of(family, key);
   Bucket& bucket = family.buckets[i];
   if (bucket.pending.empty()) family.dirty.push_back(i);
   return bucket;
 }
 
 void SnapshotBuilder::apply(ChangeBatch batch) {
-  for (auto& change : batch) {
+  // Bytes arriving per family: a family that will outgrow its buckets is split before the
+  // merge, not after it (the merge would copy every bucket's text once more for nothing).
+  std::vector<std::size_t> incoming(families_.size());
+  for (const auto& change : batch) {
     if (change.family >= families_.size()) throw std::out_of_range("unknown metric family");
+    incoming[change.family] += change.lines.size();
+  }
+  for (std::size_t f = 0; f < families_.size(); ++f) {
+    Family& family = families_[f];
+    std::size_t count = family.buckets.size();
+    while (family.bytes + incoming[f] > count * kMaxAverageChunk) count *= 2;
+    if (count != family.buckets.size()) grow(family, count);
+  }
+  for (auto& change : batch) {
     Bucket& bucket = bucket_of(families_[change.family], change.key);
     auto it = bucket.pending.find(change.key);
     if (it == bucket.pending.end()) {
@@ -66,7 +82,7 @@ void SnapshotBuilder::fit(Family& family) {
 }
 
 const std::string* SnapshotBuilder::intern(std::string_view key) {
-  auto it = keys_.find(std::string(key));
+  auto it = keys_.find(key);
   if (it == keys_.end()) it = keys_.emplace(std::string(key), 0).first;
   ++it->second;
   return &it->first;
@@ -175,9 +191,42 @@ void SnapshotBuilder::join(Family& family) {
   family.joined_stale = false;
 }
 
-// Re-spreads a family's objects over `count` buckets. Their lines move into the new buckets'
-// pending changes and every new bucket is rebuilt: amortised over the growth that caused it.
 void SnapshotBuilder::resize(Family& family, std::size_t count) {
+  if (count > family.buckets.size()) {
+    grow(family, count);
+  } else {
+    shrink(family, count);
+  }
+}
+
+// Splits every bucket into count / size() buckets. The bucket index is the key's hash masked to
+// the bucket count, so a new bucket's objects all come from one old bucket and keep their order:
+// each object's lines are copied once, in order, with no sorting and no per-object allocation.
+// Only between merges (no pending changes): apply() grows before it queues the batch.
+void SnapshotBuilder::grow(Family& family, std::size_t count) {
+  std::vector<Bucket> old = std::exchange(family.buckets, std::vector<Bucket>(count));
+  family.dirty.clear();
+  family.unsealed.clear();
+  for (auto& bucket : old) {
+    const std::string& text = bucket.text();
+    for (const auto& e : bucket.entries) {
+      Bucket& target = family.buckets[index_of(family, *e.key)];
+      target.entries.push_back({e.key, static_cast<std::uint32_t>(target.staged.size()), e.length});
+      target.staged.append(text, e.offset, e.length);
+      target.has_staged = true;
+    }
+    bucket = Bucket{};  // frees the old text before the next bucket's lines are copied
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    if (family.buckets[i].has_staged) family.unsealed.push_back(i);
+  }
+  family.joined_stale = true;
+}
+
+// Re-spreads a family's objects over fewer buckets: several old buckets feed one new bucket, so
+// their lines go through the new buckets' pending changes (a sorted merge). Only after a merge
+// (no pending changes left); amortised over the shrinkage that caused it.
+void SnapshotBuilder::shrink(Family& family, std::size_t count) {
   std::vector<Bucket> old = std::exchange(family.buckets, std::vector<Bucket>(count));
   family.dirty.clear();
   family.unsealed.clear();

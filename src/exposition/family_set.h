@@ -91,11 +91,14 @@ class SnapshotBuilder {
     bool joined_stale = true;
   };
 
+  static std::size_t index_of(const Family& family, std::string_view key);
   Bucket& bucket_of(Family& family, std::string_view key);
   void merge(Family& family, std::size_t index);
   void merge_dirty(Family& family);
   void seal(Family& family);
   void resize(Family& family, std::size_t count);
+  void grow(Family& family, std::size_t count);
+  void shrink(Family& family, std::size_t count);
   void fit(Family& family);
   void join(Family& family);
   const std::string* intern(std::string_view key);
@@ -104,7 +107,14 @@ class SnapshotBuilder {
 
   std::vector<FamilyDesc> descs_;
   std::vector<Family> families_;
-  std::unordered_map<std::string, std::uint32_t> keys_;  // interned key -> entries using it
+  struct KeyHash {  // lets keys_ be searched by string_view without making a string
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const {
+      return std::hash<std::string_view>{}(key);
+    }
+  };
+  // interned key -> entries using it
+  std::unordered_map<std::string, std::uint32_t, KeyHash, std::equal_to<>> keys_;
   Deflater deflater_;
   std::size_t series_bytes_ = 0;
   std::uint64_t generation_ = 0;
