@@ -74,6 +74,9 @@ for v in DURATION IDLE CHANGES CHURN NGINX_WORKERS; do positive "--${v,,}" "${!v
 for n in "${NS[@]}"; do positive --jobs "$n"; done
 # One scrape every 15 s, as a Prometheus would; a short window gets one at its start and middle.
 SCRAPE_EVERY=$((IDLE < 30 ? (IDLE + 1) / 2 : 15))
+# Bound on the start-up sync. A smoke run's 100 jobs sync in well under a second, and its CTest
+# timeout is 300 s: a stuck sync must fail here, with the exporter's log, rather than be killed.
+SYNC_TIMEOUT=$([[ -n $QUICK ]] && echo 90 || echo 890)
 
 EXPORTER_BIN=$BUILD_DIR/src/modal-exporter
 LOAD_BIN=$BUILD_DIR/bench/bench_kube_load
@@ -138,7 +141,7 @@ trap 'exit 130' INT TERM
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 die() {
   echo "real-binary.sh: $*" >&2
-  [[ -n ${D:-} && -f $D/exporter.log ]] && { echo "--- exporter log (tail):" >&2; tail -20 "$D/exporter.log" >&2; }
+  [[ -n ${D:-} && -f $D/exporter.log ]] && { echo "--- exporter log (tail):" >&2; tail -40 "$D/exporter.log" >&2; }
   [[ -n ${D:-} && -f $D/load.err ]] && { echo "--- bench_kube_load stderr (tail):" >&2; tail -20 "$D/load.err" >&2; }
   exit 1
 }
@@ -222,7 +225,7 @@ run_one() {
   # Opened in the order the child opens them, or both sides would wait for each other.
   exec {CTL_W}>"$D/ctl.in"
   exec {CTL_R}<"$D/ctl.out"
-  IFS= read -r -t 900 -u "$CTL_R" ANSWER || die "bench_kube_load did not start"
+  IFS= read -r -t "$((SYNC_TIMEOUT + 10))" -u "$CTL_R" ANSWER || die "bench_kube_load did not start"
   [[ $ANSWER == ready* ]] || die "bench_kube_load: $ANSWER"
 
   # --- start-up sync
@@ -238,7 +241,7 @@ run_one() {
     -u MODAL_TOKEN_SECRET "$EXPORTER_BIN" --config "$ROOT/bench/real-binary.yaml" \
     --kubeconfig "$D/kubeconfig" --web.listen-address "$EXPORTER_ADDR" >"$D/exporter.log" 2>&1 &
   EXPORTER_PID=$!
-  ctl 900 sync "$EXPORTER_PID" "$EXPORTER_ADDR" 890
+  ctl $((SYNC_TIMEOUT + 10)) sync "$EXPORTER_PID" "$EXPORTER_ADDR" "$SYNC_TIMEOUT"
   local seen_ns=${ANSWER#* seen_unix=}
   seen_ns=${seen_ns%% *}
   seen_ns=${seen_ns/./}
