@@ -74,8 +74,9 @@ for v in DURATION IDLE CHANGES CHURN NGINX_WORKERS; do positive "--${v,,}" "${!v
 for n in "${NS[@]}"; do positive --jobs "$n"; done
 # One scrape every 15 s, as a Prometheus would; a short window gets one at its start and middle.
 SCRAPE_EVERY=$((IDLE < 30 ? (IDLE + 1) / 2 : 15))
-# Bound on the start-up sync. A smoke run's 100 jobs sync in well under a second, and its CTest
-# timeout is 300 s: a stuck sync must fail here, with the exporter's log, rather than be killed.
+# Bound on each start-up wait: bench_kube_load's "ready" and the exporter's sync. A smoke run's
+# 100 jobs sync in well under a second, and its CTest timeout is 300 s: a stuck start must fail
+# here, with the exporter's log, rather than be killed with nothing said.
 SYNC_TIMEOUT=$([[ -n $QUICK ]] && echo 90 || echo 890)
 
 EXPORTER_BIN=$BUILD_DIR/src/modal-exporter
