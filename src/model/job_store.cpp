@@ -1,17 +1,10 @@
 #include "model/job_store.h"
 
+#include <functional>
+
 #include "common/log.h"
 
 namespace mx {
-namespace {
-
-std::string name_key(const JobObject& job) {
-  return job.namespace_name + "/" + job.name;
-}
-
-const std::set<std::string> kNoJobs;
-
-}  // namespace
 
 JobPhase parse_phase(std::string_view phase) {
   if (phase.empty()) return JobPhase::none;
@@ -21,6 +14,11 @@ JobPhase parse_phase(std::string_view phase) {
   if (phase == "Completed") return JobPhase::completed;
   if (phase == "Failed") return JobPhase::failed;
   return JobPhase::other;
+}
+
+std::size_t JobStore::NameKeyHash::operator()(const NameKey& k) const {
+  const std::hash<std::string_view> h;
+  return h(k.namespace_name) * 31 + h(k.name);
 }
 
 JobState* JobStore::find(const std::string& uid) {
@@ -34,21 +32,28 @@ const JobState* JobStore::find(const std::string& uid) const {
 }
 
 JobState& JobStore::put(JobObject job, bool& is_new, std::vector<std::string>& renamed_to) {
-  const std::string uid = job.uid;
-  auto [it, inserted] = jobs_.try_emplace(uid);
+  auto [it, inserted] = jobs_.try_emplace(job.uid);
   JobState& state = it->second;
-  if (!inserted &&
-      (state.object.namespace_name != job.namespace_name || state.object.name != job.name)) {
-    release_name(state, renamed_to);
-    inserted = true;
+  bool claim = inserted;
+  bool owner = false;
+  if (!inserted) {
+    if (state.object.namespace_name != job.namespace_name || state.object.name != job.name) {
+      release_name(state, renamed_to);
+      claim = true;
+    } else if (state.renders_per_job) {
+      // Its name key views the strings about to be replaced: re-keyed below.
+      name_owner_.erase(name_of(state));
+      owner = true;
+    }
+    if (state.object.modal_app_id != job.modal_app_id) state.tasks_known = false;
+    index(state, false);
   }
-  if (state.object.modal_app_id != job.modal_app_id) state.tasks_known = false;
-  if (!state.object.uid.empty()) index(state.object, false);
   state.object = std::move(job);
   state.phase = parse_phase(state.object.phase);
-  index(state.object, true);
-  if (inserted) claim_name(state);
-  is_new = inserted;
+  index(state, true);
+  if (claim) claim_name(state);
+  if (owner) name_owner_.emplace(name_of(state), &state);
+  is_new = claim;
   return state;
 }
 
@@ -56,33 +61,40 @@ std::optional<JobState> JobStore::take(const std::string& uid,
                                        std::vector<std::string>& renamed_to) {
   auto it = jobs_.find(uid);
   if (it == jobs_.end()) return std::nullopt;
+  release_name(it->second, renamed_to);
+  index(it->second, false);
   JobState state = std::move(it->second);
   jobs_.erase(it);
-  release_name(state, renamed_to);
-  index(state.object, false);
   return state;
 }
 
 const JobState* JobStore::owner_of(const std::string& namespace_name,
                                    const std::string& name) const {
-  auto it = name_owner_.find(namespace_name + "/" + name);
-  return it == name_owner_.end() ? nullptr : find(it->second);
+  auto it = name_owner_.find(NameKey{namespace_name, name});
+  return it == name_owner_.end() ? nullptr : it->second;
 }
 
-const std::set<std::string>& JobStore::by_app(const std::string& app_id) const {
-  auto it = by_app_.find(app_id);
-  return it == by_app_.end() ? kNoJobs : it->second;
+std::vector<JobState*> JobStore::lookup(const Index& index, std::string_view key) {
+  std::vector<JobState*> out;
+  if (key.empty()) return out;
+  auto [first, last] = index.equal_range(key);
+  for (auto it = first; it != last; ++it) out.push_back(it->second);
+  return out;
 }
 
-const std::set<std::string>& JobStore::by_function(const std::string& function_id) const {
-  auto it = by_function_.find(function_id);
-  return it == by_function_.end() ? kNoJobs : it->second;
+std::vector<JobState*> JobStore::with_app(std::string_view app_id) {
+  return lookup(by_app_, app_id);
+}
+
+std::vector<JobState*> JobStore::with_function(std::string_view function_id) {
+  return lookup(by_function_, function_id);
 }
 
 void JobStore::claim_name(JobState& state) {
-  auto [it, inserted] = name_owner_.try_emplace(name_key(state.object), state.object.uid);
-  state.renders_per_job = inserted || it->second == state.object.uid;
-  if (!state.renders_per_job) {
+  auto [it, inserted] = name_owner_.try_emplace(name_of(state), &state);
+  state.renders_per_job = inserted;
+  if (!inserted) {
+    ++shadowed_;
     log::warn("two jobs share a namespace and name; per-job series show the first only",
               {{"namespace", state.object.namespace_name},
                {"job_name", state.object.name},
@@ -90,38 +102,44 @@ void JobStore::claim_name(JobState& state) {
   }
 }
 
-void JobStore::release_name(const JobState& state, std::vector<std::string>& renamed_to) {
-  const auto key = name_key(state.object);
-  auto it = name_owner_.find(key);
-  if (it == name_owner_.end() || it->second != state.object.uid) return;
-  name_owner_.erase(it);
+void JobStore::release_name(JobState& state, std::vector<std::string>& renamed_to) {
+  if (!state.renders_per_job) {
+    --shadowed_;  // it owned no name; claim_name() counts it again if it stays
+    return;
+  }
+  name_owner_.erase(name_of(state));
+  if (shadowed_ == 0) return;
   // Hand the name to another job that carries it, if any.
   for (auto& [uid, other] : jobs_) {
-    if (uid != state.object.uid && !other.renders_per_job &&
+    if (&other != &state && !other.renders_per_job &&
         other.object.namespace_name == state.object.namespace_name &&
         other.object.name == state.object.name) {
-      name_owner_[key] = uid;
+      name_owner_.emplace(name_of(other), &other);
       other.renders_per_job = true;
+      --shadowed_;
       renamed_to.push_back(uid);
       break;
     }
   }
 }
 
-void JobStore::index(const JobObject& job, bool add) {
-  auto update = [&](auto& index, const std::string& key) {
+void JobStore::index(JobState& state, bool add) {
+  auto update = [&](Index& index, const std::string& key) {
     if (key.empty()) return;
     if (add) {
-      index[key].insert(job.uid);
+      index.emplace(key, &state);
       return;
     }
-    auto it = index.find(key);
-    if (it == index.end()) return;
-    it->second.erase(job.uid);
-    if (it->second.empty()) index.erase(it);
+    auto [first, last] = index.equal_range(key);
+    for (auto it = first; it != last; ++it) {
+      if (it->second == &state) {
+        index.erase(it);
+        return;
+      }
+    }
   };
-  update(by_app_, job.modal_app_id);
-  update(by_function_, job.modal_function_id);
+  update(by_app_, state.object.modal_app_id);
+  update(by_function_, state.object.modal_function_id);
 }
 
 }  // namespace mx

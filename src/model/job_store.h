@@ -2,12 +2,16 @@
 // series are keyed by name, so only one object may render them), and indexes by Modal app and
 // function id so that a Modal result touches only its own jobs. Bounded by the live job set:
 // a job leaves the store when the informer reports it deleted.
+//
+// The UID, name and ids are stored once, in the job's own JobObject: the indexes hold views of
+// those strings and pointers to the state (a stored JobState never moves: unordered_map nodes
+// are stable). An entry leaves its index before the strings it views change or are freed.
 #pragma once
 
 #include <cstdint>
 #include <optional>
-#include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -52,21 +56,34 @@ class JobStore {
 
   // The job that renders per-job series for namespace/name, if any.
   const JobState* owner_of(const std::string& namespace_name, const std::string& name) const;
-  // Job UIDs by Modal app / function id (empty when none).
-  const std::set<std::string>& by_app(const std::string& app_id) const;
-  const std::set<std::string>& by_function(const std::string& function_id) const;
-  std::size_t app_count() const { return by_app_.size(); }
-  std::size_t function_count() const { return by_function_.size(); }
+  // The jobs of a Modal app / function id (none when empty); valid until the next put/take.
+  std::vector<JobState*> with_app(std::string_view app_id);
+  std::vector<JobState*> with_function(std::string_view function_id);
 
  private:
+  struct NameKey {  // views of the owner's namespace_name and name
+    std::string_view namespace_name;
+    std::string_view name;
+    bool operator==(const NameKey&) const = default;
+  };
+  struct NameKeyHash {
+    std::size_t operator()(const NameKey& k) const;
+  };
+  using Index = std::unordered_multimap<std::string_view, JobState*>;
+
+  static NameKey name_of(const JobState& state) {
+    return {state.object.namespace_name, state.object.name};
+  }
   void claim_name(JobState& state);
-  void release_name(const JobState& state, std::vector<std::string>& renamed_to);
-  void index(const JobObject& job, bool add);
+  void release_name(JobState& state, std::vector<std::string>& renamed_to);
+  void index(JobState& state, bool add);
+  static std::vector<JobState*> lookup(const Index& index, std::string_view key);
 
   Jobs jobs_;
-  std::unordered_map<std::string, std::string> name_owner_;  // "ns/name" -> owning UID
-  std::unordered_map<std::string, std::set<std::string>> by_app_;
-  std::unordered_map<std::string, std::set<std::string>> by_function_;
+  std::unordered_map<NameKey, JobState*, NameKeyHash> name_owner_;
+  std::size_t shadowed_ = 0;  // jobs whose namespace/name another job owns
+  Index by_app_;
+  Index by_function_;
 };
 
 }  // namespace mx

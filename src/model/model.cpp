@@ -243,8 +243,9 @@ void Model::modal_apps(std::vector<ModalApp> apps) {
 }
 
 void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks) {
-  for (const auto& uid : store_.by_app(app_id)) {
-    JobState& state = *store_.find(uid);
+  for (JobState* job : store_.with_app(app_id)) {
+    JobState& state = *job;
+    const std::string& uid = state.object.uid;
     state.tasks_known = true;
     CountedJob& counted = history_.entry(uid);
     for (const auto& t : tasks) {
@@ -267,23 +268,23 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
 }
 
 void Model::modal_task_info(ModalTaskInfo info) {
-  const auto& jobs = store_.by_app(info.app_id);
+  const auto jobs = store_.with_app(info.app_id);
   if (jobs.empty()) return;
-  for (const auto& uid : jobs) {
-    JobState& state = *store_.find(uid);
+  for (JobState* job : jobs) {
+    JobState& state = *job;
     if (info.finished_at &&
         (!state.modal_finished_at || *info.finished_at > *state.modal_finished_at)) {
       state.modal_finished_at = info.finished_at;
     }
-    job_changed(uid);
+    job_changed(state.object.uid);
   }
   changed();
 }
 
 void Model::modal_function_stats(ModalFunctionStats stats) {
-  for (const auto& uid : store_.by_function(stats.function_id)) {
-    store_.find(uid)->backlog = stats.backlog;
-    dirty_jobs_.insert(uid);
+  for (JobState* state : store_.with_function(stats.function_id)) {
+    state->backlog = stats.backlog;
+    dirty_jobs_.insert(state->object.uid);
   }
   changed();
 }
