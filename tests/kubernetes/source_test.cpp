@@ -207,6 +207,24 @@ TEST_F(SourceTest, PaginatesOverMoreThanAThousandObjects) {
   EXPECT_EQ(sink.failures, 0);
 }
 
+// A continue token that expires between pages (HTTP 410) starts the list over; what the
+// abandoned pages returned is neither lost nor reported deleted.
+TEST_F(SourceTest, ExpiredContinueTokenStartsTheListOver) {
+  api.set_max_page_size(2);
+  std::set<std::string> uids;
+  for (int i = 0; i < 5; ++i) {
+    uids.insert(uid_of(api.upsert(kCrd, "modaljobs", modal_job(numbered("job-", i)))));
+  }
+  api.inject_failure(410, 1, "modaljobs?limit=500&continue=");
+  start_and_sync();
+  EXPECT_EQ(sink.jobs.size(), 5u);
+  for (const auto& uid : uids) EXPECT_EQ(sink.jobs.count(uid), 1u);
+  EXPECT_TRUE(sink.deleted_jobs.empty());
+  // The first page twice, then the two pages after it.
+  EXPECT_EQ(count_requests("/modaljobs?limit=500"), 5u);
+  EXPECT_EQ(sink.failures, 0);
+}
+
 TEST_F(SourceTest, WatchEventsSplitAcrossChunksAndBatchedInOne) {
   start_and_sync();
   api.set_watch_chunk_size(7);

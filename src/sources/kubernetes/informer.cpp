@@ -179,14 +179,14 @@ asio::awaitable<void> Informer::fail(const char* verb, ApiError error) {
   co_await sleep(delay);
 }
 
-void Informer::apply_object(const json& object, std::unordered_set<std::string>* seen) {
+void Informer::apply_object(const json& object, bool listing) {
   const std::string uid = object_uid(object);
-  const std::string rv = kube::resource_version(object);
-  if (seen != nullptr && !uid.empty()) {
+  std::string rv = kube::resource_version(object);
+  if (listing && !uid.empty()) {
     // A re-list returns every object again; unchanged ones need not reach the model twice.
     auto it = cache_.find(uid);
-    if (it != cache_.end() && !rv.empty() && it->second == rv) {
-      seen->insert(uid);
+    if (it != cache_.end() && !rv.empty() && it->second.resource_version == rv) {
+      it->second.listed = list_generation_;
       return;
     }
   }
@@ -197,15 +197,16 @@ void Informer::apply_object(const json& object, std::unordered_set<std::string>*
     return;
   }
   if (tracked) {
-    cache_[uid] = rv;
-    if (seen != nullptr) seen->insert(uid);
+    Tracked& t = cache_[uid];
+    t.resource_version = std::move(rv);
+    t.listed = list_generation_;
   } else if (cache_.erase(uid) > 0) {
     handler_.remove(uid);  // it was a tracked object and no longer is
   }
 }
 
 asio::awaitable<ApiError> Informer::list() {
-  std::unordered_set<std::string> seen;
+  ++list_generation_;
   std::string continue_token;
   int expired_restarts = 0;
   for (;;) {
@@ -220,7 +221,7 @@ asio::awaitable<ApiError> Informer::list() {
       // The continue token expired between pages: start the list over.
       ++expired_restarts;
       continue_token.clear();
-      seen.clear();
+      ++list_generation_;  // what the abandoned pages returned counts as unseen
       continue;
     }
     if (e) co_return e;
@@ -244,7 +245,7 @@ asio::awaitable<ApiError> Informer::list() {
                          std::nullopt};
     }
     if (items != page.end() && items->is_array()) {
-      for (const json& item : *items) apply_object(item, &seen);
+      for (const json& item : *items) apply_object(item, true);
     }
     std::string next;
     if (auto meta = page.find("metadata"); meta != page.end() && meta->is_object()) {
@@ -261,7 +262,7 @@ asio::awaitable<ApiError> Informer::list() {
 
   // Whatever was tracked and is not in the new list was deleted while we were not watching.
   for (auto it = cache_.begin(); it != cache_.end();) {
-    if (seen.count(it->first) == 0) {
+    if (it->second.listed != list_generation_) {
       const std::string uid = it->first;
       it = cache_.erase(it);
       handler_.remove(uid);
@@ -391,7 +392,7 @@ ApiError Informer::handle_line(std::string_view line, bool& relist) {
   }
   const std::string rv = kube::resource_version(object);
   if (type == "ADDED" || type == "MODIFIED") {
-    apply_object(object, nullptr);
+    apply_object(object, false);
   } else if (type == "DELETED") {
     const std::string uid = object_uid(object);
     if (!uid.empty() && cache_.erase(uid) > 0) handler_.remove(uid);

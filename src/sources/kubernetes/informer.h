@@ -4,11 +4,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -74,7 +74,8 @@ class Informer : public std::enable_shared_from_this<Informer> {
   asio::awaitable<void> fail(const char* verb, ApiError error);
   asio::awaitable<void> sleep(Duration d);
 
-  void apply_object(const nlohmann::json& object, std::unordered_set<std::string>* seen);
+  // `listing`: the object came in a LIST page (else a watch event).
+  void apply_object(const nlohmann::json& object, bool listing);
   // Handles one watch line; returns an error (kind parse / http) or sets `end` to relist.
   ApiError handle_line(std::string_view line, bool& relist);
   std::string selectors() const;
@@ -89,7 +90,14 @@ class Informer : public std::enable_shared_from_this<Informer> {
   asio::steady_timer timer_;
   std::shared_ptr<net::Exchange> current_;
 
-  std::unordered_map<std::string, std::string> cache_;  // tracked uid -> resourceVersion
+  struct Tracked {
+    std::string resource_version;
+    std::uint64_t listed = 0;  // the list_generation_ that last returned it
+  };
+  // Tracked uid -> what the last LIST or event said. A (re-)list marks what it returns with a
+  // new generation instead of collecting the UIDs it saw in a second set.
+  std::unordered_map<std::string, Tracked> cache_;
+  std::uint64_t list_generation_ = 0;
   std::string rv_;
   Clock::time_point resync_at_{};
   bool stopped_ = false;
