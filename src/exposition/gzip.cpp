@@ -1,5 +1,6 @@
 #include "exposition/gzip.h"
 
+#include <optional>
 #include <stdexcept>
 
 namespace mx {
@@ -61,7 +62,15 @@ std::string gzip_header() {
 
 std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length, std::string_view tail,
                       int level) {
-  DeflatedPart last = deflate_part(tail, level, true);
+  // Every gzip scrape compresses a tail: one compressor per thread, reset per tail, rather than
+  // zlib's ~270 KiB of state allocated, initialised and freed on every scrape.
+  thread_local std::optional<Deflater> deflater;
+  if (!deflater) {
+    deflater.emplace(level);
+  } else if (deflater->level() != level) {
+    deflater->set_level(level);
+  }
+  DeflatedPart last = deflater->compress(tail, true);
   const std::uint32_t crc = combine_crc32(prefix_crc, last.crc32, last.length);
   const auto size = static_cast<std::uint32_t>(prefix_length + last.length);  // mod 2^32
   std::string out = std::move(last.bytes);

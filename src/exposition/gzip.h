@@ -40,7 +40,7 @@ class Deflater {
   std::string scratch_;
 };
 
-// One-off compression with a temporary Deflater (tests, the per-scrape tail).
+// One-off compression with a temporary Deflater (tests).
 DeflatedPart deflate_part(std::string_view data, int level, bool final);
 
 // The CRC and length of pieces a + b from theirs.
