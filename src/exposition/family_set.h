@@ -4,10 +4,11 @@
 // each family into a FamilySet, which only records the change. A SnapshotBuilder applies the
 // changes and makes the next Snapshot. Each family's objects are spread over buckets by a hash of
 // their key; a bucket is one chunk of the snapshot, holding its text and that text deflated. A
-// change re-renders and re-compresses only its bucket (a few KiB); every other chunk of the new
+// change re-renders and re-compresses only its bucket (tens of KiB); every other chunk of the new
 // snapshot is the previous one's, shared. A family's bucket count doubles (or halves) as its
-// text grows (or shrinks), so a chunk stays between ~2 and ~16 KiB: small enough that one change
-// is cheap, large enough that deflate still finds the repetition of label names.
+// text grows (or shrinks), so a chunk stays between ~8 and ~64 KiB: small enough that one change
+// is cheap (about a millisecond), large enough that deflate still finds the repetition of label
+// names across many objects.
 //
 // Threads: a FamilySet lives on the thread that runs the derivation; its builder may run on
 // another (exposition/publisher.h) as long as one thread at a time uses it.

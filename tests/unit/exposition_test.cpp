@@ -200,12 +200,12 @@ TEST(Snapshot, FamilyGrowsAndShrinks) {
   auto a = set.add_family({"a", "A.", MetricType::gauge});
   std::size_t most = 0;
   for (int round = 0; round < 3; ++round) {
-    for (int i = 0; i < 4000; ++i) set.set(a, "uid" + std::to_string(i), job_lines("a", i, round));
+    for (int i = 0; i < 16000; ++i) set.set(a, "uid" + std::to_string(i), job_lines("a", i, round));
     auto grown = set.publish(1);
     most = std::max(most, grown->plain(ExpositionFormat::text).size());
     const std::string body = grown->body(ExpositionFormat::text);
-    EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 4000 + 2);
-    for (int i = 10; i < 4000; ++i) set.remove_object("uid" + std::to_string(i));
+    EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 16000 + 2);
+    for (int i = 10; i < 16000; ++i) set.remove_object("uid" + std::to_string(i));
     auto shrunk = set.publish(1);
     EXPECT_EQ(shrunk->plain(ExpositionFormat::text).size(), 2u) << "header + one chunk";
     std::string want = "# HELP a A.\n# TYPE a gauge\n";
