@@ -211,10 +211,31 @@ void SnapshotBuilder::grow(Family& family, std::size_t count) {
   std::vector<Bucket> old = std::exchange(family.buckets, std::vector<Bucket>(count));
   family.dirty.clear();
   family.unsealed.clear();
-  for (auto& bucket : old) {
+  // Old bucket i feeds new buckets i, i + n, i + 2n, ... (n = old.size()). Their sizes are
+  // counted first so that each new text and entry list is allocated once, exactly: appending
+  // would re-allocate as it grows and leave up to half of each text unused until its next merge.
+  const std::size_t n = old.size();
+  std::vector<std::size_t> targets;                             // new bucket of each entry
+  std::vector<std::size_t> bytes(count / n), lines(count / n);  // by new bucket / n
+  for (std::size_t i = 0; i < n; ++i) {
+    Bucket& bucket = old[i];
     const std::string& text = bucket.text();
+    targets.clear();
+    std::fill(bytes.begin(), bytes.end(), 0);
+    std::fill(lines.begin(), lines.end(), 0);
     for (const auto& e : bucket.entries) {
-      Bucket& target = family.buckets[index_of(family, *e.key)];
+      const std::size_t t = index_of(family, *e.key);
+      targets.push_back(t);
+      bytes[t / n] += e.length;
+      ++lines[t / n];
+    }
+    for (std::size_t t = i; t < count; t += n) {
+      family.buckets[t].staged.reserve(bytes[t / n]);
+      family.buckets[t].entries.reserve(lines[t / n]);
+    }
+    for (std::size_t k = 0; k < bucket.entries.size(); ++k) {
+      const Entry& e = bucket.entries[k];
+      Bucket& target = family.buckets[targets[k]];
       target.entries.push_back({e.key, static_cast<std::uint32_t>(target.staged.size()), e.length});
       target.staged.append(text, e.offset, e.length);
       target.has_staged = true;
