@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/optional.hpp>
+#include <limits>
 #include <list>
 #include <optional>
 #include <sstream>
@@ -436,7 +437,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       if (!p->empty()) out_.emplace_back(p->data(), p->size());
     }
     lowest().expires_after(state_->config.write_timeout);
-    net::async_write(stream_, out_,
+    // asio's default completion condition (transfer_all) hands the socket at most 64 KiB per
+    // write: a 0.8 MB gzip body took 13 sendmsg calls and as many trips through epoll. Each
+    // write offers all that is left instead; the kernel takes what fits in the socket buffer.
+    auto everything = [](const beast::error_code& ec, std::size_t) -> std::size_t {
+      return ec ? 0 : std::numeric_limits<std::size_t>::max();
+    };
+    net::async_write(stream_, out_, everything,
                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                        self->body_.clear();
                        self->out_.clear();
