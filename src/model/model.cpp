@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "common/log.h"
 #include "metrics/self_metrics.h"
@@ -37,7 +38,8 @@ Model::Model(Config config, SelfMetrics* self, std::function<double()> now)
     : config_(std::move(config)),
       self_(self),
       now_(now ? std::move(now) : wall_now),
-      cost_(config_.prices) {
+      cost_(config_.prices),
+      last_tick_(now_()) {
   init_error_counters();
 }
 
@@ -421,17 +423,23 @@ ModelSizes Model::sizes() const {
 void Model::tick() {
   const QueueWait wait = queue_wait();
   const double t = now();
-  // The time-driven part of running jobs' total cost is refreshed at most once a minute; nothing
-  // else re-renders because time passed.
-  const bool refresh_cost = t - last_cost_refresh_ >= kCostRefreshSeconds;
-  if (refresh_cost) last_cost_refresh_ = t;
+  const double previous = std::exchange(last_tick_, t);
+  // The time-driven part of a running job's total cost is refreshed once a minute, each job at
+  // its own second of the minute (a hash of its UID): 10k running jobs cost ~830 re-renders per
+  // 5 s tick instead of 10k at once, which held up any change published in the same moment
+  // (~150 ms at 10k jobs). Nothing else re-renders because time passed.
+  auto refresh_due = [&](const std::string& uid) {
+    const double offset = static_cast<double>(fnv1a(uid) % 60);
+    return std::floor((t - offset) / kCostRefreshSeconds) !=
+           std::floor((previous - offset) / kCostRefreshSeconds);
+  };
   bool any = false;
   for (const auto& [uid, live] : store_.all()) {
     if (!live.started()) continue;
     JobState& state = *store_.find(uid);
     CountedJob& counted = history_.entry(uid);
     if (!counted.queue_observed) history_.observe_queue(state, counted, false, t, wait);
-    if (refresh_cost && state.phase == JobPhase::running) {
+    if (state.phase == JobPhase::running && refresh_due(uid)) {
       dirty_jobs_.insert(uid);
       any = true;
     }

@@ -177,7 +177,7 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   bool synced_once_ = false;        // the Kubernetes source completed its first full sync
   bool kubernetes_failed_ = false;  // ... or failed before that
   static constexpr double kCostRefreshSeconds = 60;
-  double last_cost_refresh_ = 0;
+  double last_tick_ = 0;
 
   std::set<std::string> dirty_jobs_;
   std::set<std::string> dirty_endpoints_;

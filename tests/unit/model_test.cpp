@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "metrics/derivation.h"
 #include "model/model.h"
@@ -171,6 +172,32 @@ TEST_F(ModelTest, NoSourceNoSeries) {
   EXPECT_EQ(text.find("modal_gpu_utilization"), std::string::npos);
   EXPECT_EQ(text.find("modal_function_cold_starts_total"), std::string::npos);
   EXPECT_EQ(text.find("modal_jobs_total"), std::string::npos);
+}
+
+// The time-driven part of a running job's cost is re-rendered once a minute per job, spread over
+// the minute: no tick re-renders the whole fleet at once (which held up other changes).
+TEST_F(ModelTest, RunningJobsRefreshTheirCostOnceAMinuteSpreadOverTheMinute) {
+  constexpr std::size_t kJobs = 1200;
+  for (std::size_t i = 0; i < kJobs; ++i) {
+    auto j = job("r" + std::to_string(i), "Running");
+    j.started_at = 1500;
+    model_.upsert_job(j);
+  }
+  model_.upsert_job(job("waiting", "Pending"));
+  ASSERT_EQ(model_.take_dirty_jobs().size(), kJobs + 1);  // the upserts themselves
+  std::map<std::string, int> refreshes;
+  std::size_t most = 0;
+  for (int tick = 0; tick < 24; ++tick) {  // two minutes of 5 s ticks
+    clock_ += 5;
+    model_.tick();
+    const auto dirty = model_.take_dirty_jobs();
+    most = std::max(most, dirty.size());
+    for (const auto& uid : dirty) ++refreshes[uid];
+  }
+  EXPECT_EQ(refreshes.size(), kJobs);  // every running job, and not the pending one
+  EXPECT_EQ(refreshes.count("waiting"), 0u);
+  for (const auto& [uid, n] : refreshes) EXPECT_EQ(n, 2) << uid;
+  EXPECT_LT(most, kJobs / 4) << "one tick re-rendered a large share of the fleet";
 }
 
 TEST_F(ModelTest, EndpointsAndDuplicateNames) {
