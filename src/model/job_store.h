@@ -3,9 +3,10 @@
 // function id so that a Modal result touches only its own jobs. Bounded by the live job set:
 // a job leaves the store when the informer reports it deleted.
 //
-// The UID, name and ids are stored once, in the job's own JobObject: the indexes hold views of
-// those strings and pointers to the state (a stored JobState never moves: unordered_map nodes
-// are stable). An entry leaves its index before the strings it views change or are freed.
+// The indexes copy no strings: they hold views of the job's own namespace, name and Modal ids and
+// pointers to its state (a stored JobState never moves: unordered_map nodes are stable). An
+// entry leaves its index before the strings it views change or are freed. (The UID is still
+// held twice: as the map's key and in the JobObject.)
 #pragma once
 
 #include <cstdint>
