@@ -2,6 +2,7 @@
 // delete (with a watch expiry and an exporter restart on the way); every structure of the
 // model and the state file return to what the live jobs need, and the counters equal the truth.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -47,10 +48,14 @@ WarningEvent event_about(int n, std::int64_t count) {
 
 class BoundedStateTest : public ::testing::Test {
  protected:
-  BoundedStateTest() : path_(::testing::TempDir() + "/bounded-state.json") {
+  // One file per process: CTest runs this fixture's tests in parallel, and a shared path let one
+  // test's save replace or remove another's.
+  BoundedStateTest()
+      : path_(::testing::TempDir() + "/bounded-state-" + std::to_string(::getpid()) + ".json") {
     std::filesystem::remove(path_);
     restart();
   }
+  ~BoundedStateTest() override { std::filesystem::remove(path_); }
 
   void restart() {
     model_ = std::make_unique<Model>(Config{}, nullptr, [this] { return clock_; });
