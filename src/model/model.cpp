@@ -429,7 +429,8 @@ void Model::tick() {
   // 5 s tick instead of 10k at once, which held up any change published in the same moment
   // (~150 ms at 10k jobs). Nothing else re-renders because time passed.
   auto refresh_due = [&](const std::string& uid) {
-    const double offset = static_cast<double>(fnv1a(uid) % 60);
+    const auto period = static_cast<std::uint64_t>(kCostRefreshSeconds);
+    const double offset = static_cast<double>(fnv1a(uid) % period);
     return std::floor((t - offset) / kCostRefreshSeconds) !=
            std::floor((previous - offset) / kCostRefreshSeconds);
   };
