@@ -4,6 +4,8 @@
 #include <functional>
 #include <stdexcept>
 
+#include "common/object_hash.h"
+
 namespace mx {
 
 namespace {
@@ -37,7 +39,7 @@ ChunkPtr SnapshotBuilder::make_chunk(std::string text) {
 }
 
 std::size_t SnapshotBuilder::index_of(const Family& family, std::string_view key) {
-  return std::hash<std::string_view>{}(key) & (family.buckets.size() - 1);
+  return object_hash(key) & (family.buckets.size() - 1);
 }
 
 SnapshotBuilder::Bucket& SnapshotBuilder::bucket_of(Family& family, std::string_view key) {
@@ -87,14 +89,20 @@ void SnapshotBuilder::fit(Family& family) {
 
 const std::string* SnapshotBuilder::intern(std::string_view key) {
   auto it = keys_.find(key);
-  if (it == keys_.end()) it = keys_.emplace(std::string(key), 0).first;
+  if (it == keys_.end()) {
+    it = keys_.emplace(std::string(key), 0).first;
+    keys_bytes_ += key_bytes(it->first);
+  }
   ++it->second;
   return &it->first;
 }
 
 void SnapshotBuilder::release(const std::string* key) {
   auto it = keys_.find(*key);
-  if (it != keys_.end() && --it->second == 0) keys_.erase(it);
+  if (it != keys_.end() && --it->second == 0) {
+    keys_bytes_ -= key_bytes(it->first);
+    keys_.erase(it);
+  }
 }
 
 const std::string& SnapshotBuilder::Bucket::text() const {
@@ -333,8 +341,7 @@ std::size_t SnapshotBuilder::memory_bytes() const {
       }
     }
   }
-  for (const auto& [key, refs] : keys_) n += sizeof(key) + key.capacity() + sizeof(refs) + 16;
-  return n;
+  return n + keys_bytes_;
 }
 
 FamilyId FamilySet::add_family(FamilyDesc desc) {

@@ -116,6 +116,11 @@ class SnapshotBuilder {
   };
   // interned key -> entries using it
   std::unordered_map<std::string, std::uint32_t, KeyHash, std::equal_to<>> keys_;
+  // What keys_ holds, kept as keys come and go: memory_bytes() runs after every build.
+  std::size_t keys_bytes_ = 0;
+  static std::size_t key_bytes(const std::string& key) {
+    return sizeof(key) + key.capacity() + sizeof(std::uint32_t) + 16;  // + the node's links
+  }
   Deflater deflater_;
   std::size_t series_bytes_ = 0;
   std::uint64_t generation_ = 0;

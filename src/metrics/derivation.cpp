@@ -50,16 +50,18 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
 
 bool Derivation::update(Model& model, std::size_t max_jobs) {
   for (const auto& uid : model.take_dirty_jobs(max_jobs)) render_job(model, uid);
+  for (const auto& uid : model.take_dirty_costs()) render_job(model, uid, /*time_only=*/true);
   for (const auto& uid : model.take_dirty_endpoints()) render_endpoint(model, uid);
   if (model.take_dirty_aggregates()) render_aggregates(model);
   if (model.take_dirty_app_costs()) app_cost_->render(model);
   return model.has_dirty_jobs();
 }
 
-void Derivation::render_job(const Model& model, const std::string& uid) {
+void Derivation::render_job(const Model& model, const std::string& uid, bool time_only) {
   auto it = model.jobs().find(uid);
   if (it == model.jobs().end() || !it->second.renders_per_job) {
-    set_.remove_object(uid);
+    // A deleted or shadowed job is also a dirty job, whose full render removes it.
+    if (!time_only) set_.remove_object(uid);
     return;
   }
   const JobState& state = it->second;
@@ -68,6 +70,7 @@ void Derivation::render_job(const Model& model, const std::string& uid) {
   const auto& families = job_families();
   std::string out;
   for (std::size_t i = 0; i < families.size(); ++i) {
+    if (time_only && !families[i].moves_with_time) continue;
     JobSamples samples(out, families[i].desc.name, state.object);
     families[i].write(view, samples);
     set_.set(job_family_ids_[i], uid, std::exchange(out, {}));

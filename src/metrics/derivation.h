@@ -26,7 +26,8 @@ class Derivation {
   bool update(Model& model, std::size_t max_jobs = static_cast<std::size_t>(-1));
 
  private:
-  void render_job(const Model& model, const std::string& uid);
+  // Every family of the job, or only those that move with time (a cost refresh).
+  void render_job(const Model& model, const std::string& uid, bool time_only = false);
   void render_endpoint(const Model& model, const std::string& uid);
   void render_aggregates(const Model& model);
 

@@ -44,6 +44,9 @@ class JobSamples {
 struct JobFamily {
   FamilyDesc desc;
   void (*write)(const JobView& job, JobSamples& out);
+  // The samples change as time passes (the running total cost): re-rendered by the model's
+  // periodic refresh (Model::take_dirty_costs), alone, without the job's other families.
+  bool moves_with_time = false;
 };
 
 const std::vector<JobFamily>& job_families();

@@ -33,6 +33,9 @@ struct JobState {
   std::optional<double> egress_mbps;
   std::optional<std::uint32_t> backlog;
   bool renders_per_job = true;  // false when another object already owns namespace/job_name
+  // The job's queue time is in the count history (CountedJob::queue_observed, which stays set):
+  // Model::tick looks up the history only for started jobs without it.
+  bool queue_observed = false;
 
   // Running, or reported a start time: the job has started on Modal.
   bool started() const { return phase == JobPhase::running || object.started_at.has_value(); }
@@ -43,6 +46,12 @@ class JobStore {
   using Jobs = std::unordered_map<std::string, JobState>;
 
   const Jobs& all() const { return jobs_; }
+  // Calls f(uid, state) for every job. `f` may change a state in place but not the strings the
+  // indexes view (the object's namespace, name and Modal ids): those change through put().
+  template <class F>
+  void for_each(F&& f) {
+    for (auto& [uid, state] : jobs_) f(uid, state);
+  }
   std::size_t size() const { return jobs_.size(); }
   JobState* find(const std::string& uid);
   const JobState* find(const std::string& uid) const;

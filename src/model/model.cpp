@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/log.h"
+#include "common/object_hash.h"
 #include "metrics/self_metrics.h"
 #include "model/state_file.h"
 
@@ -424,27 +425,31 @@ void Model::tick() {
   const QueueWait wait = queue_wait();
   const double t = now();
   const double previous = std::exchange(last_tick_, t);
-  // The time-driven part of a running job's total cost is refreshed once a minute, each job at
-  // its own second of the minute (a hash of its UID): 10k running jobs cost ~830 re-renders per
-  // 5 s tick instead of 10k at once, which held up any change published in the same moment
-  // (~150 ms at 10k jobs). Nothing else re-renders because time passed.
+  // The time-driven part of a running job's cost is refreshed once a minute, each job at its own
+  // moment of the minute: one of kRefreshSlots slots, taken from the low bits of the hash that
+  // also picks the job's snapshot chunk (common/object_hash.h). A 5 s tick then re-renders ~1/12
+  // of the running jobs, and they sit in ~1/12 of the cost family's chunks, so a tick
+  // re-compresses little and never holds up a change published in the same moment. Nothing else
+  // re-renders because time passed.
   auto refresh_due = [&](const std::string& uid) {
-    const auto period = static_cast<std::uint64_t>(kCostRefreshSeconds);
-    const double offset = static_cast<double>(fnv1a(uid) % period);
+    const auto slot = static_cast<double>(object_hash(uid) & (kRefreshSlots - 1));
+    const double offset = slot * kCostRefreshSeconds / static_cast<double>(kRefreshSlots);
     return std::floor((t - offset) / kCostRefreshSeconds) !=
            std::floor((previous - offset) / kCostRefreshSeconds);
   };
   bool any = false;
-  for (const auto& [uid, live] : store_.all()) {
-    if (!live.started()) continue;
-    JobState& state = *store_.find(uid);
-    CountedJob& counted = history_.entry(uid);
-    if (!counted.queue_observed) history_.observe_queue(state, counted, false, t, wait);
+  store_.for_each([&](const std::string& uid, JobState& state) {
+    if (!state.started()) return;
+    if (!state.queue_observed) {
+      CountedJob& counted = history_.entry(uid);
+      history_.observe_queue(state, counted, false, t, wait);
+      state.queue_observed = counted.queue_observed;
+    }
     if (state.phase == JobPhase::running && refresh_due(uid)) {
-      dirty_jobs_.insert(uid);
+      dirty_costs_.push_back(uid);
       any = true;
     }
-  }
+  });
   if (history_.take_changed() | events_.take_changed()) {
     dirty_aggregates_ = true;
     state_dirty_ = true;

@@ -131,6 +131,8 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   // At most `max` changed jobs (all by default); the rest stay for the next call.
   std::vector<std::string> take_dirty_jobs(std::size_t max = static_cast<std::size_t>(-1));
   bool has_dirty_jobs() const { return !dirty_jobs_.empty(); }
+  // Running jobs whose time-driven series (their total cost) are due for a refresh (tick()).
+  std::vector<std::string> take_dirty_costs() { return std::exchange(dirty_costs_, {}); }
   std::set<std::string> take_dirty_endpoints();
   bool take_dirty_aggregates();
   bool take_dirty_app_costs() { return std::exchange(app_costs_dirty_, false); }
@@ -177,9 +179,11 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   bool synced_once_ = false;        // the Kubernetes source completed its first full sync
   bool kubernetes_failed_ = false;  // ... or failed before that
   static constexpr double kCostRefreshSeconds = 60;
+  static constexpr std::size_t kRefreshSlots = 64;  // a power of two, like bucket counts
   double last_tick_ = 0;
 
   std::set<std::string> dirty_jobs_;
+  std::vector<std::string> dirty_costs_;
   std::set<std::string> dirty_endpoints_;
   bool dirty_aggregates_ = true;
   bool app_costs_dirty_ = true;  // a billing report arrived

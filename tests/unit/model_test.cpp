@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "metrics/derivation.h"
 #include "model/model.h"
@@ -190,7 +191,8 @@ TEST_F(ModelTest, RunningJobsRefreshTheirCostOnceAMinuteSpreadOverTheMinute) {
   for (int tick = 0; tick < 24; ++tick) {  // two minutes of 5 s ticks
     clock_ += 5;
     model_.tick();
-    const auto dirty = model_.take_dirty_jobs();
+    EXPECT_FALSE(model_.has_dirty_jobs()) << "a tick re-rendered a whole job";
+    const auto dirty = model_.take_dirty_costs();
     most = std::max(most, dirty.size());
     for (const auto& uid : dirty) ++refreshes[uid];
   }
@@ -198,6 +200,68 @@ TEST_F(ModelTest, RunningJobsRefreshTheirCostOnceAMinuteSpreadOverTheMinute) {
   EXPECT_EQ(refreshes.count("waiting"), 0u);
   for (const auto& [uid, n] : refreshes) EXPECT_EQ(n, 2) << uid;
   EXPECT_LT(most, kJobs / 4) << "one tick re-rendered a large share of the fleet";
+}
+
+// The refresh re-renders the running total cost with the time that passed (and only the cost:
+// the test above checks that no whole job is re-rendered).
+TEST_F(ModelTest, TheRunningTotalCostFollowsTheClockOnceAMinute) {
+  auto j = job("c", "Running");
+  j.started_at = 1500;
+  model_.upsert_job(j);
+  auto value_of = [](const std::string& text, const std::string& period) {
+    const std::string label = "time_period=\"" + period + "\"} ";
+    const auto at = text.find(label);
+    EXPECT_NE(at, std::string::npos) << period << " in\n" << text;
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + label.size()));
+  };
+  auto text = render();
+  const double hourly = value_of(text, "hourly");
+  ASSERT_GT(hourly, 0);
+  EXPECT_NEAR(value_of(text, "total"), hourly * 500 / 3600, 1e-6);
+  for (int tick = 0; tick < 12; ++tick) {
+    clock_ += 5;
+    model_.tick();
+  }
+  text = render();
+  EXPECT_NEAR(value_of(text, "total"), hourly * 560 / 3600, hourly * 5 / 3600)
+      << "refreshed within the minute, at most one tick late";
+  EXPECT_EQ(value_of(text, "hourly"), hourly);
+}
+
+// A tick's refreshes re-compress few chunks: the jobs refreshed together share their snapshot
+// chunks (common/object_hash.h), so the cost family's other chunks stay the previous
+// snapshot's own. Refresh moments unrelated to chunks touched every chunk on every tick.
+TEST_F(ModelTest, ATicksCostRefreshesTouchFewChunks) {
+  constexpr std::size_t kJobs = 8000;
+  for (std::size_t i = 0; i < kJobs; ++i) {
+    auto j = job("r" + std::to_string(i), "Running");
+    j.started_at = 1500;
+    model_.upsert_job(j);
+  }
+  derivation_.update(model_);
+  auto before = set_.publish(1);
+  std::size_t most_changed = 0;
+  std::size_t cost_chunks = 0;
+  for (int tick = 0; tick < 12; ++tick) {  // one minute of 5 s ticks
+    clock_ += 5;
+    model_.tick();
+    derivation_.update(model_);
+    auto after = set_.publish(1);
+    const auto& old_pieces = before->plain(ExpositionFormat::text);
+    std::set<const std::string*> kept;
+    for (const auto& piece : old_pieces) kept.insert(piece.get());
+    std::size_t changed = 0;
+    cost_chunks = 0;
+    for (const auto& piece : after->plain(ExpositionFormat::text)) {
+      if (piece->find("time_period=\"total\"") == std::string::npos) continue;
+      ++cost_chunks;
+      if (!kept.count(piece.get())) ++changed;
+    }
+    most_changed = std::max(most_changed, changed);
+    before = after;
+  }
+  ASSERT_GE(cost_chunks, 32u) << "too few chunks for the test to mean anything";
+  EXPECT_LE(most_changed, cost_chunks / 4) << "of " << cost_chunks << " cost chunks";
 }
 
 TEST_F(ModelTest, EndpointsAndDuplicateNames) {
