@@ -48,6 +48,8 @@ struct JobObject {
   std::string modal_function_id;
   bool webhook_mutated = false;  // Pod annotation modal-operator.io/mutated == "true"
   std::string telemetry_url;     // annotation modal-operator.io/telemetry-url
+
+  bool operator==(const JobObject&) const = default;
 };
 
 struct EndpointObject {
@@ -56,6 +58,8 @@ struct EndpointObject {
   std::string name;
   std::string modal_app_id;
   std::optional<std::int64_t> ready_replicas;
+
+  bool operator==(const EndpointObject&) const = default;
 };
 
 // A Warning Event about one of the operator's objects. `count` is the Event's own running
@@ -71,6 +75,8 @@ struct WarningEvent {
   bool about_pod = false;     // involvedObject is a Pod
   std::string pod_name;       // its name (in namespace_name)
   bool operator_pod = false;  // the Pod is the operator's own (POD_NAMESPACE/POD_NAME)
+
+  bool operator==(const WarningEvent&) const = default;
 };
 
 // --- Modal -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 namespace mx::kube {
 namespace {
@@ -402,6 +403,145 @@ TEST(ResourceVersion, Extraction) {
   EXPECT_EQ(resource_version(json::parse(R"({"metadata": {"resourceVersion": "12"}})")), "12");
   EXPECT_EQ(resource_version(json::parse(R"({"metadata": {"resourceVersion": 12}})")), "");
   EXPECT_EQ(resource_version(json::parse("null")), "");
+}
+
+// --- LIST pages (list_reader.h) ------------------------------------------------------------
+
+// Every element of "items", as read_list hands it over with `fields`.
+std::vector<json> read_items(const std::string& body, const FieldFilter& fields, ListPage& page,
+                             std::string& error) {
+  std::vector<json> items;
+  error = read_list(
+      body, fields, [&](const json& item) { items.push_back(item); }, page);
+  return items;
+}
+
+std::vector<json> read_items(const std::string& body, const FieldFilter& fields = {}) {
+  ListPage page;
+  std::string error;
+  auto items = read_items(body, fields, page, error);
+  EXPECT_EQ(error, "");
+  return items;
+}
+
+template <typename T>
+void expect_same(const ParseOutcome<T>& filtered, const ParseOutcome<T>& whole,
+                 const json& object) {
+  EXPECT_EQ(filtered.uid, whole.uid) << object.dump();
+  EXPECT_EQ(filtered.error, whole.error) << object.dump();
+  EXPECT_EQ(filtered.object, whole.object) << object.dump();
+}
+
+// Objects of every kind, whole and partial, null and wrong-typed where the parsers look.
+std::vector<json> sample_objects() {
+  std::vector<json> objects = {full_modal_job(), offloaded_pod()};
+  for (const char* text : {
+           R"({"metadata": {"uid": "u-2", "name": "n"}})",
+           R"({"metadata": null, "spec": null, "status": null})",
+           R"({"metadata": {"uid": "u-3"}, "spec": [1, {"gpu": "T4"}], "status": "x"})",
+           R"({"metadata": {"uid": "u-4", "annotations": {"modal-operator.io/offload": "TRUE",
+               "modal-operator.io/replicas": " 4 ", "other": {"deep": [1, 2]}}},
+               "status": {"containerStatuses": [null, 5, {"state": null},
+                 {"state": {"terminated": {"finishedAt": "2024-01-02T03:09:00Z",
+                                           "exitCode": 1}}}]}})",
+           R"({"metadata": {"uid": "e-1", "namespace": "ml", "name": "api",
+               "resourceVersion": "9"}, "spec": {"replicas": 2},
+               "status": {"modal_app_id": "ap-9", "ready_replicas": 2.0, "url": "https://x"}})",
+           R"({"metadata": {"uid": "ev-1", "namespace": "ns"}, "type": "Warning",
+               "reason": "ModalError", "count": 4, "message": "long text",
+               "involvedObject": {"apiVersion": "modal-operator.io/v1alpha1", "kind": "ModalJob",
+                                  "uid": "job-uid-1", "fieldPath": "spec"}})",
+           R"({"metadata": {"uid": "ev-2"}, "reason": "BackOff", "count": 2,
+               "series": {"count": 9, "lastObservedTime": "x"},
+               "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "p-1",
+                                  "namespace": "jobs"}})",
+           R"({"metadata": {"uid": "ev-3"}, "type": "Normal", "involvedObject": {"kind": "Pod"}})",
+           R"([1, 2])",
+           R"("text")",
+       }) {
+    objects.push_back(json::parse(text));
+  }
+  return objects;
+}
+
+// A LIST page builds only the members each parser reads (the FieldFilters of parse.h); whatever
+// an object holds, every parser sees the filtered object exactly as it sees the whole one.
+TEST(ListReader, FilteredObjectsParseLikeWholeOnes) {
+  for (const json& object : sample_objects()) {
+    const std::string body = json{{"items", json::array({object})}}.dump();
+    auto filtered = [&](const FieldFilter& fields) {
+      auto items = read_items(body, fields);
+      EXPECT_EQ(items.size(), 1u);
+      return items.empty() ? json() : items.front();
+    };
+    expect_same(parse_modal_job(filtered(modal_job_fields())), parse_modal_job(object), object);
+    expect_same(parse_offloaded_pod(filtered(offloaded_pod_fields())), parse_offloaded_pod(object),
+                object);
+    expect_same(parse_modal_endpoint(filtered(modal_endpoint_fields())),
+                parse_modal_endpoint(object), object);
+    expect_same(parse_warning_event(filtered(warning_event_fields())), parse_warning_event(object),
+                object);
+    EXPECT_EQ(resource_version(filtered(modal_job_fields())), resource_version(object));
+    EXPECT_EQ(filtered(FieldFilter{}), object) << "an empty filter keeps everything";
+  }
+}
+
+TEST(ListReader, DropsWhatNoParserReads) {
+  const auto items =
+      read_items(json{{"items", json::array({full_modal_job()})}}.dump(), modal_job_fields());
+  ASSERT_EQ(items.size(), 1u);
+  const json& job = items.front();
+  EXPECT_FALSE(job.contains("apiVersion"));
+  EXPECT_FALSE(job["spec"].contains("image"));
+  EXPECT_EQ(job["spec"]["gpu"], "A100-80GB:2");
+  EXPECT_EQ(job["metadata"]["annotations"].size(), 1u);
+}
+
+TEST(ListReader, PageMetadataAndItemsInOrder) {
+  ListPage page;
+  std::string error;
+  const auto items = read_items(R"({"kind": "List", "apiVersion": "v1",
+      "items": [{"metadata": {"uid": "a"}}, null, 3, [true], {"metadata": {"uid": "b"}}],
+      "extra": {"nested": [{"items": [1]}]},
+      "metadata": {"resourceVersion": "42", "continue": "tok", "remainingItemCount": 7}})",
+                                FieldFilter{}, page, error);
+  EXPECT_EQ(error, "");
+  ASSERT_EQ(items.size(), 5u);  // every element, objects or not: the parsers reject the others
+  EXPECT_EQ(items[0]["metadata"]["uid"], "a");
+  EXPECT_TRUE(items[1].is_null());
+  EXPECT_EQ(items[2], 3);
+  EXPECT_EQ(items[3], json::array({true}));
+  EXPECT_EQ(items[4]["metadata"]["uid"], "b");
+  EXPECT_EQ(page.resource_version, "42");
+  EXPECT_EQ(page.continue_token, "tok");
+}
+
+TEST(ListReader, NamesWhatIsWrongWithAPage) {
+  struct Case {
+    const char* body;
+    const char* error;
+  } cases[] = {
+      {R"([])", "LIST response is not a JSON object"},
+      {R"("items")", "LIST response is not a JSON object"},
+      {R"({"items": {"a": 1}})", "LIST response items is not an array"},
+      {R"({"items": 5})", "LIST response items is not an array"},
+      {R"({"items": [{"metadata": )", "LIST response is not valid JSON"},
+      {R"({"items": []} trailing)", "LIST response is not valid JSON"},
+      {"", "LIST response is not valid JSON"},
+  };
+  for (const auto& c : cases) {
+    ListPage page;
+    std::string error;
+    read_items(c.body, FieldFilter{}, page, error);
+    EXPECT_EQ(error, c.error) << c.body;
+  }
+  ListPage page;
+  std::string error;
+  EXPECT_TRUE(read_items(R"({"items": null, "metadata": {"resourceVersion": 5}})", FieldFilter{},
+                         page, error)
+                  .empty());
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(page.resource_version, "") << "a resourceVersion that is not a string is none";
 }
 
 }  // namespace

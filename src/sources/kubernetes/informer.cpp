@@ -209,6 +209,9 @@ asio::awaitable<ApiError> Informer::list() {
   ++list_generation_;
   std::string continue_token;
   int expired_restarts = 0;
+  // One buffer for every page of the list: a fresh ~1 MB string per page would come from
+  // new memory each time and page-fault its way through the kernel again.
+  std::string body;
   for (;;) {
     std::string target = resource_.collection_path() +
                          "?limit=" + std::to_string(settings_.list_page_size) + selectors();
@@ -226,36 +229,23 @@ asio::awaitable<ApiError> Informer::list() {
     }
     if (e) co_return e;
 
-    std::string body;
+    body.clear();
     e = co_await ex->read_body(body, settings_.max_list_bytes,
                                Clock::now() + settings_.request_timeout);
     current_.reset();
     if (stopped_) co_return ApiError{ErrorKind::cancelled, 0, "cancelled", std::nullopt};
     if (e) co_return e;
 
-    json page = json::parse(body, nullptr, false);
-    body.clear();
-    body.shrink_to_fit();
-    if (page.is_discarded() || !page.is_object()) {
-      co_return ApiError{ErrorKind::parse, 200, "LIST response is not a JSON object", std::nullopt};
-    }
-    auto items = page.find("items");
-    if (items != page.end() && !items->is_null() && !items->is_array()) {
-      co_return ApiError{ErrorKind::parse, 200, "LIST response items is not an array",
-                         std::nullopt};
-    }
-    if (items != page.end() && items->is_array()) {
-      for (const json& item : *items) apply_object(item, true);
-    }
-    std::string next;
-    if (auto meta = page.find("metadata"); meta != page.end() && meta->is_object()) {
-      if (auto rv = meta->find("resourceVersion"); rv != meta->end() && rv->is_string()) {
-        rv_ = rv->get<std::string>();
-      }
-      if (auto c = meta->find("continue"); c != meta->end() && c->is_string()) {
-        next = c->get<std::string>();
-      }
-    }
+    // Each item reaches the model as soon as it is read, built only as far as its parser
+    // reads it (list_reader.h); the page never exists as a whole DOM.
+    static const kube::FieldFilter keep_all;
+    kube::ListPage page;
+    std::string error = kube::read_list(
+        body, handler_.fields != nullptr ? *handler_.fields : keep_all,
+        [this](const json& item) { apply_object(item, true); }, page);
+    if (!error.empty()) co_return ApiError{ErrorKind::parse, 200, std::move(error), std::nullopt};
+    if (!page.resource_version.empty()) rv_ = std::move(page.resource_version);
+    std::string next = std::move(page.continue_token);
     if (next.empty()) break;
     continue_token = std::move(next);
   }

@@ -112,7 +112,8 @@ void KubernetesSource::State::create_informers() {
   // One informer kind: `parse` turns an object into a model object (or says why not) and
   // `deliver` hands it to the sink; `remove` forgets a UID the informer tracked.
   auto add_kind = [&kinds](kube::ResourceRef base, std::string display, std::string plural,
-                           auto parse, auto deliver, std::function<void(const std::string&)> remove,
+                           auto parse, const kube::FieldFilter& fields, auto deliver,
+                           std::function<void(const std::string&)> remove,
                            std::string label_selector = {}, std::string field_selector = {}) {
     Kind k{std::move(base), {}};
     k.ref.display = std::move(display);
@@ -127,25 +128,26 @@ void KubernetesSource::State::create_informers() {
       return true;
     };
     k.handler.remove = std::move(remove);
+    k.handler.fields = &fields;
     kinds.push_back(std::move(k));
   };
 
   // Jobs come from two resources; each informer only ever deletes the UIDs it tracked.
   auto upsert_job = [&s](JobObject job) { s.upsert_job(std::move(job)); };
   auto delete_job = [&s](const std::string& uid) { s.delete_job(uid); };
-  add_kind(crd, "modal-operator.io/modaljobs", "modaljobs", kube::parse_modal_job, upsert_job,
-           delete_job);
+  add_kind(crd, "modal-operator.io/modaljobs", "modaljobs", kube::parse_modal_job,
+           kube::modal_job_fields(), upsert_job, delete_job);
   // A Pod that is not (or no longer) offloaded is not tracked; if it was, the informer calls
   // remove, so the job disappears.
-  add_kind(core, "pods", "pods", kube::parse_offloaded_pod, upsert_job, delete_job,
-           config.pod_label_selector, config.pod_field_selector);
+  add_kind(core, "pods", "pods", kube::parse_offloaded_pod, kube::offloaded_pod_fields(),
+           upsert_job, delete_job, config.pod_label_selector, config.pod_field_selector);
   add_kind(
       crd, "modal-operator.io/modalendpoints", "modalendpoints", kube::parse_modal_endpoint,
-      [&s](EndpointObject e) { s.upsert_endpoint(std::move(e)); },
+      kube::modal_endpoint_fields(), [&s](EndpointObject e) { s.upsert_endpoint(std::move(e)); },
       [&s](const std::string& uid) { s.delete_endpoint(uid); });
   if (config.watch_events) {
     add_kind(
-        core, "events", "events", kube::parse_warning_event,
+        core, "events", "events", kube::parse_warning_event, kube::warning_event_fields(),
         [this](WarningEvent e) {
           e.operator_pod = e.about_pod && !e.pod_name.empty() && e.pod_name == operator_name &&
                            e.namespace_name == operator_namespace;

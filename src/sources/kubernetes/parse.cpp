@@ -458,6 +458,78 @@ std::optional<std::int64_t> container_restart_count(const json& pod, std::string
   return std::nullopt;
 }
 
+namespace {
+// `own` and what read_metadata and the informer read of every object.
+FieldFilter with_metadata(std::initializer_list<FieldFilter::Path> own) {
+  std::vector<FieldFilter::Path> paths = {{"metadata", "namespace"},
+                                          {"metadata", "name"},
+                                          {"metadata", "uid"},
+                                          {"metadata", "creationTimestamp"},
+                                          {"metadata", "resourceVersion"}};
+  paths.insert(paths.end(), own.begin(), own.end());
+  return FieldFilter::of(paths);
+}
+}  // namespace
+
+const FieldFilter& modal_job_fields() {
+  static const FieldFilter fields = with_metadata({
+      {"metadata", "annotations", "modal-operator.io/telemetry-url"},
+      {"spec", "gpu"},
+      {"spec", "replicas"},
+      {"spec", "enable_i6pn"},
+      {"spec", "cpu"},
+      {"spec", "memory"},
+      {"status", "phase"},
+      {"status", "created_at"},
+      {"status", "started_at"},
+      {"status", "finished_at"},
+      {"status", "modal_app_id"},
+      {"status", "modal_function_id"},
+  });
+  return fields;
+}
+
+const FieldFilter& offloaded_pod_fields() {
+  static const FieldFilter fields = with_metadata({
+      {"metadata", "annotations", "modal-operator.io/use-modal"},
+      {"metadata", "annotations", "modal-operator.io/offload"},
+      {"metadata", "annotations", "modal-operator.io/gpu"},
+      {"metadata", "annotations", "modal-operator.io/replicas"},
+      {"metadata", "annotations", "modal-operator.io/enable-i6pn"},
+      {"metadata", "annotations", "modal-operator.io/cpu"},
+      {"metadata", "annotations", "modal-operator.io/memory"},
+      {"metadata", "annotations", "modal-operator.io/mutated"},
+      {"metadata", "annotations", "modal-operator.io/telemetry-url"},
+      {"status", "phase"},
+      {"status", "startTime"},
+      {"status", "containerStatuses", "state", "terminated", "finishedAt"},
+  });
+  return fields;
+}
+
+const FieldFilter& modal_endpoint_fields() {
+  static const FieldFilter fields = with_metadata({
+      {"status", "modal_app_id"},
+      {"status", "ready_replicas"},
+  });
+  return fields;
+}
+
+const FieldFilter& warning_event_fields() {
+  static const FieldFilter fields = with_metadata({
+      {"type"},
+      {"involvedObject", "apiVersion"},
+      {"involvedObject", "kind"},
+      {"involvedObject", "uid"},
+      {"involvedObject", "name"},
+      {"involvedObject", "namespace"},
+      {"reason"},
+      {"series", "count"},
+      {"count"},
+  });
+  return fields;
+}
+
 std::string resource_version(const json& object) {
   return string_or_empty(object_member(&object, "metadata"), "resourceVersion");
 }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/objects.h"
+#include "sources/kubernetes/list_reader.h"
 
 namespace mx::kube {
 
@@ -48,6 +49,15 @@ ParseOutcome<JobObject> parse_modal_job(const nlohmann::json& object);
 ParseOutcome<JobObject> parse_offloaded_pod(const nlohmann::json& object);
 ParseOutcome<EndpointObject> parse_modal_endpoint(const nlohmann::json& object);
 ParseOutcome<WarningEvent> parse_warning_event(const nlohmann::json& object);
+
+// The members each parser above reads, and metadata.resourceVersion, which the informer
+// reads: a LIST page builds only these (list_reader.h). A parser that reads a new member
+// must list it here; tests/kubernetes/parse_test.cpp and the LIST-page fuzzer check that a
+// filtered object parses exactly as the whole one.
+const FieldFilter& modal_job_fields();
+const FieldFilter& offloaded_pod_fields();
+const FieldFilter& modal_endpoint_fields();
+const FieldFilter& warning_event_fields();
 
 // restartCount of the named container in a Pod's status.containerStatuses; nullopt if absent.
 std::optional<std::int64_t> container_restart_count(const nlohmann::json& pod,
