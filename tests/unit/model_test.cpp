@@ -52,6 +52,15 @@ class ModelTest : public ::testing::Test {
     return e;
   }
 
+  // Jobs r0..r<n-1>, running since 1500.
+  void add_running_jobs(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      auto j = job("r" + std::to_string(i), "Running");
+      j.started_at = 1500;
+      model_.upsert_job(j);
+    }
+  }
+
   static bool has(const std::string& text, const std::string& line) {
     return text.find(line + "\n") != std::string::npos;
   }
@@ -179,11 +188,7 @@ TEST_F(ModelTest, NoSourceNoSeries) {
 // the minute: no tick re-renders the whole fleet at once (which held up other changes).
 TEST_F(ModelTest, RunningJobsRefreshTheirCostOnceAMinuteSpreadOverTheMinute) {
   constexpr std::size_t kJobs = 1200;
-  for (std::size_t i = 0; i < kJobs; ++i) {
-    auto j = job("r" + std::to_string(i), "Running");
-    j.started_at = 1500;
-    model_.upsert_job(j);
-  }
+  add_running_jobs(kJobs);
   model_.upsert_job(job("waiting", "Pending"));
   ASSERT_EQ(model_.take_dirty_jobs().size(), kJobs + 1);  // the upserts themselves
   std::map<std::string, int> refreshes;
@@ -233,11 +238,7 @@ TEST_F(ModelTest, TheRunningTotalCostFollowsTheClockOnceAMinute) {
 // snapshot's own. Refresh moments unrelated to chunks touched every chunk on every tick.
 TEST_F(ModelTest, ATicksCostRefreshesTouchFewChunks) {
   constexpr std::size_t kJobs = 8000;
-  for (std::size_t i = 0; i < kJobs; ++i) {
-    auto j = job("r" + std::to_string(i), "Running");
-    j.started_at = 1500;
-    model_.upsert_job(j);
-  }
+  add_running_jobs(kJobs);
   derivation_.update(model_);
   auto before = set_.publish(1);
   std::size_t most_changed = 0;

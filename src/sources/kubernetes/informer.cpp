@@ -238,11 +238,9 @@ asio::awaitable<ApiError> Informer::list() {
 
     // Each item reaches the model as soon as it is read, built only as far as its parser
     // reads it (list_reader.h); the page never exists as a whole DOM.
-    static const kube::FieldFilter keep_all;
     kube::ListPage page;
     std::string error = kube::read_list(
-        body, handler_.fields != nullptr ? *handler_.fields : keep_all,
-        [this](const json& item) { apply_object(item, true); }, page);
+        body, handler_.fields, [this](const json& item) { apply_object(item, true); }, page);
     if (!error.empty()) co_return ApiError{ErrorKind::parse, 200, std::move(error), std::nullopt};
     if (!page.resource_version.empty()) rv_ = std::move(page.resource_version);
     std::string next = std::move(page.continue_token);

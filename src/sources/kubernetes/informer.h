@@ -29,8 +29,8 @@ struct InformerHandler {
   std::function<bool(const nlohmann::json& object, std::string& error)> apply;
   // A tracked object is gone (deleted, vanished from a re-list, or no longer of interest).
   std::function<void(const std::string& uid)> remove;
-  // The members `apply` reads (parse.h); LIST pages build only these. nullptr: everything.
-  const FieldFilter* fields = nullptr;
+  // The members `apply` reads (parse.h); LIST pages build only these. Empty: everything.
+  FieldFilter fields;
 };
 
 struct InformerSettings {

@@ -128,7 +128,7 @@ void KubernetesSource::State::create_informers() {
       return true;
     };
     k.handler.remove = std::move(remove);
-    k.handler.fields = &fields;
+    k.handler.fields = fields;
     kinds.push_back(std::move(k));
   };
 

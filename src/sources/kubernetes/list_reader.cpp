@@ -61,6 +61,10 @@ class ListSax {
   bool put(V value);
   bool open(json::value_t type);
   bool close();
+  void deliver_item() {
+    on_item_(item_);
+    item_ = json();  // freed before the next item is read
+  }
   bool fail(const char* why) {
     error_ = why;
     return false;
@@ -81,8 +85,7 @@ ListSax::Slot ListSax::next_slot() {
     case Role::page:
       return std::exchange(keyed_, Slot{});
     case Role::items:
-      item_ = json();
-      return Slot{&item_, &item_fields_, true, false};
+      return Slot{&item_, &item_fields_, true, false};  // item_ is null between items
     case Role::value:
       if (top.container->is_array()) {
         top.container->push_back(nullptr);
@@ -123,10 +126,7 @@ bool ListSax::put(V value) {
   }
   if (slot.target != nullptr) {
     *slot.target = value;
-    if (slot.is_item) {
-      on_item_(item_);  // not an object: its parser says why it is ignored
-      item_ = json();
-    }
+    if (slot.is_item) deliver_item();  // not an object: its parser says why it is ignored
   }
   return true;
 }
@@ -153,10 +153,7 @@ bool ListSax::open(json::value_t type) {
 bool ListSax::close() {
   const Frame frame = stack_.back();
   stack_.pop_back();
-  if (frame.is_item) {
-    on_item_(item_);
-    item_ = json();
-  }
+  if (frame.is_item) deliver_item();
   return true;
 }
 
