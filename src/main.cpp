@@ -17,6 +17,12 @@ int main(int argc, char** argv) {
   // page-faulted it in zeroed and gave it back: 7x fewer gzip scrapes/s (bench/). 4 MiB of
   // free heap may stay mapped instead.
   mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  // One malloc arena for every thread. The derivation (io thread) allocates what the publisher's
+  // thread frees, and the other way round; with an arena per thread, memory freed in one arena
+  // cannot serve the other thread's next allocation, so both heaps stay large. At 10k jobs one
+  // arena holds ~1.3 MB less after start-up, at no measured cost in CPU (bench/real-binary.sh).
+  // The threads that allocate much (io, publisher) rarely allocate at the same moment.
+  mallopt(M_ARENA_MAX, 1);
   mx::Flags flags;
   mx::Config config;
   try {

@@ -182,7 +182,11 @@ void Application::continue_publish() {
   }
   const bool more = derivation_.update(model_, kJobsPerSlice);
   if (families_.has_changes() || (slicing_ && !more)) {
-    publisher_->submit(families_.take_changes(), config_.web.gzip_level, !more);
+    // While slices come, each is written into the buffers of one the publisher is done with;
+    // after the last, the family set keeps no slice-sized buffer.
+    publisher_->submit(
+        families_.take_changes(more ? publisher_->take_spare_batch() : ChangeBatch{}),
+        config_.web.gzip_level, !more);
   }
   slicing_ = more;
   if (more) boost::asio::post(io_, [this] { continue_publish(); });

@@ -16,6 +16,13 @@ namespace {
 // no cost in start-up CPU or memory (bench/real-binary.sh). 128 and 256 KiB shrank the body
 // little more and cost start-up CPU (every merge of a slice copies whole chunks).
 constexpr std::size_t kMaxAverageChunk = 64 * 1024;
+
+// Frees a string's buffer. Assigning an empty string would not: a move from a short string
+// copies its characters into the buffer the target already has.
+void free_string(std::string& s) {
+  s.clear();
+  s.shrink_to_fit();
+}
 }  // namespace
 
 SnapshotBuilder::SnapshotBuilder(std::vector<FamilyDesc> families, int gzip_level)
@@ -31,6 +38,11 @@ SnapshotBuilder::SnapshotBuilder(std::vector<FamilyDesc> families, int gzip_leve
   }
 }
 
+void SnapshotBuilder::compress(Bucket& bucket) {
+  bucket.fresh = deflater_.compress(bucket.chunk->text, false);
+  bucket.has_fresh = true;
+}
+
 ChunkPtr SnapshotBuilder::make_chunk(std::string text) {
   auto chunk = std::make_shared<Chunk>();
   chunk->deflated = deflater_.compress(text, false);
@@ -38,44 +50,49 @@ ChunkPtr SnapshotBuilder::make_chunk(std::string text) {
   return chunk;
 }
 
-std::size_t SnapshotBuilder::index_of(const Family& family, std::string_view key) {
-  return object_hash(key) & (family.buckets.size() - 1);
-}
-
-SnapshotBuilder::Bucket& SnapshotBuilder::bucket_of(Family& family, std::string_view key) {
-  const std::size_t i = index_of(family, key);
-  Bucket& bucket = family.buckets[i];
-  if (bucket.pending.empty()) family.dirty.push_back(i);
-  return bucket;
-}
-
-void SnapshotBuilder::apply(ChangeBatch batch) {
+void SnapshotBuilder::apply(const ChangeBatch& batch) {
   // Bytes arriving per family: a family that will outgrow its buckets is split before the
   // merge, not after it (the merge would copy every bucket's text once more for nothing).
-  std::vector<std::size_t> incoming(families_.size());
-  for (const auto& change : batch) {
+  std::vector<std::size_t> incoming(families_.size()), starts(families_.size() + 1);
+  for (const auto& change : batch.changes()) {
     if (change.family >= families_.size()) throw std::out_of_range("unknown metric family");
-    incoming[change.family] += change.lines.size();
+    incoming[change.family] += change.lines_length;
+    ++starts[change.family + 1];
   }
   for (std::size_t f = 0; f < families_.size(); ++f) {
     Family& family = families_[f];
     std::size_t count = family.buckets.size();
     while (family.bytes + incoming[f] > count * kMaxAverageChunk) count *= 2;
     if (count != family.buckets.size()) grow(family, count);
+    starts[f + 1] += starts[f];
   }
-  for (auto& change : batch) {
-    Bucket& bucket = bucket_of(families_[change.family], change.key);
-    auto it = bucket.pending.find(change.key);
-    if (it == bucket.pending.end()) {
-      bucket.pending.emplace(std::move(change.key), std::move(change.lines));
-    } else {
-      it->second = std::move(change.lines);  // the later change wins
-    }
+  // Grouped by family (a counting sort), in batch order within each.
+  pending_.resize(batch.size());
+  std::vector<std::size_t> next(starts.begin(), starts.end() - 1);
+  std::size_t order = 0;
+  for (const auto& change : batch.changes()) {
+    const Family& family = families_[change.family];
+    pending_[next[change.family]++] = {index_of(family, change.hash), order++, batch.key(change),
+                                       batch.lines(change)};
   }
-  batch.clear();
-  for (auto& family : families_) {
-    merge_dirty(family);
-    fit(family);
+  for (std::size_t f = 0; f < families_.size(); ++f) {
+    merge_pending(families_[f], pending_.data() + starts[f], pending_.data() + starts[f + 1]);
+    fit(families_[f]);
+  }
+  pending_.clear();
+}
+
+void SnapshotBuilder::merge_pending(Family& family, Pending* first, Pending* last) {
+  std::sort(first, last, [](const Pending& a, const Pending& b) {
+    if (a.bucket != b.bucket) return a.bucket < b.bucket;
+    if (a.key != b.key) return a.key < b.key;
+    return a.order < b.order;
+  });
+  while (first != last) {
+    Pending* end = first;
+    while (end != last && end->bucket == first->bucket) ++end;
+    merge(family, first->bucket, first, end);
+    first = end;
   }
 }
 
@@ -110,42 +127,51 @@ const std::string& SnapshotBuilder::Bucket::text() const {
   return has_staged ? staged : chunk ? chunk->text : empty;
 }
 
-// Merges the bucket's entries with its pending changes (both sorted by key) into a staged text.
-// When every pending change turns out to be the lines already there, nothing is staged: a job
-// that re-rendered without a visible change costs no compression.
-void SnapshotBuilder::merge(Family& family, std::size_t index) {
+// Merges the bucket's entries with its pending changes (sorted by key; of several changes to one
+// key the last counts) into a staged text. When every change turns out to be the lines already
+// there, nothing is staged: a job that re-rendered without a visible change costs no compression.
+void SnapshotBuilder::merge(Family& family, std::size_t index, const Pending* first,
+                            const Pending* last) {
   Bucket& bucket = family.buckets[index];
   const std::string& old_text = bucket.text();
+  // The last change of each run of one key.
+  auto for_each_change = [&](auto&& f) {
+    for (const Pending* p = first; p != last; ++p) {
+      if (p + 1 != last && p[1].key == p->key) continue;
+      f(p->key, p->lines);
+    }
+  };
   bool changed = false;
-  std::size_t size = 0;
+  std::size_t size = 0, added = 0;
   {
     auto e = bucket.entries.begin();
-    for (const auto& [key, lines] : bucket.pending) {
+    for_each_change([&](std::string_view key, std::string_view lines) {
       while (e != bucket.entries.end() && *e->key < key) size += (e++)->length;
       const bool exists = e != bucket.entries.end() && *e->key == key;
       const std::string_view before =
           exists ? std::string_view(old_text).substr(e->offset, e->length) : std::string_view();
       if (before != lines) changed = true;
       size += lines.size();
-      if (exists) ++e;
-    }
+      if (exists) {
+        ++e;
+      } else {
+        ++added;
+      }
+    });
     for (; e != bucket.entries.end(); ++e) size += e->length;
   }
-  if (!changed) {
-    bucket.pending.clear();
-    return;
-  }
+  if (!changed) return;
 
   std::string text;
   text.reserve(size);
   std::vector<Entry> entries;
-  entries.reserve(bucket.entries.size() + bucket.pending.size());
+  entries.reserve(bucket.entries.size() + added);
   auto keep = [&](const Entry& e) {
     entries.push_back({e.key, static_cast<std::uint32_t>(text.size()), e.length});
     text.append(old_text, e.offset, e.length);
   };
   auto e = bucket.entries.begin();
-  for (auto& [key, lines] : bucket.pending) {
+  for_each_change([&](std::string_view key, std::string_view lines) {
     while (e != bucket.entries.end() && *e->key < key) keep(*e++);
     const bool exists = e != bucket.entries.end() && *e->key == key;
     if (!lines.empty()) {
@@ -156,21 +182,15 @@ void SnapshotBuilder::merge(Family& family, std::size_t index) {
       release(e->key);
     }
     if (exists) ++e;
-  }
+  });
   while (e != bucket.entries.end()) keep(*e++);
 
   family.bytes = family.bytes - old_text.size() + text.size();
   series_bytes_ = series_bytes_ - old_text.size() + text.size();
-  bucket.pending.clear();
   bucket.entries = std::move(entries);
   if (!bucket.has_staged) family.unsealed.push_back(index);
   bucket.staged = std::move(text);  // old_text (maybe the old staged text) is not used after this
   bucket.has_staged = true;
-}
-
-void SnapshotBuilder::merge_dirty(Family& family) {
-  for (std::size_t i : family.dirty) merge(family, i);
-  family.dirty.clear();
 }
 
 // Compresses the staged texts into chunks: once per build, whatever the number of merges.
@@ -178,26 +198,48 @@ void SnapshotBuilder::seal(Family& family) {
   for (std::size_t i : family.unsealed) {
     Bucket& bucket = family.buckets[i];
     bucket.entries.shrink_to_fit();
-    bucket.chunk = bucket.staged.empty() ? nullptr : make_chunk(std::move(bucket.staged));
-    bucket.staged = std::string();
+    bucket.chunk = nullptr;
+    bucket.piece = {};
+    free_string(bucket.fresh.bytes);
+    bucket.has_fresh = false;
+    if (!bucket.staged.empty()) {
+      bucket.chunk = std::make_shared<const Chunk>(Chunk{std::move(bucket.staged), {}});
+      compress(bucket);
+    }
+    free_string(bucket.staged);
     bucket.has_staged = false;
     family.joined_stale = true;
   }
   family.unsealed.clear();
 }
 
+// Remakes the family's joined piece: fresh pieces are moved in, the others copied from the
+// previous joined piece (which scrapes of the previous snapshot may still be sending).
 void SnapshotBuilder::join(Family& family) {
   auto joined = std::make_shared<DeflatedPart>();
   std::size_t size = 0;
   for (const auto& bucket : family.buckets)
-    size += bucket.chunk ? bucket.chunk->deflated.bytes.size() : 0;
+    size += bucket.has_fresh ? bucket.fresh.bytes.size() : bucket.piece.size;
   joined->bytes.reserve(size);
-  for (const auto& bucket : family.buckets) {
+  for (auto& bucket : family.buckets) {
     if (!bucket.chunk) continue;
-    const DeflatedPart& piece = bucket.chunk->deflated;
-    joined->bytes += piece.bytes;
+    Piece piece{joined->bytes.size(), 0, 0, 0};
+    if (bucket.has_fresh) {
+      joined->bytes += bucket.fresh.bytes;
+      piece.size = bucket.fresh.bytes.size();
+      piece.crc32 = bucket.fresh.crc32;
+      piece.length = bucket.fresh.length;
+      free_string(bucket.fresh.bytes);
+      bucket.has_fresh = false;
+    } else {
+      joined->bytes.append(family.joined->bytes, bucket.piece.offset, bucket.piece.size);
+      piece.size = bucket.piece.size;
+      piece.crc32 = bucket.piece.crc32;
+      piece.length = bucket.piece.length;
+    }
     joined->crc32 = combine_crc32(joined->crc32, piece.crc32, piece.length);
     joined->length += piece.length;
+    bucket.piece = piece;
   }
   family.joined = std::move(joined);
   family.joined_stale = false;
@@ -214,10 +256,9 @@ void SnapshotBuilder::resize(Family& family, std::size_t count) {
 // Splits every bucket into count / size() buckets. The bucket index is the key's hash masked to
 // the bucket count, so a new bucket's objects all come from one old bucket and keep their order:
 // each object's lines are copied once, in order, with no sorting and no per-object allocation.
-// Only between merges (no pending changes): apply() grows before it queues the batch.
+// apply() grows a family before it merges the batch into it.
 void SnapshotBuilder::grow(Family& family, std::size_t count) {
   std::vector<Bucket> old = std::exchange(family.buckets, std::vector<Bucket>(count));
-  family.dirty.clear();
   family.unsealed.clear();
   // Old bucket i feeds new buckets i, i + n, i + 2n, ... (n = old.size()). Their sizes are
   // counted first so that each new text and entry list is allocated once, exactly: appending
@@ -232,7 +273,7 @@ void SnapshotBuilder::grow(Family& family, std::size_t count) {
     std::fill(bytes.begin(), bytes.end(), 0);
     std::fill(lines.begin(), lines.end(), 0);
     for (const auto& e : bucket.entries) {
-      const std::size_t t = index_of(family, *e.key);
+      const std::size_t t = index_of(family, object_hash(*e.key));
       targets.push_back(t);
       bytes[t / n] += e.length;
       ++lines[t / n];
@@ -248,7 +289,9 @@ void SnapshotBuilder::grow(Family& family, std::size_t count) {
       target.staged.append(text, e.offset, e.length);
       target.has_staged = true;
     }
-    bucket = Bucket{};  // frees the old text before the next bucket's lines are copied
+    // Frees the old text before the next bucket's lines are copied (moved out, not assigned
+    // over: see free_string).
+    const Bucket freed = std::move(bucket);
   }
   for (std::size_t i = 0; i < count; ++i) {
     if (family.buckets[i].has_staged) family.unsealed.push_back(i);
@@ -257,24 +300,25 @@ void SnapshotBuilder::grow(Family& family, std::size_t count) {
 }
 
 // Re-spreads a family's objects over fewer buckets: several old buckets feed one new bucket, so
-// their lines go through the new buckets' pending changes (a sorted merge). Only after a merge
-// (no pending changes left); amortised over the shrinkage that caused it.
+// their lines go through a sorted merge as pending changes that view the old texts. Only after a
+// merge; amortised over the shrinkage that caused it.
 void SnapshotBuilder::shrink(Family& family, std::size_t count) {
   std::vector<Bucket> old = std::exchange(family.buckets, std::vector<Bucket>(count));
-  family.dirty.clear();
   family.unsealed.clear();
+  std::vector<Pending> pending;
   for (auto& bucket : old) {
     const std::string& text = bucket.text();
     for (const auto& e : bucket.entries) {
-      Bucket& target = bucket_of(family, *e.key);
-      target.pending.emplace(*e.key, text.substr(e.offset, e.length));
-      release(e.key);
+      pending.push_back({index_of(family, object_hash(*e.key)), pending.size(), *e.key,
+                         std::string_view(text).substr(e.offset, e.length)});
     }
     family.bytes -= text.size();
     series_bytes_ -= text.size();
-    bucket = Bucket{};  // frees the old text before the next bucket's lines are copied
   }
-  merge_dirty(family);
+  merge_pending(family, pending.data(), pending.data() + pending.size());
+  for (auto& bucket : old) {  // after the merge: the pending changes view these keys and texts
+    for (const auto& e : bucket.entries) release(e.key);
+  }
 }
 
 std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
@@ -288,8 +332,6 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
     v.size += part.length;
   };
   for (auto& family : families_) {
-    merge_dirty(family);
-    fit(family);
     seal(family);
     if (family.joined_stale) join(family);
 
@@ -314,7 +356,7 @@ void SnapshotBuilder::set_gzip_level(int level) {
   for (auto& family : families_) {
     for (auto& header : family.header) header = make_chunk(header->text);
     for (auto& bucket : family.buckets) {
-      if (bucket.chunk) bucket.chunk = make_chunk(bucket.chunk->text);
+      if (bucket.chunk) compress(bucket);
     }
     family.joined_stale = true;
   }
@@ -334,11 +376,8 @@ std::size_t SnapshotBuilder::memory_bytes() const {
     n += family.buckets.capacity() * sizeof(Bucket);
     if (family.joined) n += sizeof(DeflatedPart) + family.joined->bytes.capacity();
     for (const auto& bucket : family.buckets) {
-      n += bucket.entries.capacity() * sizeof(Entry);
-      if (bucket.chunk) {
-        n +=
-            sizeof(Chunk) + bucket.chunk->text.capacity() + bucket.chunk->deflated.bytes.capacity();
-      }
+      n += bucket.entries.capacity() * sizeof(Entry) + bucket.fresh.bytes.capacity();
+      if (bucket.chunk) n += sizeof(Chunk) + bucket.chunk->text.capacity();
     }
   }
   return n + keys_bytes_;
@@ -350,9 +389,38 @@ FamilyId FamilySet::add_family(FamilyDesc desc) {
   return descs_.size() - 1;
 }
 
-void FamilySet::set(FamilyId family, std::string_view object_key, std::string lines) {
+void ChangeBatch::add(FamilyId family, std::string_view key, std::string_view lines) {
+  Change change{family,
+                0,
+                0,
+                bytes_.size(),
+                static_cast<std::uint32_t>(key.size()),
+                static_cast<std::uint32_t>(lines.size())};
+  if (key.size() != change.key_length || lines.size() != change.lines_length) {
+    throw std::length_error("metric object or lines over 4 GiB");
+  }
+  if (!changes_.empty() && key == this->key(changes_.back())) {
+    change.hash = changes_.back().hash;
+    change.key_offset = changes_.back().key_offset;
+  } else {
+    change.hash = object_hash(key);
+    change.key_offset = bytes_.size();
+    bytes_ += key;
+    change.lines_offset = bytes_.size();
+  }
+  bytes_ += lines;
+  changes_.push_back(change);
+}
+
+void FamilySet::set(FamilyId family, std::string_view object_key, std::string_view lines) {
   if (family >= descs_.size()) throw std::out_of_range("unknown metric family");
-  changes_.push_back({family, std::string(object_key), std::move(lines)});
+  changes_.add(family, object_key, lines);
+}
+
+ChangeBatch FamilySet::take_changes(ChangeBatch next) {
+  next.clear();
+  next.reserve(changes_.size(), changes_.bytes());
+  return std::exchange(changes_, std::move(next));
 }
 
 void FamilySet::remove_object(std::string_view object_key) {

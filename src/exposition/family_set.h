@@ -15,7 +15,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,22 +35,62 @@ struct FamilyDesc {
 
 using FamilyId = std::size_t;
 
-// The new lines of one object in one family; empty lines remove the object from the family.
-struct FamilyChange {
-  FamilyId family;
-  std::string key;
-  std::string lines;
+// The changes the derivation made since the last hand-over: for each, the family, the object's
+// key and its new lines (empty lines remove the object from the family). Keys and lines are
+// appended to one buffer, not held as a string each: a start-up slice is ~7,500 changes, and a
+// string pair per change cost two allocations here and two frees on the builder's thread. A key
+// repeated by consecutive changes (one job's families) is stored and hashed once.
+class ChangeBatch {
+ public:
+  struct Change {
+    FamilyId family;
+    std::size_t hash;  // object_hash(key): picks the key's bucket
+    std::size_t key_offset;
+    std::size_t lines_offset;
+    std::uint32_t key_length;
+    std::uint32_t lines_length;
+  };
+
+  // Copies `key` and `lines` in; `lines` may be empty (a removal).
+  void add(FamilyId family, std::string_view key, std::string_view lines);
+  const std::vector<Change>& changes() const { return changes_; }
+  std::string_view key(const Change& c) const {
+    return {bytes_.data() + c.key_offset, c.key_length};
+  }
+  std::string_view lines(const Change& c) const {
+    return {bytes_.data() + c.lines_offset, c.lines_length};
+  }
+  bool empty() const { return changes_.empty(); }
+  std::size_t size() const { return changes_.size(); }
+  // Room for what the previous batch held, so a slice's buffer grows without copies.
+  void reserve(std::size_t changes, std::size_t bytes) {
+    changes_.reserve(changes);
+    bytes_.reserve(bytes);
+  }
+  // Empties the batch and keeps its buffers (see Publisher::take_spare_batch).
+  void clear() {
+    changes_.clear();
+    bytes_.clear();
+  }
+  std::size_t bytes() const { return bytes_.size(); }
+  std::size_t capacity() const { return bytes_.capacity(); }
+  void swap(ChangeBatch& other) noexcept {
+    bytes_.swap(other.bytes_);
+    changes_.swap(other.changes_);
+  }
+
+ private:
+  std::string bytes_;
+  std::vector<Change> changes_;
 };
-using ChangeBatch = std::vector<FamilyChange>;
 
 class SnapshotBuilder {
  public:
   SnapshotBuilder(std::vector<FamilyDesc> families, int gzip_level);
 
-  // Takes the changes (moved, not copied) and merges them into the buckets' texts; the batch's
-  // strings are freed on return. Compression waits for build(), so a fleet applied in slices
-  // is compressed once.
-  void apply(ChangeBatch batch);
+  // Merges the changes into the buckets' texts (the batch is not needed after the call).
+  // Compression waits for build(), so a fleet applied in slices is compressed once.
+  void apply(const ChangeBatch& batch);
   // Re-renders the buckets that changed and returns the next snapshot.
   std::shared_ptr<const Snapshot> build();
 
@@ -61,8 +100,8 @@ class SnapshotBuilder {
 
   std::size_t series_bytes() const { return series_bytes_; }
   std::size_t chunks() const;
-  // Bytes held: chunk texts, deflate pieces (per chunk and joined per family), the bucket
-  // indexes and the interned keys.
+  // Bytes held: chunk texts, deflate pieces (joined per family, and fresh ones not joined
+  // yet), the bucket indexes and the interned keys.
   std::size_t memory_bytes() const;
 
  private:
@@ -73,29 +112,48 @@ class SnapshotBuilder {
     std::uint32_t offset;
     std::uint32_t length;
   };
+  // Where a bucket's deflate piece sits in its family's joined piece.
+  struct Piece {
+    std::size_t offset = 0;
+    std::size_t size = 0;
+    std::uint32_t crc32 = 0;
+    std::uint64_t length = 0;  // of the text
+  };
   struct Bucket {
     std::vector<Entry> entries;  // sorted by key (stable output); offsets into text()
     ChunkPtr chunk;              // as in the last snapshot; null while empty
     std::string staged;          // merged since, not compressed yet (when has_staged)
     bool has_staged = false;
-    std::map<std::string, std::string, std::less<>> pending;  // key -> new lines
+    Piece piece;         // chunk's deflate, in the family's joined piece (unless fresh)
+    DeflatedPart fresh;  // chunk's deflate, compressed since the last join (when has_fresh)
+    bool has_fresh = false;
     const std::string& text() const;
+  };
+  // A change waiting to be merged: views into the batch being applied (or, in shrink(), into
+  // the old buckets' texts), which outlive the merge.
+  struct Pending {
+    std::size_t bucket;
+    std::size_t order;  // position in the batch: the later change to a key wins
+    std::string_view key;
+    std::string_view lines;
   };
   struct Family {
     std::vector<Bucket> buckets;        // a power of two
-    std::vector<std::size_t> dirty;     // buckets with pending changes
     std::vector<std::size_t> unsealed;  // buckets with staged text
     std::size_t bytes = 0;
     ChunkPtr header[2];  // text, OpenMetrics
-    // Every bucket's deflate piece, joined (what gzip scrapes send); remade when one changes.
+    // Every bucket's deflate piece, joined (what gzip scrapes send): the only copy of the
+    // pieces, remade from itself and the fresh pieces when a bucket changes.
     std::shared_ptr<const DeflatedPart> joined;
     bool joined_stale = true;
   };
 
-  static std::size_t index_of(const Family& family, std::string_view key);
-  Bucket& bucket_of(Family& family, std::string_view key);
-  void merge(Family& family, std::size_t index);
-  void merge_dirty(Family& family);
+  static std::size_t index_of(const Family& family, std::size_t hash) {
+    return hash & (family.buckets.size() - 1);
+  }
+  // Sorts one family's pending changes by bucket and key and merges each bucket's run.
+  void merge_pending(Family& family, Pending* first, Pending* last);
+  void merge(Family& family, std::size_t index, const Pending* first, const Pending* last);
   void seal(Family& family);
   void resize(Family& family, std::size_t count);
   void grow(Family& family, std::size_t count);
@@ -104,7 +162,8 @@ class SnapshotBuilder {
   void join(Family& family);
   const std::string* intern(std::string_view key);
   void release(const std::string* key);
-  ChunkPtr make_chunk(std::string text);
+  ChunkPtr make_chunk(std::string text);  // with its own deflate (headers)
+  void compress(Bucket& bucket);          // bucket.chunk's text into bucket.fresh
 
   std::vector<FamilyDesc> descs_;
   std::vector<Family> families_;
@@ -122,6 +181,7 @@ class SnapshotBuilder {
     return sizeof(key) + key.capacity() + sizeof(std::uint32_t) + 16;  // + the node's links
   }
   Deflater deflater_;
+  std::vector<Pending> pending_;  // apply()'s, by family; kept for its capacity
   std::size_t series_bytes_ = 0;
   std::uint64_t generation_ = 0;
 };
@@ -132,12 +192,13 @@ class FamilySet {
   // All families are added before the first take_changes()/publish().
   FamilyId add_family(FamilyDesc desc);
   // Replaces the lines `object_key` contributes to `family`; empty `lines` removes them.
-  void set(FamilyId family, std::string_view object_key, std::string lines);
+  void set(FamilyId family, std::string_view object_key, std::string_view lines);
   // Removes everything `object_key` contributes, in every family.
   void remove_object(std::string_view object_key);
 
-  // The changes since the last call, for a builder on another thread.
-  ChangeBatch take_changes() { return std::exchange(changes_, {}); }
+  // The changes since the last call, for a builder on another thread. The following changes
+  // go into `next`, emptied: a batch the builder is done with re-uses its buffers.
+  ChangeBatch take_changes(ChangeBatch next = {});
   bool has_changes() const { return !changes_.empty(); }
   const std::vector<FamilyDesc>& families() const { return descs_; }
 

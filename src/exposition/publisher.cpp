@@ -1,5 +1,7 @@
 #include "exposition/publisher.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 
 namespace mx {
@@ -20,13 +22,20 @@ Publisher::~Publisher() {
 }
 
 void Publisher::submit(ChangeBatch batch, int gzip_level, bool final) {
+  ChangeBatch spare;
   {
     std::lock_guard lock(mu_);
     queue_.emplace_back(std::move(batch), final);
     gzip_level_ = gzip_level;
     ++submitted_;
+    if (final) spare.swap(spare_);  // no slice follows: freed (unlocked) before the build
   }
   wake_.notify_one();
+}
+
+ChangeBatch Publisher::take_spare_batch() {
+  std::lock_guard lock(mu_);
+  return std::exchange(spare_, {});
 }
 
 std::size_t Publisher::queued() const {
@@ -86,11 +95,16 @@ void Publisher::run() {
     const auto start = std::chrono::steady_clock::now();
     Stats stats;
     bool final = false;
+    ChangeBatch spare;
     try {
       builder_.set_gzip_level(level);
       for (auto& [batch, is_final] : batches) {
-        builder_.apply(std::move(batch));
+        builder_.apply(batch);
         final = final || is_final;
+      }
+      if (!final) {
+        spare = std::move(batches.back().first);
+        spare.clear();
       }
       batches.clear();
       if (final) {
@@ -109,11 +123,19 @@ void Publisher::run() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     lock.lock();
+    // Kept for the next slice unless the last slice is already queued (submit() frees the
+    // spare when the last slice comes later). The one replaced, if any, is freed unlocked.
+    const bool last_queued =
+        std::any_of(queue_.begin(), queue_.end(), [](const auto& q) { return q.second; });
+    if (!final && !last_queued) spare_.swap(spare);
     stats.builds = stats_.builds + (final ? 1 : 0);
     if (!final) stats.last_build_seconds = stats_.last_build_seconds;
     stats_ = stats;
     built_ = target;
     idle_.notify_all();
+    lock.unlock();
+    ChangeBatch().swap(spare);  // frees it (assigning {} would keep the string's buffer)
+    lock.lock();
   }
 }
 

@@ -15,7 +15,9 @@
 
 namespace mx {
 
-// A piece of the body: its text and that text's raw deflate (ending on a full flush).
+// A piece of the body: its text and, for a piece sent alone (a family header), that text's raw
+// deflate ending on a full flush. A family's sample chunks leave `deflated` empty: their deflate
+// pieces exist once, inside the family's joined piece (exposition/family_set.h).
 struct Chunk {
   std::string text;
   DeflatedPart deflated;

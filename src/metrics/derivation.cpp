@@ -68,13 +68,17 @@ void Derivation::render_job(const Model& model, const std::string& uid, bool tim
   const CountedJob* counted = model.counted(uid);
   const JobView view{model, state, counted, effective_start(state.object, counted)};
   const auto& families = job_families();
-  std::string out;
   for (std::size_t i = 0; i < families.size(); ++i) {
     if (time_only && !families[i].moves_with_time) continue;
-    JobSamples samples(out, families[i].desc.name, state.object);
+    JobSamples samples(scratch_, families[i].desc.name, state.object);
     families[i].write(view, samples);
-    set_.set(job_family_ids_[i], uid, std::exchange(out, {}));
+    hand_over(job_family_ids_[i], uid, scratch_);
   }
+}
+
+void Derivation::hand_over(FamilyId family, std::string_view key, std::string& lines) {
+  set_.set(family, key, lines);
+  lines.clear();  // keeps its capacity for the next object
 }
 
 void Derivation::render_endpoint(const Model& model, const std::string& uid) {
@@ -96,7 +100,7 @@ void Derivation::render_aggregates(const Model& model) {
                   {{"status", status}, {"gpu_type", gpu}, {"replicas", std::to_string(replicas)}},
                   static_cast<double>(count));
   }
-  set_.set(jobs_total_, "", std::exchange(out, {}));
+  hand_over(jobs_total_, "", out);
 
   // Every GPU type of a known job gets a series, 0 when none is active, so that
   // "sum(modal_jobs_active) == 0" can be true.
@@ -106,50 +110,50 @@ void Derivation::render_aggregates(const Model& model) {
   }
   for (const auto& [gpu, n] : active)
     append_sample(out, "modal_jobs_active", {{"gpu_type", gpu}}, n);
-  set_.set(jobs_active_, "", std::exchange(out, {}));
+  hand_over(jobs_active_, "", out);
 
   for (const auto& [key, h] : model.duration_histograms()) {
     append_histogram(out, "modal_job_duration_seconds",
                      {{"status", key.first}, {"gpu_type", key.second}}, Model::duration_buckets(),
                      h.counts, h.sum);
   }
-  set_.set(job_duration_, "", std::exchange(out, {}));
+  hand_over(job_duration_, "", out);
 
   for (const auto& [gpu, h] : model.queue_histograms()) {
     append_histogram(out, "modal_job_queue_seconds", {{"gpu_type", gpu}}, Model::queue_buckets(),
                      h.counts, h.sum);
   }
-  set_.set(job_queue_, "", std::exchange(out, {}));
+  hand_over(job_queue_, "", out);
 
   for (const auto& [replicas, count] : model.i6pn_total()) {
     append_sample(out, "modal_i6pn_jobs_total", {{"replicas", std::to_string(replicas)}},
                   static_cast<double>(count));
   }
-  set_.set(i6pn_jobs_, "", std::exchange(out, {}));
+  hand_over(i6pn_jobs_, "", out);
 
   for (const auto& [key, value] : model.errors_total()) {
     append_sample(out, "modal_operator_errors_total",
                   {{"error_type", key.first}, {"component", key.second}}, value);
   }
-  set_.set(operator_errors_, "", std::exchange(out, {}));
+  hand_over(operator_errors_, "", out);
 
   if (auto restarts = model.operator_restarts()) {
     append_sample(out, "modal_operator_restarts_total", {}, static_cast<double>(*restarts));
   }
-  set_.set(operator_restarts_, "", std::exchange(out, {}));
+  hand_over(operator_restarts_, "", out);
 
   for (const auto& [key, value] : model.webhook_total()) {
     append_sample(out, "modal_webhook_requests_total",
                   {{"method", key.first}, {"status", key.second}}, value);
   }
-  set_.set(webhook_requests_, "", std::exchange(out, {}));
+  hand_over(webhook_requests_, "", out);
 
   std::set<std::string> apps;
   for (const auto& [id, app] : model.apps()) {
     apps.insert(id);
     append_sample(out, "modal_app_running_tasks", {{"app_id", id}, {"app_name", app.name}},
                   app.running_tasks);
-    set_.set(app_running_tasks_, id, std::exchange(out, {}));
+    hand_over(app_running_tasks_, id, out);
   }
   for (const auto& id : rendered_apps_) {
     if (!apps.count(id)) set_.set(app_running_tasks_, id, {});
@@ -160,7 +164,7 @@ void Derivation::render_aggregates(const Model& model) {
     append_sample(out, "modal_exporter_dropped_jobs_total", {{"reason", reason}},
                   static_cast<double>(count));
   }
-  set_.set(dropped_jobs_, "", std::exchange(out, {}));
+  hand_over(dropped_jobs_, "", out);
 
   if (model.sharded()) {
     append_sample(out, "modal_exporter_shard_jobs", {{"ownership", "owned"}},
@@ -168,7 +172,7 @@ void Derivation::render_aggregates(const Model& model) {
     append_sample(out, "modal_exporter_shard_jobs", {{"ownership", "foreign"}},
                   static_cast<double>(model.foreign_jobs()));
   }
-  set_.set(shard_jobs_, "", std::exchange(out, {}));
+  hand_over(shard_jobs_, "", out);
 }
 
 }  // namespace mx

@@ -30,6 +30,8 @@ class Derivation {
   void render_job(const Model& model, const std::string& uid, bool time_only = false);
   void render_endpoint(const Model& model, const std::string& uid);
   void render_aggregates(const Model& model);
+  // Copies `lines` into the family set's batch and clears them.
+  void hand_over(FamilyId family, std::string_view key, std::string& lines);
 
   FamilySet& set_;
   std::vector<FamilyId> job_family_ids_;  // parallel to job_families()
@@ -37,6 +39,7 @@ class Derivation {
       operator_restarts_, webhook_requests_, app_running_tasks_, endpoint_ready_replicas_,
       dropped_jobs_, shard_jobs_;
   std::set<std::string> rendered_apps_;
+  std::string scratch_;                    // render_job's lines, reused from job to job
   std::optional<AppCostFamily> app_cost_;  // added last: renders after the others
 };
 
