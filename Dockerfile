@@ -15,7 +15,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates cmake g++ make git ccache \
       libboost1.81-dev libboost-system1.81-dev prometheus-cpp-dev libyaml-cpp-dev \
-      nlohmann-json3-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
+      nlohmann-json3-dev libsimdjson-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
       protobuf-compiler libssl-dev zlib1g-dev libcrypt-dev \
  && rm -rf /var/lib/apt/lists/*
 
@@ -54,6 +54,7 @@ RUN apt-get update \
       libboost-system1.81.0 \
       libprometheus-cpp-core1.0 \
       libyaml-cpp0.7 \
+      libsimdjson14 \
       libgrpc++1.51 \
       libprotobuf32 \
       libssl3 \

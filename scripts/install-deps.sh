@@ -16,6 +16,7 @@ build_packages=(
   prometheus-cpp-dev                           # self-metrics registry
   libyaml-cpp-dev                              # config file, kubeconfig
   nlohmann-json3-dev                           # Kubernetes API payloads, state file
+  libsimdjson-dev                              # Kubernetes LIST pages (read without lexing what no parser reads)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # Modal's gRPC API
   libssl-dev                                   # TLS to the Kubernetes API and telemetry, TLS on /metrics
   libcrypt-dev                                 # crypt_r: bcrypt for basic_auth_users

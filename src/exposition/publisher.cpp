@@ -22,20 +22,23 @@ Publisher::~Publisher() {
 }
 
 void Publisher::submit(ChangeBatch batch, int gzip_level, bool final) {
-  ChangeBatch spare;
+  std::vector<ChangeBatch> spares;
   {
     std::lock_guard lock(mu_);
     queue_.emplace_back(std::move(batch), final);
     gzip_level_ = gzip_level;
     ++submitted_;
-    if (final) spare.swap(spare_);  // no slice follows: freed (unlocked) before the build
+    if (final) spares.swap(spares_);  // no slice follows: freed (unlocked) before the build
   }
   wake_.notify_one();
 }
 
 ChangeBatch Publisher::take_spare_batch() {
   std::lock_guard lock(mu_);
-  return std::exchange(spare_, {});
+  if (spares_.empty()) return {};
+  ChangeBatch spare = std::move(spares_.back());
+  spares_.pop_back();
+  return spare;
 }
 
 std::size_t Publisher::queued() const {
@@ -95,7 +98,7 @@ void Publisher::run() {
     const auto start = std::chrono::steady_clock::now();
     Stats stats;
     bool final = false;
-    ChangeBatch spare;
+    std::vector<ChangeBatch> spares;
     try {
       builder_.set_gzip_level(level);
       for (auto& [batch, is_final] : batches) {
@@ -103,8 +106,10 @@ void Publisher::run() {
         final = final || is_final;
       }
       if (!final) {
-        spare = std::move(batches.back().first);
-        spare.clear();
+        for (auto& [batch, is_final] : batches) {
+          batch.clear();
+          spares.push_back(std::move(batch));
+        }
       }
       batches.clear();
       if (final) {
@@ -123,18 +128,21 @@ void Publisher::run() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     lock.lock();
-    // Kept for the next slice unless the last slice is already queued (submit() frees the
-    // spare when the last slice comes later). The one replaced, if any, is freed unlocked.
+    // Kept for the next slices unless the last slice is already queued (submit() frees the
+    // spares when the last slice comes later). Those not kept are freed unlocked.
     const bool last_queued =
         std::any_of(queue_.begin(), queue_.end(), [](const auto& q) { return q.second; });
-    if (!final && !last_queued) spare_.swap(spare);
+    while (!last_queued && !spares.empty() && spares_.size() < kSpareBatches) {
+      spares_.push_back(std::move(spares.back()));
+      spares.pop_back();
+    }
     stats.builds = stats_.builds + (final ? 1 : 0);
     if (!final) stats.last_build_seconds = stats_.last_build_seconds;
     stats_ = stats;
     built_ = target;
     idle_.notify_all();
     lock.unlock();
-    ChangeBatch().swap(spare);  // frees it (assigning {} would keep the string's buffer)
+    spares.clear();
     lock.lock();
   }
 }

@@ -31,9 +31,10 @@ class Publisher {
   // is built until a final batch arrives.
   void submit(ChangeBatch batch, int gzip_level, bool final = true);
   // A slice's batch, applied and emptied, for the next slice to be written into (empty when
-  // there is none): its buffers are memory already in use, where a new ~1 MB buffer per slice
-  // would be fresh pages to fault in (~3,500 page faults over a 10k-job start-up). Kept only
-  // while slices come; a final batch frees it.
+  // there is none): its buffers are memory already in use, where a new ~0.5 MB buffer per slice
+  // would be fresh pages to fault in (~3,500 page faults over a 10k-job start-up). Up to two
+  // are kept (rendering and applying slices run unevenly), only while slices come: a final
+  // batch frees them.
   ChangeBatch take_spare_batch();
   // Batches queued and not applied yet (the submitter slows down when they pile up).
   std::size_t queued() const;
@@ -67,7 +68,8 @@ class Publisher {
   std::condition_variable wake_;
   std::condition_variable idle_;
   std::vector<std::pair<ChangeBatch, bool>> queue_;  // (batch, final)
-  ChangeBatch spare_;
+  static constexpr std::size_t kSpareBatches = 2;
+  std::vector<ChangeBatch> spares_;
   int gzip_level_;
   std::uint64_t submitted_ = 0;  // batches queued ...
   std::uint64_t built_ = 0;      // ... and batches in current()

@@ -643,8 +643,7 @@ std::size_t connection_cap(int configured) {
 }  // namespace
 
 HttpServer::HttpServer(net::io_context& io, WebConfig config, HttpHandler handler)
-    : io_(io),
-      state_(std::make_shared<State>(io, std::move(config), std::move(handler))),
+    : state_(std::make_shared<State>(io, std::move(config), std::move(handler))),
       bcrypt_pool_(std::make_unique<net::thread_pool>(1)) {
   state_->bcrypt_pool = bcrypt_pool_.get();
 }

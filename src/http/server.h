@@ -70,7 +70,6 @@ class HttpServer {
   struct State;  // shared with sessions, which may outlive a stopped server briefly
 
  private:
-  boost::asio::io_context& io_;
   std::shared_ptr<State> state_;
   std::unique_ptr<boost::asio::thread_pool> bcrypt_pool_;  // bcrypt off the io_context thread
   std::thread accept_thread_;  // accepts connections (State::accept_io says why)

@@ -74,11 +74,14 @@ void Model::job_changed(const std::string& uid) {
 }
 
 // The count history or the Event counts moved: the aggregates and the state file follow.
-void Model::note_history() {
-  if (history_.take_changed() | events_.take_changed()) {
-    dirty_aggregates_ = true;
-    state_dirty_ = true;
-  }
+// Both flags are taken (each resets its own), whichever is set.
+bool Model::note_history() {
+  const bool history_moved = history_.take_changed();
+  const bool events_moved = events_.take_changed();
+  if (!history_moved && !events_moved) return false;
+  dirty_aggregates_ = true;
+  state_dirty_ = true;
+  return true;
 }
 
 QueueWait Model::queue_wait() const {
@@ -450,11 +453,7 @@ void Model::tick() {
       any = true;
     }
   });
-  if (history_.take_changed() | events_.take_changed()) {
-    dirty_aggregates_ = true;
-    state_dirty_ = true;
-    any = true;
-  }
+  if (note_history()) any = true;
   if (any) changed();
 }
 

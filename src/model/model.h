@@ -149,7 +149,7 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
  private:
   void changed();
   void job_changed(const std::string& uid);
-  void note_history();
+  bool note_history();  // true when either moved
   QueueWait queue_wait() const;
   // Shard and limit filter for a job not stored yet; counts what it leaves out.
   bool admit(const std::string& uid);

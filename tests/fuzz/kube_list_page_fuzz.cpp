@@ -1,4 +1,4 @@
-// One page of a Kubernetes LIST response, read as Informer::list reads it (read_list): a JSON
+// One page of a Kubernetes LIST response, read as Informer::list reads it (ListReader): a JSON
 // object with "items" and metadata.resourceVersion / continue. Each item goes through every
 // parser of src/sources/kubernetes/parse.h; a non-object item must be harmless. The page is
 // read once whole and once with each parser's FieldFilter: a filtered item must parse exactly
@@ -16,8 +16,11 @@ using nlohmann::json;
 std::vector<json> read_items(std::string_view body, const mx::kube::FieldFilter& fields, bool& ok) {
   std::vector<json> items;
   mx::kube::ListPage page;
-  ok = mx::kube::read_list(
-           body, fields, [&](const json& item) { items.push_back(item); }, page)
+  mx::kube::ListReader reader;
+  std::string text(body);
+  ok = reader
+           .read(
+               text, fields, [&](const json& item) { items.push_back(item); }, page)
            .empty();
   return items;
 }

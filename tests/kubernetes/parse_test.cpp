@@ -407,11 +407,12 @@ TEST(ResourceVersion, Extraction) {
 
 // --- LIST pages (list_reader.h) ------------------------------------------------------------
 
-// Every element of "items", as read_list hands it over with `fields`.
-std::vector<json> read_items(const std::string& body, const FieldFilter& fields, ListPage& page,
+// Every element of "items", as ListReader hands it over with `fields`.
+std::vector<json> read_items(std::string body, const FieldFilter& fields, ListPage& page,
                              std::string& error) {
   std::vector<json> items;
-  error = read_list(
+  ListReader reader;
+  error = reader.read(
       body, fields, [&](const json& item) { items.push_back(item); }, page);
   return items;
 }
@@ -532,9 +533,20 @@ TEST(ListReader, NamesWhatIsWrongWithAPage) {
   for (const auto& c : cases) {
     ListPage page;
     std::string error;
-    read_items(c.body, FieldFilter{}, page, error);
-    EXPECT_EQ(error, c.error) << c.body;
+    EXPECT_TRUE(read_items(c.body, FieldFilter{}, page, error).empty()) << c.body;
+    // Invalid JSON also says what the parser found wrong ("... not valid JSON: <why>").
+    EXPECT_EQ(error.substr(0, std::string_view(c.error).size()), c.error) << c.body;
+    EXPECT_EQ(error.size() == std::string_view(c.error).size(),
+              std::string_view(c.error).find("valid JSON") == std::string_view::npos)
+        << error;
   }
+  // A page is read whole before any item is handed over: an error at its end hands over none.
+  ListPage bad_page;
+  std::string bad_error;
+  EXPECT_TRUE(read_items(R"({"items": [{"metadata": {"uid": "a"}}, {"metadata": )", FieldFilter{},
+                         bad_page, bad_error)
+                  .empty());
+  EXPECT_NE(bad_error, "");
   ListPage page;
   std::string error;
   EXPECT_TRUE(read_items(R"({"items": null, "metadata": {"resourceVersion": 5}})", FieldFilter{},

@@ -209,9 +209,10 @@ asio::awaitable<ApiError> Informer::list() {
   ++list_generation_;
   std::string continue_token;
   int expired_restarts = 0;
-  // One buffer for every page of the list: a fresh ~1 MB string per page would come from
-  // new memory each time and page-fault its way through the kernel again.
+  // One buffer (and one parser) for every page of the list: a fresh ~1 MB string per page would
+  // come from new memory each time and page-fault its way through the kernel again.
   std::string body;
+  kube::ListReader reader;
   for (;;) {
     std::string target = resource_.collection_path() +
                          "?limit=" + std::to_string(settings_.list_page_size) + selectors();
@@ -239,7 +240,7 @@ asio::awaitable<ApiError> Informer::list() {
     // Each item reaches the model as soon as it is read, built only as far as its parser
     // reads it (list_reader.h); the page never exists as a whole DOM.
     kube::ListPage page;
-    std::string error = kube::read_list(
+    std::string error = reader.read(
         body, handler_.fields, [this](const json& item) { apply_object(item, true); }, page);
     if (!error.empty()) co_return ApiError{ErrorKind::parse, 200, std::move(error), std::nullopt};
     if (!page.resource_version.empty()) rv_ = std::move(page.resource_version);

@@ -1,164 +1,55 @@
 #include "sources/kubernetes/list_reader.h"
 
-#include <type_traits>
+#include <simdjson.h>
+
 #include <utility>
 
 namespace mx::kube {
 namespace {
 
 using nlohmann::json;
+namespace dom = simdjson::dom;
 
-const FieldFilter kKeepAll{};
+const FieldFilter kPageMetadata = FieldFilter::of({{"resourceVersion"}, {"continue"}});
 
-// The events of nlohmann::json::sax_parse, turned into one JSON value per item. A stack holds
-// the open containers: the page, its "items" array, containers being built (of an item or of
-// the page's metadata) and containers being skipped, which build nothing.
-class ListSax {
- public:
-  ListSax(const FieldFilter& item_fields, const std::function<void(const json& item)>& on_item)
-      : item_fields_(item_fields), on_item_(on_item) {}
-
-  // A value is made only where it is kept. Strings are copied, not moved: the lexer re-uses
-  // its buffer for the next token.
-  bool null() { return put(nullptr); }
-  bool boolean(bool v) { return put(v); }
-  bool number_integer(json::number_integer_t v) { return put(v); }
-  bool number_unsigned(json::number_unsigned_t v) { return put(v); }
-  bool number_float(json::number_float_t v, const std::string& /*text*/) { return put(v); }
-  bool string(std::string& v) { return put<const std::string&>(v); }
-  bool binary(json::binary_t& v) { return put<const json::binary_t&>(v); }
-  bool start_object(std::size_t /*elements*/) { return open(json::value_t::object); }
-  bool start_array(std::size_t /*elements*/) { return open(json::value_t::array); }
-  bool end_object() { return close(); }
-  bool end_array() { return close(); }
-  bool key(std::string& name);
-  bool parse_error(std::size_t /*position*/, const std::string& /*token*/,
-                   const nlohmann::detail::exception& /*ex*/) {
-    return false;
-  }
-
-  const std::string& error() const { return error_; }
-  const json& metadata() const { return metadata_; }
-
- private:
-  enum class Role { page, items, value, skipped };
-  struct Frame {
-    Role role;
-    json* container = nullptr;            // Role::value: the object or array being built
-    const FieldFilter* filter = nullptr;  // Role::value: of its members, or of its elements
-    bool is_item = false;                 // handed over when it closes
-  };
-  // Where the next value goes: nowhere (skipped), a place in a container, or the items array.
-  struct Slot {
-    json* target = nullptr;
-    const FieldFilter* filter = &kKeepAll;
-    bool is_item = false;
-    bool is_items = false;
-  };
-
-  Slot next_slot();
-  template <class V>
-  bool put(V value);
-  bool open(json::value_t type);
-  bool close();
-  void deliver_item() {
-    on_item_(item_);
-    item_ = json();  // freed before the next item is read
-  }
-  bool fail(const char* why) {
-    error_ = why;
-    return false;
-  }
-
-  const FieldFilter& item_fields_;
-  const std::function<void(const json&)>& on_item_;
-  std::vector<Frame> stack_;
-  Slot keyed_;  // the slot key() chose for the value that follows it in an object
-  json item_;
-  json metadata_;
-  std::string error_;
-};
-
-ListSax::Slot ListSax::next_slot() {
-  Frame& top = stack_.back();
-  switch (top.role) {
-    case Role::page:
-      return std::exchange(keyed_, Slot{});
-    case Role::items:
-      return Slot{&item_, &item_fields_, true, false};  // item_ is null between items
-    case Role::value:
-      if (top.container->is_array()) {
-        top.container->push_back(nullptr);
-        return Slot{&top.container->back(), top.filter, false, false};
+// An element of the page's DOM as a JSON value, with only the members `filter` keeps. Numbers
+// are typed as nlohmann::json types them, so a listed object reads like a watched one:
+// non-negative integers unsigned, negative ones signed, others double.
+json build(dom::element element, const FieldFilter& filter) {
+  switch (element.type()) {
+    case dom::element_type::OBJECT: {
+      json out = json::object();
+      for (dom::key_value_pair field : dom::object(element)) {
+        const FieldFilter* member = filter.keeps_all() ? &filter : filter.find(field.key);
+        if (member != nullptr) out[std::string(field.key)] = build(field.value, *member);
       }
-      return std::exchange(keyed_, Slot{});
-    case Role::skipped:
-      break;
-  }
-  return Slot{};
-}
-
-bool ListSax::key(std::string& name) {
-  const Frame& top = stack_.back();
-  keyed_ = Slot{};
-  if (top.role == Role::page) {
-    if (name == "items") {
-      keyed_.is_items = true;
-    } else if (name == "metadata") {
-      keyed_.target = &metadata_;
+      return out;
     }
-  } else if (top.role == Role::value) {
-    const FieldFilter* member = top.filter->keeps_all() ? top.filter : top.filter->find(name);
-    if (member != nullptr) {
-      keyed_.target = &(*top.container)[std::move(name)];
-      keyed_.filter = member;
+    case dom::element_type::ARRAY: {
+      json out = json::array();
+      for (dom::element item : dom::array(element)) out.push_back(build(item, filter));
+      return out;
     }
+    case dom::element_type::STRING:
+      return std::string(std::string_view(element));
+    case dom::element_type::INT64: {
+      const std::int64_t v = std::int64_t(element);
+      if (v >= 0) return static_cast<json::number_unsigned_t>(v);
+      return static_cast<json::number_integer_t>(v);
+    }
+    case dom::element_type::UINT64:
+      return static_cast<json::number_unsigned_t>(std::uint64_t(element));
+    case dom::element_type::DOUBLE:
+      return double(element);
+    case dom::element_type::BOOL:
+      return bool(element);
+    case dom::element_type::NULL_VALUE:
+      return nullptr;
   }
-  return true;
-}
-
-template <class V>
-bool ListSax::put(V value) {
-  if (stack_.empty()) return fail("LIST response is not a JSON object");
-  const Slot slot = next_slot();
-  if (slot.is_items) {
-    return std::is_same_v<V, std::nullptr_t> || fail("LIST response items is not an array");
-  }
-  if (slot.target != nullptr) {
-    *slot.target = value;
-    if (slot.is_item) deliver_item();  // not an object: its parser says why it is ignored
-  }
-  return true;
-}
-
-bool ListSax::open(json::value_t type) {
-  if (stack_.empty()) {
-    if (type != json::value_t::object) return fail("LIST response is not a JSON object");
-    stack_.push_back({Role::page});
-    return true;
-  }
-  const Slot slot = next_slot();
-  if (slot.is_items) {
-    if (type != json::value_t::array) return fail("LIST response items is not an array");
-    stack_.push_back({Role::items});
-  } else if (slot.target != nullptr) {
-    *slot.target = json(type);
-    stack_.push_back({Role::value, slot.target, slot.filter, slot.is_item});
-  } else {
-    stack_.push_back({Role::skipped});
-  }
-  return true;
-}
-
-bool ListSax::close() {
-  const Frame frame = stack_.back();
-  stack_.pop_back();
-  if (frame.is_item) deliver_item();
-  return true;
+  return nullptr;
 }
 
 std::string string_at(const json& object, const char* key) {
-  if (!object.is_object()) return {};
   auto it = object.find(key);
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string{};
 }
@@ -191,14 +82,44 @@ const FieldFilter* FieldFilter::find(std::string_view name) const {
   return nullptr;
 }
 
-std::string read_list(std::string_view body, const FieldFilter& item_fields,
-                      const std::function<void(const json& item)>& on_item, ListPage& page) {
-  ListSax sax(item_fields, on_item);
-  if (!json::sax_parse(body, &sax)) {
-    return sax.error().empty() ? "LIST response is not valid JSON" : sax.error();
+struct ListReader::Parser {
+  dom::parser parser;
+};
+
+ListReader::ListReader() : parser_(std::make_unique<Parser>()) {}
+ListReader::~ListReader() = default;
+
+std::string ListReader::read(std::string& body, const FieldFilter& item_fields,
+                             const std::function<void(const json& item)>& on_item, ListPage& page) {
+  body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
+  // Pages of one list differ a little in size: room for a quarter more, so that a slightly
+  // larger page does not make the parser allocate (and page-fault) its buffers again.
+  if (body.size() > parser_->parser.capacity()) {
+    if (auto error = parser_->parser.allocate(body.size() + body.size() / 4)) {
+      return std::string("LIST response could not be parsed: ") + simdjson::error_message(error);
+    }
   }
-  page.resource_version = string_at(sax.metadata(), "resourceVersion");
-  page.continue_token = string_at(sax.metadata(), "continue");
+  dom::element doc;
+  if (auto error = parser_->parser.parse(body.data(), body.size(), false).get(doc)) {
+    return std::string("LIST response is not valid JSON: ") + simdjson::error_message(error);
+  }
+  dom::object object;
+  if (doc.get(object) != simdjson::SUCCESS) return "LIST response is not a JSON object";
+  dom::element items;
+  if (object["items"].get(items) == simdjson::SUCCESS && !items.is_null()) {
+    dom::array array;
+    if (items.get(array) != simdjson::SUCCESS) return "LIST response items is not an array";
+    // Each item is built, handed over and freed before the next one.
+    for (dom::element item : array) on_item(build(item, item_fields));
+  }
+  dom::element metadata;
+  if (object["metadata"].get(metadata) == simdjson::SUCCESS) {
+    const json m = build(metadata, kPageMetadata);
+    if (m.is_object()) {
+      page.resource_version = string_at(m, "resourceVersion");
+      page.continue_token = string_at(m, "continue");
+    }
+  }
   return {};
 }
 
