@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 
 #include "common/object_hash.h"
@@ -104,20 +105,33 @@ void SnapshotBuilder::fit(Family& family) {
   if (count != family.buckets.size()) resize(family, count);
 }
 
-const std::string* SnapshotBuilder::intern(std::string_view key) {
+std::uint32_t SnapshotBuilder::intern(std::string_view key) {
   auto it = keys_.find(key);
   if (it == keys_.end()) {
-    it = keys_.emplace(std::string(key), 0).first;
+    it = keys_.emplace(std::string(key), KeyInfo{}).first;
     keys_bytes_ += key_bytes(it->first);
+    if (free_ids_.empty()) {
+      if (key_by_id_.size() > std::numeric_limits<std::uint32_t>::max()) {
+        throw std::length_error("over 4 billion metric objects");
+      }
+      it->second.id = static_cast<std::uint32_t>(key_by_id_.size());
+      key_by_id_.push_back(&it->first);
+    } else {
+      it->second.id = free_ids_.back();
+      free_ids_.pop_back();
+      key_by_id_[it->second.id] = &it->first;
+    }
   }
-  ++it->second;
-  return &it->first;
+  ++it->second.refs;
+  return it->second.id;
 }
 
-void SnapshotBuilder::release(const std::string* key) {
-  auto it = keys_.find(*key);
-  if (it != keys_.end() && --it->second == 0) {
+void SnapshotBuilder::release(std::uint32_t key) {
+  auto it = keys_.find(*key_by_id_[key]);
+  if (it != keys_.end() && --it->second.refs == 0) {
     keys_bytes_ -= key_bytes(it->first);
+    key_by_id_[key] = nullptr;
+    free_ids_.push_back(key);
     keys_.erase(it);
   }
 }
@@ -145,15 +159,19 @@ void SnapshotBuilder::merge(Family& family, std::size_t index, const Pending* fi
   std::size_t size = 0, added = 0;
   {
     auto e = bucket.entries.begin();
+    std::size_t at = 0;  // where *e's lines start in old_text
     for_each_change([&](std::string_view key, std::string_view lines) {
-      while (e != bucket.entries.end() && *e->key < key) size += (e++)->length;
-      const bool exists = e != bucket.entries.end() && *e->key == key;
+      while (e != bucket.entries.end() && key_of(*e) < key) {
+        size += e->length;
+        at += (e++)->length;
+      }
+      const bool exists = e != bucket.entries.end() && key_of(*e) == key;
       const std::string_view before =
-          exists ? std::string_view(old_text).substr(e->offset, e->length) : std::string_view();
+          exists ? std::string_view(old_text).substr(at, e->length) : std::string_view();
       if (before != lines) changed = true;
       size += lines.size();
       if (exists) {
-        ++e;
+        at += (e++)->length;
       } else {
         ++added;
       }
@@ -166,22 +184,23 @@ void SnapshotBuilder::merge(Family& family, std::size_t index, const Pending* fi
   text.reserve(size);
   std::vector<Entry> entries;
   entries.reserve(bucket.entries.size() + added);
+  std::size_t at = 0;
   auto keep = [&](const Entry& e) {
-    entries.push_back({e.key, static_cast<std::uint32_t>(text.size()), e.length});
-    text.append(old_text, e.offset, e.length);
+    entries.push_back(e);
+    text.append(old_text, at, e.length);
+    at += e.length;
   };
   auto e = bucket.entries.begin();
   for_each_change([&](std::string_view key, std::string_view lines) {
-    while (e != bucket.entries.end() && *e->key < key) keep(*e++);
-    const bool exists = e != bucket.entries.end() && *e->key == key;
+    while (e != bucket.entries.end() && key_of(*e) < key) keep(*e++);
+    const bool exists = e != bucket.entries.end() && key_of(*e) == key;
     if (!lines.empty()) {
-      entries.push_back({exists ? e->key : intern(key), static_cast<std::uint32_t>(text.size()),
-                         static_cast<std::uint32_t>(lines.size())});
+      entries.push_back({exists ? e->key : intern(key), static_cast<std::uint32_t>(lines.size())});
       text += lines;
     } else if (exists) {
       release(e->key);
     }
-    if (exists) ++e;
+    if (exists) at += (e++)->length;
   });
   while (e != bucket.entries.end()) keep(*e++);
 
@@ -273,7 +292,7 @@ void SnapshotBuilder::grow(Family& family, std::size_t count) {
     std::fill(bytes.begin(), bytes.end(), 0);
     std::fill(lines.begin(), lines.end(), 0);
     for (const auto& e : bucket.entries) {
-      const std::size_t t = index_of(family, object_hash(*e.key));
+      const std::size_t t = index_of(family, object_hash(key_of(e)));
       targets.push_back(t);
       bytes[t / n] += e.length;
       ++lines[t / n];
@@ -282,12 +301,14 @@ void SnapshotBuilder::grow(Family& family, std::size_t count) {
       family.buckets[t].staged.reserve(bytes[t / n]);
       family.buckets[t].entries.reserve(lines[t / n]);
     }
+    std::size_t at = 0;
     for (std::size_t k = 0; k < bucket.entries.size(); ++k) {
       const Entry& e = bucket.entries[k];
       Bucket& target = family.buckets[targets[k]];
-      target.entries.push_back({e.key, static_cast<std::uint32_t>(target.staged.size()), e.length});
-      target.staged.append(text, e.offset, e.length);
+      target.entries.push_back(e);
+      target.staged.append(text, at, e.length);
       target.has_staged = true;
+      at += e.length;
     }
     // Frees the old text before the next bucket's lines are copied (moved out, not assigned
     // over: see free_string).
@@ -308,9 +329,12 @@ void SnapshotBuilder::shrink(Family& family, std::size_t count) {
   std::vector<Pending> pending;
   for (auto& bucket : old) {
     const std::string& text = bucket.text();
+    std::size_t at = 0;
     for (const auto& e : bucket.entries) {
-      pending.push_back({index_of(family, object_hash(*e.key)), pending.size(), *e.key,
-                         std::string_view(text).substr(e.offset, e.length)});
+      const std::string& key = key_of(e);
+      pending.push_back({index_of(family, object_hash(key)), pending.size(), key,
+                         std::string_view(text).substr(at, e.length)});
+      at += e.length;
     }
     family.bytes -= text.size();
     series_bytes_ -= text.size();
@@ -380,7 +404,7 @@ std::size_t SnapshotBuilder::memory_bytes() const {
       if (bucket.chunk) n += sizeof(Chunk) + bucket.chunk->text.capacity();
     }
   }
-  return n + keys_bytes_;
+  return n + keys_bytes_ + free_ids_.capacity() * sizeof(std::uint32_t);
 }
 
 FamilyId FamilySet::add_family(FamilyDesc desc) {
