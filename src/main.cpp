@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   // One malloc arena for every thread. The derivation (io thread) allocates what the publisher's
   // thread frees, and the other way round; with an arena per thread, memory freed in one arena
   // cannot serve the other thread's next allocation, so both heaps stay large. At 10k jobs one
-  // arena holds ~1.3 MB less after start-up, at no measured cost in CPU (bench/real-binary.sh).
+  // arena peaked ~1.7 MB lower in back-to-back start-ups, at no measured cost in CPU.
   // The threads that allocate much (io, publisher) rarely allocate at the same moment.
   mallopt(M_ARENA_MAX, 1);
   mx::Flags flags;

@@ -27,8 +27,8 @@ class Publisher {
   Publisher& operator=(const Publisher&) = delete;
 
   // Queues the changes for the next snapshot, compressed at `gzip_level`. A batch that is not
-  // `final` is one slice of a larger change: it is applied (its strings freed) but no snapshot
-  // is built until a final batch arrives.
+  // `final` is one slice of a larger change: it is merged into the chunk texts (its buffer then
+  // kept as a spare, see take_spare_batch) but no snapshot is built until a final batch arrives.
   void submit(ChangeBatch batch, int gzip_level, bool final = true);
   // A slice's batch, applied and emptied, for the next slice to be written into (empty when
   // there is none): its buffers are memory already in use, where a new ~0.5 MB buffer per slice

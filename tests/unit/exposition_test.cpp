@@ -318,7 +318,7 @@ TEST(Publisher, BuildsOnItsThreadWhatWasSubmitted) {
   EXPECT_EQ(publisher.stats().chunks, 1u);
 }
 
-// A fleet handed over in slices: each slice is applied as it comes (its strings freed), and the
+// A fleet handed over in slices: each slice is merged as it comes, and the
 // snapshot is built once, by the final slice.
 TEST(Publisher, SlicesBuildOnceAtTheFinalOne) {
   FamilySet set;
