@@ -104,12 +104,8 @@ void Derivation::render_aggregates(const Model& model) {
 
   // Every GPU type of a known job gets a series, 0 when none is active, so that
   // "sum(modal_jobs_active) == 0" can be true.
-  std::map<std::string, int> active;
-  for (const auto& [uid, state] : model.jobs()) {
-    active[state.object.gpu_type] += is_active(state.phase) ? 1 : 0;
-  }
-  for (const auto& [gpu, n] : active)
-    append_sample(out, "modal_jobs_active", {{"gpu_type", gpu}}, n);
+  for (const auto& [gpu, count] : model.gpu_counts())
+    append_sample(out, "modal_jobs_active", {{"gpu_type", gpu}}, static_cast<double>(count.active));
   hand_over(jobs_active_, "", out);
 
   for (const auto& [key, h] : model.duration_histograms()) {

@@ -47,10 +47,12 @@ JobState& JobStore::put(JobObject job, bool& is_new, std::vector<std::string>& r
     }
     if (state.object.modal_app_id != job.modal_app_id) state.tasks_known = false;
     index(state, false);
+    count_gpu(state, false);
   }
   state.object = std::move(job);
   state.phase = parse_phase(state.object.phase);
   index(state, true);
+  count_gpu(state, true);
   if (claim) claim_name(state);
   if (owner) name_owner_.emplace(name_of(state), &state);
   is_new = claim;
@@ -63,6 +65,7 @@ std::optional<JobState> JobStore::take(const std::string& uid,
   if (it == jobs_.end()) return std::nullopt;
   release_name(it->second, renamed_to);
   index(it->second, false);
+  count_gpu(it->second, false);
   JobState state = std::move(it->second);
   jobs_.erase(it);
   return state;
@@ -121,6 +124,22 @@ void JobStore::release_name(JobState& state, std::vector<std::string>& renamed_t
       break;
     }
   }
+}
+
+void JobStore::count_gpu(const JobState& state, bool add) {
+  const std::string& gpu = state.object.gpu_type;
+  const std::size_t active = is_active(state.phase) ? 1 : 0;
+  if (add) {
+    auto it = gpu_counts_.find(gpu);
+    if (it == gpu_counts_.end()) it = gpu_counts_.emplace(gpu, GpuCount{}).first;
+    ++it->second.jobs;
+    it->second.active += active;
+    return;
+  }
+  auto it = gpu_counts_.find(gpu);
+  if (it == gpu_counts_.end()) return;  // cannot happen: every stored job was counted
+  it->second.active -= active;
+  if (--it->second.jobs == 0) gpu_counts_.erase(it);
 }
 
 void JobStore::index(JobState& state, bool add) {

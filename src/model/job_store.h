@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +46,12 @@ struct JobState {
 class JobStore {
  public:
   using Jobs = std::unordered_map<std::string, JobState>;
+  // Live jobs of one GPU type, and how many of them are active (pending or running).
+  struct GpuCount {
+    std::size_t jobs = 0;
+    std::size_t active = 0;
+  };
+  using GpuCounts = std::map<std::string, GpuCount, std::less<>>;
 
   const Jobs& all() const { return jobs_; }
   // Calls f(uid, state) for every job. `f` may change a state in place but not the strings the
@@ -53,6 +61,9 @@ class JobStore {
     for (auto& [uid, state] : jobs_) f(uid, state);
   }
   std::size_t size() const { return jobs_.size(); }
+  // Kept as jobs come, change and go, so that modal_jobs_active costs the GPU types, not a walk
+  // of every job, on each change. A type leaves when its last job does.
+  const GpuCounts& gpu_counts() const { return gpu_counts_; }
   JobState* find(const std::string& uid);
   const JobState* find(const std::string& uid) const;
 
@@ -87,6 +98,7 @@ class JobStore {
   void claim_name(JobState& state);
   void release_name(JobState& state, std::vector<std::string>& renamed_to);
   void index(JobState& state, bool add);
+  void count_gpu(const JobState& state, bool add);
   static std::vector<JobState*> lookup(const Index& index, std::string_view key);
 
   Jobs jobs_;
@@ -94,6 +106,7 @@ class JobStore {
   std::size_t shadowed_ = 0;  // jobs whose namespace/name another job owns
   Index by_app_;
   Index by_function_;
+  GpuCounts gpu_counts_;
 };
 
 }  // namespace mx

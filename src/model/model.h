@@ -92,6 +92,7 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   double now() const { return now_(); }
   const Config& config() const { return config_; }
   const JobStore::Jobs& jobs() const { return store_.all(); }
+  const JobStore::GpuCounts& gpu_counts() const { return store_.gpu_counts(); }
   const std::map<std::string, EndpointObject>& endpoints() const { return endpoints_; }
   const std::map<std::string, ModalApp>& apps() const { return apps_; }
   std::optional<std::int64_t> operator_restarts() const { return operator_restarts_; }
@@ -182,7 +183,7 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   static constexpr std::size_t kRefreshSlots = 64;  // a power of two, like bucket counts
   double last_tick_ = 0;
 
-  std::set<std::string> dirty_jobs_;
+  std::unordered_set<std::string> dirty_jobs_;  // no order needed: each is rendered alone
   std::vector<std::string> dirty_costs_;
   std::set<std::string> dirty_endpoints_;
   bool dirty_aggregates_ = true;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "model/job_store.h"
 
@@ -74,6 +75,37 @@ TEST(JobStoreTest, JobsOfOneAppAreAllFoundAndLeaveWithTheirJob) {
   EXPECT_EQ(uids(s.store.with_app(longer("app"))), std::vector<std::string>{longer("b")});
   EXPECT_EQ(s.store.owner_of(longer("ns"), longer("one")), nullptr);
   EXPECT_FALSE(s.store.take(longer("a"), renamed).has_value());
+}
+
+// modal_jobs_active reads these counts instead of walking every job: they must follow every way
+// a job's GPU type or phase can change, and a type must leave with its last job.
+TEST(JobStoreTest, GpuCountsFollowPhaseAndTypeChangesAndLeaveWithTheLastJob) {
+  Store s;
+  auto gpu_job = [](const std::string& uid, const std::string& gpu, const std::string& phase) {
+    JobObject j = job(uid, uid);
+    j.gpu_type = gpu;
+    j.phase = phase;
+    return j;
+  };
+  auto counts = [&s] {
+    std::map<std::string, std::pair<std::size_t, std::size_t>> out;
+    for (const auto& [gpu, c] : s.store.gpu_counts()) out[gpu] = {c.jobs, c.active};
+    return out;
+  };
+  using Counts = std::map<std::string, std::pair<std::size_t, std::size_t>>;
+  s.put(gpu_job("a", "A100", "Pending"));
+  s.put(gpu_job("b", "A100", "Running"));
+  s.put(gpu_job("c", "H100", "Succeeded"));
+  EXPECT_EQ(counts(), (Counts{{"A100", {2, 2}}, {"H100", {1, 0}}}));
+  s.put(gpu_job("b", "A100", "Failed"));  // a phase change
+  s.put(gpu_job("a", "T4", "Running"));   // a type change
+  EXPECT_EQ(counts(), (Counts{{"A100", {1, 0}}, {"H100", {1, 0}}, {"T4", {1, 1}}}));
+  std::vector<std::string> renamed;
+  ASSERT_TRUE(s.store.take(longer("b"), renamed).has_value());
+  ASSERT_TRUE(s.store.take(longer("a"), renamed).has_value());
+  EXPECT_EQ(counts(), (Counts{{"H100", {1, 0}}}));
+  ASSERT_TRUE(s.store.take(longer("c"), renamed).has_value());
+  EXPECT_TRUE(s.store.gpu_counts().empty());
 }
 
 TEST(JobStoreTest, ANameSharedByTwoJobsPassesOnWhenItsOwnerLeavesOrIsRenamed) {
