@@ -17,7 +17,7 @@ namespace mx {
 
 // A piece of the body: its text and, for a piece sent alone (a family header), that text's raw
 // deflate ending on a full flush. A family's sample chunks leave `deflated` empty: their deflate
-// pieces exist once, inside the family's joined piece (exposition/family_set.h).
+// pieces exist once, inside the joined piece of their group of buckets (exposition/family_set.h).
 struct Chunk {
   std::string text;
   DeflatedPart deflated;
@@ -28,8 +28,8 @@ using Bytes = std::shared_ptr<const std::string>;  // shares ownership of a chun
 class Snapshot {
  public:
   // One format's body: the pieces a plain response sends, the raw deflate pieces a gzip
-  // response sends (fewer and larger: a family's chunks are joined, so a gzip scrape makes a
-  // few large writes, not a thousand small ones), and the CRC-32 and length of the whole body.
+  // response sends (fewer and larger: a group of a family's chunks is joined, so a gzip scrape
+  // makes a few large writes, not a thousand small ones), and the CRC-32 and length of the whole body.
   struct View {
     std::vector<Bytes> plain;
     std::vector<Bytes> deflated;

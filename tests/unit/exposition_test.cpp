@@ -284,6 +284,54 @@ TEST(Snapshot, DeflatePiecesAreHeldOnce) {
   EXPECT_LT(builder.memory_bytes(), text + deflated + deflated / 2);
 }
 
+// A change re-joins the deflate pieces of its bucket's group only: every other group's joined
+// piece is the previous snapshot's, shared (remaking the family's whole joined piece copied and
+// allocated ~0.7 MB per changed job at 10k jobs). Groups are laid out again when the family
+// shrinks or grows, and gzip stays the body throughout.
+TEST(Snapshot, AChangeRejoinsOnlyItsGroup) {
+  FamilySet set;
+  auto a = set.add_family({"a", "A.", MetricType::gauge});
+  std::uint64_t x = 88172645463325252ull;
+  auto noise = [&x] {  // hex that barely compresses, so that the family spans many groups
+    std::string out;
+    for (int k = 0; k < 200; ++k) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      out += "0123456789abcdef"[x & 15];
+    }
+    return out;
+  };
+  auto lines = [&](int i) {
+    return "a{h=\"" + noise() + "\",i=\"" + std::to_string(i) + "\"} 1\n";
+  };
+  for (int i = 0; i < 4000; ++i) set.set(a, "uid" + std::to_string(i), lines(i));
+  const auto before = set.publish(6);
+  const auto& old_pieces = before->deflated(ExpositionFormat::text);
+  ASSERT_GT(old_pieces.size(), 4u) << "the family spans several groups";
+
+  set.set(a, "uid17", lines(17));
+  const auto after = set.publish(6);
+  const auto& new_pieces = after->deflated(ExpositionFormat::text);
+  ASSERT_EQ(new_pieces.size(), old_pieces.size());
+  std::size_t remade = 0;
+  for (std::size_t i = 0; i < new_pieces.size(); ++i) remade += new_pieces[i] != old_pieces[i];
+  EXPECT_EQ(remade, 1u);
+  EXPECT_EQ(gzip_decompress(gzip_of(*after, ExpositionFormat::text, "")),
+            after->body(ExpositionFormat::text));
+
+  for (int i = 10; i < 4000; ++i) set.remove_object("uid" + std::to_string(i));  // shrinks
+  const auto small = set.publish(6);
+  EXPECT_LT(small->deflated(ExpositionFormat::text).size(), old_pieces.size());
+  for (auto f : {ExpositionFormat::text, ExpositionFormat::openmetrics}) {
+    EXPECT_EQ(gzip_decompress(gzip_of(*small, f, "")), small->body(f));
+  }
+  for (int i = 10; i < 4000; ++i) set.set(a, "uid" + std::to_string(i), lines(i));  // grows
+  const auto large = set.publish(6);
+  EXPECT_GT(large->deflated(ExpositionFormat::text).size(), 4u);
+  for (auto f : {ExpositionFormat::text, ExpositionFormat::openmetrics}) {
+    EXPECT_EQ(gzip_decompress(gzip_of(*large, f, "")), large->body(f));
+  }
+}
+
 TEST(Snapshot, GzipLevelChangeRecompresses) {
   FamilySet set;
   auto a = set.add_family({"a", "A.", MetricType::gauge});
