@@ -29,7 +29,8 @@ class Snapshot {
  public:
   // One format's body: the pieces a plain response sends, the raw deflate pieces a gzip
   // response sends (fewer and larger: a group of a family's chunks is joined, so a gzip scrape
-  // makes a few large writes, not a thousand small ones), and the CRC-32 and length of the whole body.
+  // makes a few large writes, not a thousand small ones), and the CRC-32 and length of the whole
+  // body.
   struct View {
     std::vector<Bytes> plain;
     std::vector<Bytes> deflated;
