@@ -1,6 +1,5 @@
 #include "exposition/gzip.h"
 
-#include <optional>
 #include <stdexcept>
 
 namespace mx {
@@ -55,22 +54,9 @@ std::uint32_t combine_crc32(std::uint32_t a, std::uint32_t b, std::uint64_t b_le
   return static_cast<std::uint32_t>(crc32_combine(a, b, static_cast<z_off_t>(b_length)));
 }
 
-std::string gzip_header() {
-  // magic, CM=deflate, no flags, mtime 0, no extra flags, OS=unknown
-  return std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff", 10);
-}
-
-std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length, std::string_view tail,
-                      int level) {
-  // Every gzip scrape compresses a tail: one compressor per thread, reset per tail, rather than
-  // zlib's ~270 KiB of state allocated, initialised and freed on every scrape.
-  thread_local std::optional<Deflater> deflater;
-  if (!deflater) {
-    deflater.emplace(level);
-  } else if (deflater->level() != level) {
-    deflater->set_level(level);
-  }
-  DeflatedPart last = deflater->compress(tail, true);
+namespace {
+// The final piece, then the gzip trailer: the CRC-32 and length (mod 2^32) of everything.
+std::string gzip_trailer(DeflatedPart last, std::uint32_t prefix_crc, std::uint64_t prefix_length) {
   const std::uint32_t crc = combine_crc32(prefix_crc, last.crc32, last.length);
   const auto size = static_cast<std::uint32_t>(prefix_length + last.length);  // mod 2^32
   std::string out = std::move(last.bytes);
@@ -78,11 +64,24 @@ std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length, std
   for (int i = 0; i < 4; ++i) out += static_cast<char>((size >> (8 * i)) & 0xff);
   return out;
 }
+}  // namespace
+
+std::string gzip_header() {
+  // magic, CM=deflate, no flags, mtime 0, no extra flags, OS=unknown
+  return std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff", 10);
+}
+
+std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length,
+                      std::string_view tail) {
+  // Stored, not compressed (level 0): deflating the ~6 KiB of self-metrics took ~20 us per
+  // scrape, a sixth of the CPU of a gzip scrape of 10k jobs, to save ~4 KiB on the wire. One
+  // compressor per thread, reset per tail, rather than zlib's state made on every scrape.
+  thread_local Deflater deflater(0);
+  return gzip_trailer(deflater.compress(tail, true), prefix_crc, prefix_length);
+}
 
 std::string gzip_compress(std::string_view data, int level) {
-  std::string out = gzip_header();
-  out += gzip_tail(0, 0, data, level);
-  return out;
+  return gzip_header() + gzip_trailer(deflate_part(data, level, true), 0, 0);
 }
 
 std::string gzip_decompress(std::string_view data) {

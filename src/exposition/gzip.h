@@ -49,9 +49,10 @@ std::uint32_t combine_crc32(std::uint32_t a, std::uint32_t b, std::uint64_t b_le
 std::string gzip_header();
 // The tail of a gzip stream whose earlier pieces (after gzip_header()) hold `prefix_length`
 // bytes with CRC `prefix_crc`: `tail` deflated as the final piece, then the trailer covering
-// prefix + tail.
-std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length, std::string_view tail,
-                      int level);
+// prefix + tail. The tail (the self-metrics, a few KiB made on every scrape) is stored, not
+// compressed, whatever the snapshot's level: compressing it took a sixth of the CPU of a gzip
+// scrape of 10k jobs, to save ~0.5 % of that body.
+std::string gzip_tail(std::uint32_t prefix_crc, std::uint64_t prefix_length, std::string_view tail);
 
 // Whole gzip of one buffer (tests, small responses).
 std::string gzip_compress(std::string_view data, int level);

@@ -36,7 +36,7 @@ HttpResponse metrics_response(const RouteContext& c, const HttpRequest& req) {
     r.body.push_back(header);
     r.body.insert(r.body.end(), pieces.begin(), pieces.end());
     r.body.push_back(std::make_shared<const std::string>(
-        gzip_tail(snapshot->crc32(format), snapshot->size(format), tail, snapshot->gzip_level())));
+        gzip_tail(snapshot->crc32(format), snapshot->size(format), tail)));
   } else {
     const auto& pieces = snapshot->plain(format);
     r.body.reserve(pieces.size() + 1);

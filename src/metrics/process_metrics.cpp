@@ -1,47 +1,68 @@
 #include "metrics/process_metrics.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <fstream>
-#include <sstream>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace mx {
 namespace {
 
-struct ProcStat {
-  double utime_ticks = 0;
-  double stime_ticks = 0;
-  double start_ticks = 0;
-  double vsize = 0;
-  double rss_pages = 0;
+// When the process started, in clock ticks after boot: field 22 of /proc/self/stat (read once).
+std::optional<double> start_ticks() {
+  char buf[1024];
+  const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  const std::string_view line(buf, static_cast<std::size_t>(n));
+  // The command name (field 2) may hold spaces; the fields after its closing ')' are fixed.
+  const auto close = line.rfind(')');
+  if (close == std::string_view::npos) return std::nullopt;
+  const char* p = buf + close + 1;
+  const char* end = buf + n;
+  for (int i = 3; i <= 22; ++i) {  // field 3 is the state
+    while (p < end && *p == ' ') ++p;
+    const char* field = p;
+    while (p < end && *p != ' ' && *p != '\n') ++p;
+    if (field == p) return std::nullopt;  // fewer fields than expected
+    double value = 0;
+    if (i == 22) {
+      if (std::from_chars(field, p, value).ec != std::errc()) return std::nullopt;
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
+// The per-scrape figures come from getrusage() and /proc/self/statm: /proc/self/stat makes the
+// kernel walk every thread for its times and format fifty fields, and it is read once, at start.
+struct Statm {
+  double size_pages = 0;
+  double resident_pages = 0;
   bool ok = false;
 };
 
-ProcStat read_proc_stat() {
-  ProcStat s;
-  std::ifstream in("/proc/self/stat");
-  std::string line;
-  if (!std::getline(in, line)) return s;
-  // The command name (field 2) may hold spaces; the fields after its closing ')' are fixed.
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return s;
-  std::istringstream rest(line.substr(close + 2));
-  std::string field;
-  // Field 3 is the state; utime is field 14, stime 15, starttime 22, vsize 23, rss 24.
-  for (int i = 3; i <= 24 && rest >> field; ++i) {
-    if (i == 14) s.utime_ticks = std::stod(field);
-    if (i == 15) s.stime_ticks = std::stod(field);
-    if (i == 22) s.start_ticks = std::stod(field);
-    if (i == 23) s.vsize = std::stod(field);
-    if (i == 24) {
-      s.rss_pages = std::stod(field);
-      s.ok = true;
-    }
-  }
+Statm read_statm() {
+  Statm s;
+  char buf[256];
+  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return s;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return s;
+  const char* end = buf + n;
+  const auto first = std::from_chars(buf, end, s.size_pages);
+  if (first.ec != std::errc() || first.ptr == end || *first.ptr != ' ') return s;
+  s.ok = std::from_chars(first.ptr + 1, end, s.resident_pages).ec == std::errc();
   return s;
 }
 
@@ -78,11 +99,11 @@ prometheus::MetricFamily gauge_family(const char* name, const char* help, double
 }  // namespace
 
 ProcessCollector::ProcessCollector() {
-  const auto stat = read_proc_stat();
+  const auto started = start_ticks();
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   const double boot = boot_time_seconds();
-  if (stat.ok && boot > 0 && ticks > 0) {
-    start_time_seconds_ = boot + stat.start_ticks / ticks;
+  if (started && boot > 0 && ticks > 0) {
+    start_time_seconds_ = boot + *started / ticks;
   } else {
     start_time_seconds_ =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -91,17 +112,22 @@ ProcessCollector::ProcessCollector() {
 
 std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   std::vector<prometheus::MetricFamily> out;
-  const auto stat = read_proc_stat();
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
-  if (stat.ok) {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    auto seconds = [](const timeval& t) {
+      return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    };
     out.push_back(gauge_family(
         "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-        (stat.utime_ticks + stat.stime_ticks) / ticks, prometheus::MetricType::Counter));
+        seconds(usage.ru_utime) + seconds(usage.ru_stime), prometheus::MetricType::Counter));
+  }
+  const auto statm = read_statm();
+  if (statm.ok) {
+    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
     out.push_back(gauge_family("process_resident_memory_bytes", "Resident memory size in bytes.",
-                               stat.rss_pages * page));
-    out.push_back(
-        gauge_family("process_virtual_memory_bytes", "Virtual memory size in bytes.", stat.vsize));
+                               statm.resident_pages * page));
+    out.push_back(gauge_family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                               statm.size_pages * page));
   }
   int fds = 0;
   if (DIR* dir = opendir("/proc/self/fd")) {

@@ -93,7 +93,7 @@ TEST(Gzip, PrefixPlusTailIsOneValidStream) {
   const auto prefix = deflate_part(big, 6, false);
   const std::string tail = "process_open_fds 12\n";
   const std::string gz =
-      gzip_header() + prefix.bytes + gzip_tail(prefix.crc32, prefix.length, tail, 6);
+      gzip_header() + prefix.bytes + gzip_tail(prefix.crc32, prefix.length, tail);
   EXPECT_EQ(gzip_decompress(gz), big + tail);
   EXPECT_LT(gz.size(), big.size() / 4);
   EXPECT_EQ(gzip_decompress(gzip_compress("", 1)), "");
@@ -105,7 +105,7 @@ TEST(Gzip, PrefixPlusTailIsOneValidStream) {
 std::string gzip_of(const Snapshot& s, ExpositionFormat f, std::string_view tail) {
   std::string gz = gzip_header();
   for (const auto& piece : s.deflated(f)) gz += *piece;
-  return gz + gzip_tail(s.crc32(f), s.size(f), tail, s.gzip_level());
+  return gz + gzip_tail(s.crc32(f), s.size(f), tail);
 }
 
 std::string job_lines(const std::string& family, int job, int value) {
