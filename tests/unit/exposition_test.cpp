@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -329,6 +330,68 @@ TEST(Snapshot, AChangeRejoinsOnlyItsGroup) {
   EXPECT_GT(large->deflated(ExpositionFormat::text).size(), 4u);
   for (auto f : {ExpositionFormat::text, ExpositionFormat::openmetrics}) {
     EXPECT_EQ(gzip_decompress(gzip_of(*large, f, "")), large->body(f));
+  }
+}
+
+// Random edits, removals and bursts that grow and shrink the families, publish after publish:
+// every line set is in the body exactly once, and the gzip pieces (joined per group of
+// buckets, re-laid out on every resize) always inflate to the body.
+TEST(Snapshot, RandomChangesKeepBodyAndGzipTrue) {
+  FamilySet set;
+  const FamilyId families[2] = {set.add_family({"a", "A.", MetricType::gauge}),
+                                set.add_family({"b", "B.", MetricType::gauge})};
+  std::uint64_t x = 0x9E3779B97F4A7C15ull;
+  auto next = [&x] {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return x;
+  };
+  std::map<std::pair<FamilyId, std::string>, std::string> expected;  // (family, key) -> lines
+  auto set_random = [&](FamilyId f, const std::string& key) {
+    std::string lines = std::string(f == families[0] ? "a" : "b") + "{k=\"" + key + "\",h=\"";
+    const int length = 8 + static_cast<int>(next() % 400);
+    for (int i = 0; i < length; ++i) lines += "0123456789abcdef"[next() & 15];
+    lines += "\"} 1\n";
+    set.set(f, key, lines);
+    expected[{f, key}] = lines;
+  };
+  for (int round = 0; round < 100; ++round) {
+    const std::uint64_t kind = next() % 10;
+    if (kind == 0) {  // a burst of new keys: the families grow
+      for (int i = 0; i < 1500; ++i)
+        set_random(families[next() % 2], "k" + std::to_string(next() % 4000));
+    } else if (kind == 1) {  // most keys go: the families shrink
+      for (auto it = expected.begin(); it != expected.end();) {
+        if (next() % 8 != 0) {
+          set.set(it->first.first, it->first.second, {});
+          it = expected.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    } else {  // a few edits and removals
+      for (int i = 0; i < 20; ++i) {
+        const FamilyId f = families[next() % 2];
+        const std::string key = "k" + std::to_string(next() % 4000);
+        if (next() % 4 == 0) {
+          set.set(f, key, {});
+          expected.erase({f, key});
+        } else {
+          set_random(f, key);
+        }
+      }
+    }
+    const auto s = set.publish(6);
+    const std::string body = s->body(ExpositionFormat::text);
+    std::vector<std::string> got, want;
+    std::istringstream lines(body);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty() && line[0] != '#') got.push_back(line + "\n");
+    }
+    for (const auto& [key, lines_of] : expected) want.push_back(lines_of);
+    std::sort(got.begin(), got.end());
+    std::sort(want.begin(), want.end());
+    ASSERT_EQ(got, want) << "round " << round;
+    ASSERT_EQ(gzip_decompress(gzip_of(*s, ExpositionFormat::text, "")), body) << "round " << round;
   }
 }
 
