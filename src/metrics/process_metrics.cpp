@@ -51,13 +51,11 @@ struct Statm {
   bool ok = false;
 };
 
-Statm read_statm() {
+Statm read_statm(int fd) {
   Statm s;
   char buf[256];
-  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return s;
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
   if (n <= 0) return s;
   const char* end = buf + n;
   const auto first = std::from_chars(buf, end, s.size_pages);
@@ -98,7 +96,14 @@ prometheus::MetricFamily gauge_family(const char* name, const char* help, double
 
 }  // namespace
 
-ProcessCollector::ProcessCollector() {
+ProcessCollector::~ProcessCollector() {
+  if (fd_dir_) closedir(fd_dir_);
+  if (statm_fd_ >= 0) ::close(statm_fd_);
+}
+
+ProcessCollector::ProcessCollector()
+    : statm_fd_(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC)),
+      fd_dir_(opendir("/proc/self/fd")) {
   const auto started = start_ticks();
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   const double boot = boot_time_seconds();
@@ -121,7 +126,8 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
         "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
         seconds(usage.ru_utime) + seconds(usage.ru_stime), prometheus::MetricType::Counter));
   }
-  const auto statm = read_statm();
+  std::lock_guard lock(mu_);
+  const auto statm = read_statm(statm_fd_);
   if (statm.ok) {
     const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
     out.push_back(gauge_family("process_resident_memory_bytes", "Resident memory size in bytes.",
@@ -129,14 +135,14 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
     out.push_back(gauge_family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
                                statm.size_pages * page));
   }
-  int fds = 0;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (const dirent* e = readdir(dir)) {
+  if (fd_dir_) {
+    rewinddir(fd_dir_);
+    int fds = 0;
+    while (const dirent* e = readdir(fd_dir_)) {
       if (e->d_name[0] != '.') ++fds;
     }
-    closedir(dir);
-    out.push_back(gauge_family("process_open_fds", "Number of open file descriptors.",
-                               fds - 1));  // minus the fd of the listing itself
+    // This collector's own two are counted: they stay open for the life of the process.
+    out.push_back(gauge_family("process_open_fds", "Number of open file descriptors.", fds));
   }
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {

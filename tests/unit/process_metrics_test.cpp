@@ -1,6 +1,7 @@
 // The process_* series are read on every scrape from getrusage(), /proc/self/statm and
-// /proc/self/fd (process_start_time_seconds once, from /proc/self/stat): each must agree with
-// what the process can see of itself.
+// /proc/self/fd (kept open, re-read each time; process_start_time_seconds once, from
+// /proc/self/stat): each must agree with what the process can see of itself, scrape after scrape.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -74,6 +75,14 @@ TEST(ProcessMetrics, AgreeWithWhatTheProcessSeesOfItself) {
   rlimit limit{};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
   EXPECT_EQ(m.at("process_max_fds"), static_cast<double>(limit.rlim_cur));
+
+  // Every open fd, as a listing of our own sees them (minus the listing's own fd).
+  int listed = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (const dirent* e = readdir(dir)) listed += e->d_name[0] != '.';
+    closedir(dir);
+  }
+  EXPECT_EQ(m.at("process_open_fds"), listed - 1);
 
   const double fds = m.at("process_open_fds");
   const int a = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
