@@ -25,11 +25,16 @@ bench_require_tools() {
   NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 }
 
+# A port below the kernel's ephemeral range: ports bound to 0 and the local ports of outgoing
+# connections (tests running beside the benchmark under `ctest -j`) come from that range, so a
+# port picked inside it could be taken between this check and the bind.
 bench_free_port() {
-  local port
+  local port low
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+  ((low > 12000)) || low=32768
   for _ in $(seq 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then echo "$port"; return; fi
+    port=$((10000 + RANDOM % (low - 10000)))
+    if ! ss -Htan "sport = :$port" 2>/dev/null | grep -q .; then echo "$port"; return; fi
   done
   echo "bench: no free port found" >&2
   return 1
@@ -69,8 +74,20 @@ bench_gzip_copy() {
 # a static-file baseline. bench_start_nginx DIR WWW WORKERS; sets NGINX_PID and NGINX_ADDR.
 # The caller stops it: kill -QUIT "$NGINX_PID".
 bench_start_nginx() {
+  local dir=$1 www=$2 workers=$3 attempt
+  # A port can still be taken by someone else between the check and nginx's bind: try another.
+  for attempt in 1 2 3; do
+    bench_start_nginx_once "$dir" "$www" "$workers" && return 0
+    [[ -n ${NGINX_BIND_FAILED:-} ]] || return 1
+    echo "bench: nginx could not bind $NGINX_ADDR (attempt $attempt); trying another port" >&2
+  done
+  return 1
+}
+
+bench_start_nginx_once() {
   local dir=$1 www=$2 workers=$3 port
-  port=$(bench_free_port)
+  NGINX_BIND_FAILED=
+  port=$(bench_free_port) || return 1
   mkdir -p "$dir"
   chmod 755 "$www"  # nginx workers run as an unprivileged user when started by root
   cat >"$dir/nginx.conf" <<EOF
@@ -105,7 +122,13 @@ EOF
   NGINX_ADDR=127.0.0.1:$port
   for _ in $(seq 100); do
     curl -fs -o /dev/null "http://$NGINX_ADDR/metrics" && return 0
-    kill -0 "$NGINX_PID" 2>/dev/null || { cat "$dir/error.log" >&2; return 1; }
+    if ! kill -0 "$NGINX_PID" 2>/dev/null; then
+      wait "$NGINX_PID" 2>/dev/null || true
+      grep -q "Address already in use" "$dir/error.log" && NGINX_BIND_FAILED=1
+      cat "$dir/error.log" >&2
+      : >"$dir/error.log"
+      return 1
+    fi
     sleep 0.1
   done
   echo "bench: nginx did not start; see $dir/error.log" >&2
