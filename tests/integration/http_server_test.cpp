@@ -24,6 +24,15 @@ class HttpServerTest : public ::testing::Test {
     web.listen_address = "127.0.0.1:0";
     auto c = set_.add_family({"modal_jobs_total", "Jobs.", MetricType::counter});
     set_.set(c, "", "modal_jobs_total{status=\"created\",gpu_type=\"T4\",replicas=\"1\"} 3\n");
+    if (jobs_ > 0) {
+      auto info = set_.add_family({"modal_job_info", "Jobs.", MetricType::gauge});
+      for (int i = 0; i < jobs_; ++i) {
+        const std::string uid = "uid-" + std::to_string(i * 7919 % 100003);
+        set_.set(info, uid,
+                 "modal_job_info{job_uid=\"" + uid + "\",job_name=\"job-" + std::to_string(i) +
+                     "\",namespace=\"team-" + std::to_string(i % 13) + "\"} 1\n");
+      }
+    }
     snapshot_ = set_.publish(6);
     RouteContext routes;
     routes.telemetry_path = "/metrics";
@@ -68,6 +77,7 @@ class HttpServerTest : public ::testing::Test {
   std::thread thread_;
   std::uint16_t port_ = 0;
   std::atomic<bool> ready_{false};
+  int jobs_ = 0;  // modal_job_info lines added by start()
 };
 
 const char* kPlain =
@@ -105,6 +115,34 @@ TEST_F(HttpServerTest, GzipRoundTrip) {
                      {{"Accept-Encoding", "gzip"}, {"Accept", "application/openmetrics-text"}});
   const auto text = gzip_decompress(om.body);
   EXPECT_EQ(text.substr(text.size() - 6), "# EOF\n");
+}
+
+// A body of hundreds of pieces, to a client whose small receive buffer makes the server's writes
+// stop part-way through a piece: each write goes on from the byte where the last one stopped, and
+// the next response on the connection starts afresh.
+TEST_F(HttpServerTest, ABodyOfManyPiecesArrivesWholeThroughPartialWrites) {
+  jobs_ = 100000;
+  start();
+  const auto& pieces = snapshot_->plain(ExpositionFormat::text);
+  ASSERT_GT(pieces.size(), 64u);  // more than one gather write takes
+  const std::string expected = snapshot_->body(ExpositionFormat::text) + "process_open_fds 7\n";
+  ASSERT_GT(expected.size(), 6u << 20);  // more than a socket buffer takes (4 MiB at most)
+
+  TestConnection c(port_);
+  const int small = 64 * 1024;
+  ::setsockopt(c.socket().native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  c.send_raw("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the server's buffer fills
+  auto plain = c.read_response();
+  EXPECT_EQ(plain.status, 200u);
+  EXPECT_TRUE(plain.body == expected)
+      << plain.body.size() << " bytes, expected " << expected.size();
+
+  auto gz = c.get("/metrics", {{"Accept-Encoding", "gzip"}});
+  EXPECT_EQ(gz.headers["content-encoding"], "gzip");
+  EXPECT_TRUE(gzip_decompress(gz.body) == expected);
+  auto again = c.get("/metrics");
+  EXPECT_TRUE(again.body == expected);
 }
 
 TEST_F(HttpServerTest, HealthReadyAndLanding) {
