@@ -408,8 +408,7 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
       }
     }
   }
-  return std::make_shared<const Snapshot>(std::move(views[0]), std::move(views[1]),
-                                          deflater_.level(), ++generation_);
+  return std::make_shared<const Snapshot>(std::move(views[0]), std::move(views[1]), ++generation_);
 }
 
 void SnapshotBuilder::set_gzip_level(int level) {

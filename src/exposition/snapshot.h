@@ -38,11 +38,8 @@ class Snapshot {
     std::uint64_t size = 0;
   };
 
-  Snapshot(View text, View openmetrics, int gzip_level, std::uint64_t generation)
-      : text_(std::move(text)),
-        openmetrics_(std::move(openmetrics)),
-        gzip_level_(gzip_level),
-        generation_(generation) {}
+  Snapshot(View text, View openmetrics, std::uint64_t generation)
+      : text_(std::move(text)), openmetrics_(std::move(openmetrics)), generation_(generation) {}
 
   // Without the per-scrape tail and OpenMetrics' "# EOF".
   const std::vector<Bytes>& plain(ExpositionFormat format) const { return view(format).plain; }
@@ -55,7 +52,6 @@ class Snapshot {
   // The body as one string (tests and tools; scrapes never join it).
   std::string body(ExpositionFormat format) const;
 
-  int gzip_level() const { return gzip_level_; }
   std::uint64_t generation() const { return generation_; }
 
  private:
@@ -65,7 +61,6 @@ class Snapshot {
 
   View text_;
   View openmetrics_;
-  int gzip_level_;
   std::uint64_t generation_;
 };
 

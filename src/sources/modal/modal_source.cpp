@@ -681,24 +681,14 @@ class ModalSource::Impl {
     jwt_fetching_ = true;
     auto call = std::make_shared<UnaryCall<pb::AuthTokenGetRequest, pb::AuthTokenGetResponse>>();
     add_metadata(call->context, /*with_jwt=*/false);
-    auto sh = shared_;
-    const auto id = sh->begin([call] { call->context.TryCancel(); });
-    const auto endpoint = active_;
-    Stub& stub = *endpoints_[endpoint].stub;
-    calls_.run([this, sh, id, call, endpoint, &stub](grpc::CompletionQueue& queue) {
-      if (sh->stopped) return sh->end(id);
-      call->reader = stub.PrepareAsyncAuthTokenGet(&call->context, call->request, &queue);
-      call->reader->StartCall();
-      call->reader->Finish(&call->response, &call->status,
-                           new CallThread::Completion([this, sh, id, call, endpoint] {
-                             boost::asio::post(io_, [this, sh, call, endpoint] {
-                               if (sh->stopped) return;
-                               observe("AuthTokenGet", call->status, endpoint);
-                               on_auth_token(call->status, call->response.token());
-                             });
-                             sh->end(id);
-                           }));
-    });
+    start_call(
+        call,
+        [](Stub& s, grpc::ClientContext* c, const pb::AuthTokenGetRequest& r,
+           grpc::CompletionQueue* q) { return s.PrepareAsyncAuthTokenGet(c, r, q); },
+        [this, call](std::size_t endpoint) {
+          observe("AuthTokenGet", call->status, endpoint);
+          on_auth_token(call->status, call->response.token());
+        });
   }
 
   void on_auth_token(const grpc::Status& status, const std::string& token) {
@@ -785,6 +775,32 @@ class ModalSource::Impl {
 
   // --- calls --------------------------------------------------------------------------------
 
+  // Starts `call` (metadata set) on the call thread against the active server. `finished` runs
+  // on the io_context thread with that server's index once the call has completed, unless the
+  // source was stopped; stop() cancels the call.
+  template <typename Req, typename Resp, typename Invoke, typename Finished>
+  void start_call(const std::shared_ptr<UnaryCall<Req, Resp>>& call, Invoke invoke,
+                  Finished finished) {
+    auto sh = shared_;
+    const auto id = sh->begin([call] { call->context.TryCancel(); });
+    const auto endpoint = active_;
+    Stub& stub = *endpoints_[endpoint].stub;
+    auto completed = [this, sh, id, endpoint, finished = std::move(finished)] {
+      boost::asio::post(io_, [sh, endpoint, finished]() mutable {
+        if (!sh->stopped) finished(endpoint);
+      });
+      sh->end(id);
+    };
+    calls_.run([sh, id, call, invoke, &stub,
+                completed = std::move(completed)](grpc::CompletionQueue& queue) mutable {
+      if (sh->stopped) return sh->end(id);
+      call->reader = invoke(stub, &call->context, call->request, &queue);
+      call->reader->StartCall();
+      call->reader->Finish(&call->response, &call->status,
+                           new CallThread::Completion(std::move(completed)));
+    });
+  }
+
   // One unary call with auth, deadline, cancellation and the single JWT-refresh retry. `done` runs
   // on the io_context thread, unless the source was stopped.
   template <typename Req, typename Resp, typename Invoke>
@@ -799,38 +815,24 @@ class ModalSource::Impl {
         return;
       }
       auto call = std::make_shared<UnaryCall<Req, Resp>>();
-      call->request = request;
+      call->request = std::move(request);
       add_metadata(call->context, /*with_jwt=*/true);
       call->sent_jwt = token_.token();
-      auto sh = shared_;
-      const auto id = sh->begin([call] { call->context.TryCancel(); });
-      const auto endpoint = active_;
-      Stub& stub = *endpoints_[endpoint].stub;
-      auto finished = [this, sh, id, call, method, request, invoke, done, retried, endpoint] {
-        boost::asio::post(
-            io_, [this, sh, call, method, request, invoke, done, retried, endpoint]() mutable {
-              if (sh->stopped) return;
-              const grpc::Status& status = call->status;
-              observe(method, status, endpoint);
-              if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
-                  !call->sent_jwt.empty() && !retried) {
-                if (token_.token() == call->sent_jwt) token_.clear();
-                log::debug("modal auth token refused; fetching a new one", {{"method", method}});
-                unary<Req, Resp>(method, std::move(request), invoke, std::move(done), true);
-                return;
-              }
-              done(status, call->response, false);
-            });
-        sh->end(id);
-      };
-      calls_.run([sh, id, call, invoke, &stub,
-                  finished = std::move(finished)](grpc::CompletionQueue& queue) mutable {
-        if (sh->stopped) return sh->end(id);
-        call->reader = invoke(stub, &call->context, call->request, &queue);
-        call->reader->StartCall();
-        call->reader->Finish(&call->response, &call->status,
-                             new CallThread::Completion(std::move(finished)));
-      });
+      start_call(
+          call, invoke,
+          [this, call, method, invoke, done = std::move(done),
+           retried](std::size_t endpoint) mutable {
+            const grpc::Status& status = call->status;
+            observe(method, status, endpoint);
+            if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
+                !call->sent_jwt.empty() && !retried) {
+              if (token_.token() == call->sent_jwt) token_.clear();
+              log::debug("modal auth token refused; fetching a new one", {{"method", method}});
+              unary<Req, Resp>(method, call->request, invoke, std::move(done), true);
+              return;
+            }
+            done(status, call->response, false);
+          });
     });
   }
 
