@@ -10,11 +10,15 @@
 #   - CPU with no change, and under a churn of --churn object changes a second, each over
 #     --idle seconds with one gzip scrape every 15 s (as a Prometheus would make);
 #   - scrapes/s and p50/p99 latency, plain and gzip, 1 and 8 connections (wrk), WHILE the churn
-#     runs, beside nginx serving the very same bytes (sendfile, gzip_static, one worker).
+#     runs, beside nginx serving the very same bytes (sendfile, gzip_static, one worker); in
+#     --rounds rounds that alternate the two (exporter first, then nginx first, ...), so that a
+#     slow spell of the machine falls on both: scrapes/s over all rounds, p50/p99 the median of
+#     the rounds'.
 # Then a table of every figure across the Ns, the command line and the machine.
 #
 #   bench/real-binary.sh [--build-dir DIR] [--jobs N[,N...]] [--quick] [--duration S]
-#                        [--idle S] [--changes K] [--churn R] [--nginx-workers W] [--keep]
+#                        [--rounds R] [--idle S] [--changes K] [--churn R] [--nginx-workers W]
+#                        [--keep]
 #
 #   --build-dir DIR   a Release build holding src/modal-exporter and bench/bench_kube_load
 #                     (default build-rel); this script builds nothing:
@@ -22,9 +26,11 @@
 #                         -DMODAL_EXPORTER_TESTS=OFF -DMODAL_EXPORTER_BENCH=ON
 #                       cmake --build build-rel --target modal-exporter bench_kube_load
 #   --jobs LIST       comma-separated Ns (default 100,10000,50000; about 3-5 min each)
-#   --quick           a smoke run: N=100 unless --jobs, 1 s per wrk run, 3 s CPU windows,
-#                     5 changes (about 30 s; the figures mean little)
-#   --duration S      seconds of each of the 8 wrk runs per N (default 10)
+#   --quick           a smoke run: N=100 unless --jobs, one round of 1 s wrk runs, 3 s CPU
+#                     windows, 5 changes (about 30 s; the figures mean little)
+#   --duration S      seconds of each wrk run (default 5)
+#   --rounds R        wrk runs of each of the 8 kinds (exporter/nginx, plain/gzip, 1/8
+#                     connections) per N, alternating exporter and nginx (default 3)
 #   --idle S          seconds of each CPU window (default 30)
 #   --changes K       timed changes for the latency (default 20)
 #   --churn R         object changes a second during the churn phases (default 20)
@@ -45,7 +51,8 @@ usage() {
 BUILD_DIR=build-rel
 JOBS_LIST=
 QUICK=
-DURATION=10
+DURATION=5
+ROUNDS=3
 IDLE=30
 CHANGES=20
 CHURN=20
@@ -56,8 +63,9 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --build-dir) BUILD_DIR=$2; shift 2 ;;
     --jobs) JOBS_LIST=$2; shift 2 ;;
-    --quick) QUICK=1; DURATION=1; IDLE=3; CHANGES=5; shift ;;
+    --quick) QUICK=1; DURATION=1; ROUNDS=1; IDLE=3; CHANGES=5; shift ;;
     --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --idle) IDLE=$2; shift 2 ;;
     --changes) CHANGES=$2; shift 2 ;;
     --churn) CHURN=$2; shift 2 ;;
@@ -70,7 +78,7 @@ done
 [[ -n $JOBS_LIST ]] || JOBS_LIST=$([[ -n $QUICK ]] && echo 100 || echo 100,10000,50000)
 IFS=, read -r -a NS <<<"$JOBS_LIST"
 positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "real-binary.sh: $1 must be a positive integer" >&2; exit 2; }; }
-for v in DURATION IDLE CHANGES CHURN NGINX_WORKERS; do positive "--${v,,}" "${!v}"; done
+for v in DURATION ROUNDS IDLE CHANGES CHURN NGINX_WORKERS; do positive "--${v,,}" "${!v}"; done
 for n in "${NS[@]}"; do positive --jobs "$n"; done
 # One scrape every 15 s, as a Prometheus would; a short window gets one at its start and middle.
 SCRAPE_EVERY=$((IDLE < 30 ? (IDLE + 1) / 2 : 15))
@@ -185,25 +193,26 @@ cpu_window() {
     'BEGIN { printf "%.2f", t / hz / (us / 1e6) * 100 }'
 }
 
-# One wrk run; sets RPS, P50, P99 (ms), ERRS and CPU_MS (server CPU per scrape).
+# One wrk run; sets REQUESTS, DURATION_US, P50, P99 (ms), ERRS and TICKS (the server's CPU).
 # run_wrk PID URL CONNECTIONS plain|gzip
 run_wrk() {
-  local pid=$1 url=$2 conns=$3 enc=$4 hdr=() before after out requests duration
+  local pid=$1 url=$2 conns=$3 enc=$4 hdr=() before after out
   [[ $enc == gzip ]] && hdr=(-H 'Accept-Encoding: gzip')
   local cmd=(wrk -t"$((conns < 2 ? 1 : 2))" -c"$conns" -d"${DURATION}s" --timeout 10s
     -s "$BENCH_LIB/wrk-report.lua" "${hdr[@]}" "$url")
   before=$(bench_cpu_ticks "$pid")
   out=$("${cmd[@]}" | grep '^wrk_result') || die "wrk failed: ${cmd[*]}"
   after=$(bench_cpu_ticks "$pid")
-  requests=$(kv requests "$out")
-  duration=$(kv duration_us "$out")
-  RPS=$(awk -v n="$requests" -v us="$duration" 'BEGIN { printf "%.1f", (us > 0 ? n / (us / 1e6) : 0) }')
+  REQUESTS=$(kv requests "$out")
+  DURATION_US=$(kv duration_us "$out")
   P50=$(awk -v v="$(kv p50_us "$out")" 'BEGIN { printf "%.1f", v / 1000 }')
   P99=$(awk -v v="$(kv p99_us "$out")" 'BEGIN { printf "%.1f", v / 1000 }')
   ERRS=$(kv errors "$out")
-  CPU_MS=$(awk -v t="$((after - before))" -v hz="$CLK_TCK" -v n="$requests" \
-    'BEGIN { printf "%.2f", (n > 0 ? t * 1000 / hz / n : 0) }')
+  TICKS=$((after - before))
 }
+
+# The median of its arguments (the mean of the middle two when even).
+median_of() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "—" }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -300,23 +309,44 @@ run_one() {
   local gz
   gz=$(bench_body_size "http://$NGINX_ADDR/metrics" gzip) || die "nginx gzip check failed"
   [[ $gz -lt $(stat -c %s "$D/www/metrics") ]] || die "nginx did not serve metrics.gz (gzip_static)"
-  local conns enc target
+  local conns enc target round
   for conns in 1 8; do
     for enc in plain gzip; do
+      local -A requests=() us=() ticks=() errors=() p50s=() p99s=() each=()
+      for ((round = 1; round <= ROUNDS; round++)); do
+        local order=(exporter nginx)
+        ((round % 2)) || order=(nginx exporter)
+        for target in "${order[@]}"; do
+          exporter_alive
+          say "N=$n: wrk $target $enc, $conns connection(s), ${DURATION} s (round $round of $ROUNDS)"
+          if [[ $target == exporter ]]; then
+            run_wrk "$EXPORTER_PID" "http://$EXPORTER_ADDR/metrics" "$conns" "$enc"
+          else
+            run_wrk "$NGINX_PID" "http://$NGINX_ADDR/metrics" "$conns" "$enc"
+          fi
+          requests[$target]=$((${requests[$target]:-0} + REQUESTS))
+          us[$target]=$((${us[$target]:-0} + DURATION_US))
+          ticks[$target]=$((${ticks[$target]:-0} + TICKS))
+          errors[$target]=$((${errors[$target]:-0} + ERRS))
+          p50s[$target]+=" $P50"
+          p99s[$target]+=" $P99"
+          each[$target]+="${each[$target]:+ / }$(awk -v n="$REQUESTS" -v us="$DURATION_US" \
+            'BEGIN { printf "%.0f", (us > 0 ? n / (us / 1e6) : 0) }')"
+        done
+      done
       for target in exporter nginx; do
-        exporter_alive
-        say "N=$n: wrk $target $enc, $conns connection(s), ${DURATION} s"
-        if [[ $target == exporter ]]; then
-          run_wrk "$EXPORTER_PID" "http://$EXPORTER_ADDR/metrics" "$conns" "$enc"
-        else
-          run_wrk "$NGINX_PID" "http://$NGINX_ADDR/metrics" "$conns" "$enc"
-        fi
         local key=$n:$target:$enc:$conns
-        R[$key:rps]=$RPS
-        R[$key:p50]=$P50
-        R[$key:p99]=$P99
-        R[$key:errors]=$ERRS
-        R[$key:cpu_ms]=$CPU_MS
+        # shellcheck disable=SC2086  # the lists are words
+        {
+          R[$key:rps]=$(awk -v n="${requests[$target]}" -v us="${us[$target]}" \
+            'BEGIN { printf "%.1f", (us > 0 ? n / (us / 1e6) : 0) }')
+          R[$key:p50]=$(median_of ${p50s[$target]})
+          R[$key:p99]=$(median_of ${p99s[$target]})
+        }
+        R[$key:errors]=${errors[$target]}
+        R[$key:each]=${each[$target]}
+        R[$key:cpu_ms]=$(awk -v t="${ticks[$target]}" -v hz="$CLK_TCK" -v n="${requests[$target]}" \
+          'BEGIN { printf "%.2f", (n > 0 ? t * 1000 / hz / n : 0) }')
       done
     done
   done
@@ -347,7 +377,8 @@ report_one() {
   out "| CPU with no change (${IDLE} s, a gzip scrape every ${SCRAPE_EVERY} s) | ${R[$n:cpu_idle]} % of a core |"
   out "| CPU under churn ($CHURN changes/s asked, ${R[$n:churn_rate]}/s made) | ${R[$n:cpu_churn]} % of a core |"
   out ""
-  out "Scrapes under the churn ($CHURN changes/s), wrk ${DURATION} s each:"
+  out "Scrapes under the churn ($CHURN changes/s): $ROUNDS round(s) of wrk ${DURATION} s each, exporter and nginx" \
+    "alternating; scrapes/s over all rounds, p50/p99 the median of the rounds':"
   out ""
   out "| scrape | exporter scrapes/s | nginx scrapes/s | ratio | exporter p50 / p99 ms | nginx p50 / p99 ms | p99 ratio | exporter CPU ms/scrape |"
   out "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -364,6 +395,13 @@ report_one() {
     done
   done
   out ""
+  local rounds="Scrapes/s of each round, exporter; nginx:"
+  for conns in 1 8; do
+    for enc in plain gzip; do
+      rounds+=" $enc c$conns ${R[$n:exporter:$enc:$conns:each]}; ${R[$n:nginx:$enc:$conns:each]}."
+    done
+  done
+  out "$rounds"
   out "Change latency samples (ms), plain: ${R[$n:lat_samples]}; gzip: ${R[$n:lat_gzip_samples]}."
   out "Polls alternate plain and gzip, each read only up to the changed line, 0.5 ms apart; their" \
     "median round trip was ${R[$n:lat_poll]} ms (it includes any wait for a busy exporter).$([[ ${R[$n:lat_failed]} == 0 ]] ||
