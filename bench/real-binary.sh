@@ -25,7 +25,7 @@
 #                       cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release \
 #                         -DMODAL_EXPORTER_TESTS=OFF -DMODAL_EXPORTER_BENCH=ON
 #                       cmake --build build-rel --target modal-exporter bench_kube_load
-#   --jobs LIST       comma-separated Ns (default 100,10000,50000; about 3-5 min each)
+#   --jobs LIST       comma-separated Ns (default 100,10000,50000; about 4-6 min each)
 #   --quick           a smoke run: N=100 unless --jobs, one round of 1 s wrk runs, 3 s CPU
 #                     windows, 5 changes (about 30 s; the figures mean little)
 #   --duration S      seconds of each wrk run (default 5)
