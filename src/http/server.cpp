@@ -470,7 +470,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
             n -= take;
             if (out[next].size() == 0) ++next;
           }
-          while (next < out.size() && out[next].size() == 0) ++next;
           if (next == out.size()) return self->on_written(ec);
           self->write_rest();
         });
