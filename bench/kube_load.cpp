@@ -91,7 +91,7 @@ std::string uid_of(const Job& j) {
   return buf;
 }
 
-// A ModalJob as the operator leaves it once the job runs (fields of ../shared/KUBERNETES.md),
+// A ModalJob as the operator leaves it once the job runs (docs/sources.md, "Objects read"),
 // about 1.5 KB of JSON: the exporter has to read past everything it does not use.
 json to_object(const Job& j) {
   const std::string uid = uid_of(j);
