@@ -3,30 +3,18 @@
 #include "metrics/self_metrics.h"
 #include "model/model.h"
 #include "sources/kubernetes/kubernetes_source.h"
-#include "sources/modal/modal_source.h"
+#include "sources/modal/module_loader.h"
 #include "sources/telemetry/telemetry_source.h"
 #include "sources/upstream/upstream_source.h"
 
 namespace mx {
 namespace {
 
-// Every source class has start() and stop(); this adapts it to the Source interface without
-// making the source depend on the registry.
-template <typename T>
-class Adapter : public Source {
- public:
-  explicit Adapter(std::unique_ptr<T> source) : source_(std::move(source)) {}
-  void start() override { source_->start(); }
-  void stop() override { source_->stop(); }
-
- private:
-  std::unique_ptr<T> source_;
-};
-
 template <typename T, typename SourceConfig>
 std::unique_ptr<Source> make_source(boost::asio::io_context& io, const SourceConfig& section,
                                     const Config& config, Model& model) {
-  return std::make_unique<Adapter<T>>(std::make_unique<T>(io, section, config.backoff, model));
+  return std::make_unique<SourceAdapter<T>>(
+      std::make_unique<T>(io, section, config.backoff, model));
 }
 
 // The error types of sources that speak HTTP (docs/metrics.md, modal_operator_errors_total).
@@ -59,8 +47,8 @@ const std::vector<SourceEntry>& source_registry() {
          auto observe = [&self](std::string_view method, std::string_view code) {
            self.count_modal_call(method, code);
          };
-         return std::unique_ptr<Source>(std::make_unique<Adapter<ModalSource>>(
-             std::make_unique<ModalSource>(io, c.modal, c.backoff, m, observe)));
+         // gRPC and Modal's API code live in a module loaded only now (module.h says why).
+         return make_modal_source(io, c.modal, c.backoff, m, observe);
        }},
       {"telemetry", "telemetry", http_errors(), [](const Config& c) { return c.telemetry.enabled; },
        [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics&) {

@@ -30,6 +30,19 @@ class Source {
   virtual void stop() = 0;
 };
 
+// Every source class has start() and stop(); this adapts one to the Source interface without
+// making the source depend on the registry.
+template <typename T>
+class SourceAdapter : public Source {
+ public:
+  explicit SourceAdapter(std::unique_ptr<T> source) : source_(std::move(source)) {}
+  void start() override { source_->start(); }
+  void stop() override { source_->stop(); }
+
+ private:
+  std::unique_ptr<T> source_;
+};
+
 struct SourceEntry {
   std::string name;       // health, logs, /readyz: "kubernetes", "modal", ...
   std::string component;  // modal_operator_errors_total{component}: "kubernetes_api", ...

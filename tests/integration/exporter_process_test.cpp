@@ -153,6 +153,71 @@ TEST(ExporterProcess, JsonLogs) {
   EXPECT_EQ(exporter.process().wait_exit(), 0);
 }
 
+std::string memory_map(pid_t pid) {
+  return testing::read_file("/proc/" + std::to_string(pid) + "/maps");
+}
+
+// gRPC, protobuf and Modal's API code are a module (src/sources/modal/module.h) mapped only once
+// Modal is enabled, and its log lines go through the exporter's logger (same format).
+TEST(ExporterProcess, ModalModuleIsLoadedOnlyWhenModalIsEnabled) {
+  const auto path = temp_path("module.yaml");
+  std::ofstream(path) << "sources:\n  modal:\n    enabled: false\n";
+  RunningExporter exporter({"--log.format=json", "--config", path}, "module");
+  ASSERT_NE(exporter.port(), 0) << exporter.process().output();
+  auto& p = exporter.process();
+  auto maps = memory_map(p.pid());
+  EXPECT_EQ(maps.find("modal-source.so"), std::string::npos) << maps;
+  EXPECT_EQ(maps.find("libgrpc"), std::string::npos) << maps;
+  EXPECT_EQ(maps.find("libprotobuf"), std::string::npos) << maps;
+
+  // Enabled by a reload; no credentials, so its first poll fails and says so in JSON.
+  std::ofstream(path) << "sources:\n  modal:\n    enabled: true\n";
+  p.signal(SIGHUP);
+  EXPECT_TRUE(wait_until([&] {
+    return p.output().find("\"msg\":\"modal poll failed\"") != std::string::npos;
+  })) << p.output();
+  maps = memory_map(p.pid());
+  EXPECT_NE(maps.find("modal-source.so"), std::string::npos);
+  EXPECT_NE(maps.find("libgrpc"), std::string::npos);
+  EXPECT_EQ(p.output().find("msg=\""), std::string::npos) << "a logfmt line: " << p.output();
+
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait_exit(), 0);
+}
+
+// A binary copied without its module: the Modal source cannot start, the error says where the
+// module was looked for, and the exporter serves on with the source marked down.
+TEST(ExporterProcess, WithoutItsModalModuleTheModalSourceFailsAndTheRestServes) {
+  const auto dir = temp_path("bin-alone");
+  std::filesystem::create_directories(dir);
+  const auto copy = dir + "/modal-exporter";
+  std::filesystem::copy_file(kBinary, copy, std::filesystem::copy_options::overwrite_existing);
+  const auto path = temp_path("alone.yaml");
+  std::ofstream(path) << "sources:\n  modal:\n    enabled: true\n";
+
+  ChildProcess p({copy, "--web.listen-address=127.0.0.1:0", "--config", path},
+                 temp_path("alone.log"));
+  ASSERT_TRUE(wait_until([&] {
+    const auto out = p.output();
+    return out.find("modal-source.so was not found") != std::string::npos &&
+           out.find("Metrics server listening") != std::string::npos;
+  })) << p.output();
+  const auto log = p.output();
+  EXPECT_NE(log.find("looked in " + std::filesystem::canonical(dir).string()), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("source cannot start"), std::string::npos) << log;
+  const std::regex listening(R"rx(address=127\.0\.0\.1:(\d+))rx");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(log, m, listening)) << log;
+  const auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  const auto metrics = testing::http_get(port, "/metrics");
+  ASSERT_EQ(metrics.status, 200u);
+  EXPECT_NE(metrics.body.find("modal_exporter_source_up{source=\"modal\"} 0"), std::string::npos)
+      << metrics.body;
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait_exit(), 0);
+}
+
 double sample(const std::string& body, const std::string& series) {
   const auto at = body.find("\n" + series + " ");
   return at == std::string::npos ? -1 : std::stod(body.substr(at + series.size() + 2));

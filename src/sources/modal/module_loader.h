@@ -1,0 +1,29 @@
+// Loads the Modal source module (module.h) when Modal is enabled, and builds the source from it.
+// Part of the binary; it needs neither gRPC nor protobuf.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "config/config.h"
+#include "model/sinks.h"
+#include "sources/modal/modal_source.h"
+#include "sources/registry.h"
+
+namespace mx {
+
+// Where the module is looked for, in order: the binary's own directory (a build tree) and the
+// module directory of an installed layout (<prefix>/lib/modal-exporter beside <prefix>/bin).
+std::vector<std::string> modal_module_directories();
+
+// Loads the module on first use (it stays loaded: gRPC keeps threads) and builds the source.
+// Throws std::runtime_error naming what went wrong: the module is in none of the directories,
+// cannot be loaded, comes from another build, or the source rejects its config.
+std::unique_ptr<Source> make_modal_source(boost::asio::io_context& io, const ModalConfig& config,
+                                          const BackoffConfig& backoff, ModalSink& sink,
+                                          ModalSource::CallObserver observer);
+
+}  // namespace mx
