@@ -185,37 +185,66 @@ TEST(ExporterProcess, ModalModuleIsLoadedOnlyWhenModalIsEnabled) {
   EXPECT_EQ(p.wait_exit(), 0);
 }
 
-// A binary copied without its module: the Modal source cannot start, the error says where the
-// module was looked for, and the exporter serves on with the source marked down.
-TEST(ExporterProcess, WithoutItsModalModuleTheModalSourceFailsAndTheRestServes) {
-  const auto dir = temp_path("bin-alone");
-  std::filesystem::create_directories(dir);
+// Runs a copy of the binary (in `dir`, with Modal enabled) until its log holds `expected` and
+// it listens; checks that the Modal source is down and everything else is served, then stops it.
+// Returns the log.
+std::string modal_source_fails_and_the_rest_serves(const std::string& dir,
+                                                   const std::string& expected) {
   const auto copy = dir + "/modal-exporter";
   std::filesystem::copy_file(kBinary, copy, std::filesystem::copy_options::overwrite_existing);
-  const auto path = temp_path("alone.yaml");
+  const auto path = dir + "/modal.yaml";
   std::ofstream(path) << "sources:\n  modal:\n    enabled: true\n";
-
-  ChildProcess p({copy, "--web.listen-address=127.0.0.1:0", "--config", path},
-                 temp_path("alone.log"));
-  ASSERT_TRUE(wait_until([&] {
+  ChildProcess p({copy, "--web.listen-address=127.0.0.1:0", "--config", path}, dir + "/log");
+  EXPECT_TRUE(wait_until([&] {
     const auto out = p.output();
-    return out.find("modal-source.so was not found") != std::string::npos &&
+    return out.find(expected) != std::string::npos &&
            out.find("Metrics server listening") != std::string::npos;
   })) << p.output();
   const auto log = p.output();
-  EXPECT_NE(log.find("looked in " + std::filesystem::canonical(dir).string()), std::string::npos)
-      << log;
   EXPECT_NE(log.find("source cannot start"), std::string::npos) << log;
   const std::regex listening(R"rx(address=127\.0\.0\.1:(\d+))rx");
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(log, m, listening)) << log;
-  const auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
-  const auto metrics = testing::http_get(port, "/metrics");
-  ASSERT_EQ(metrics.status, 200u);
+  if (!std::regex_search(log, m, listening)) {
+    ADD_FAILURE() << "no listen address: " << log;
+    return log;
+  }
+  const auto metrics = testing::http_get(static_cast<std::uint16_t>(std::stoi(m[1])), "/metrics");
+  EXPECT_EQ(metrics.status, 200u);
   EXPECT_NE(metrics.body.find("modal_exporter_source_up{source=\"modal\"} 0"), std::string::npos)
       << metrics.body;
   p.signal(SIGTERM);
   EXPECT_EQ(p.wait_exit(), 0);
+  return log;
+}
+
+std::string fresh_directory(const std::string& name) {
+  const auto dir = temp_path(name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return std::filesystem::canonical(dir).string();
+}
+
+// A binary copied without its module: the error says where the module was looked for.
+TEST(ExporterProcess, WithoutItsModalModuleTheModalSourceFailsAndTheRestServes) {
+  const auto dir = fresh_directory("bin-alone");
+  const auto log = modal_source_fails_and_the_rest_serves(dir, "modal-source.so was not found");
+  EXPECT_NE(log.find("looked in " + dir), std::string::npos) << log;
+}
+
+// A module of another build beside the binary is refused, not called.
+TEST(ExporterProcess, AModalModuleOfAnotherBuildIsRefused) {
+  const auto dir = fresh_directory("bin-foreign-module");
+  // The build id is "<version>+<revision>"; the copy's revision gets another first character.
+  auto module = testing::read_file(MX_MODAL_MODULE);
+  const std::string marker = MX_VERSION "+";
+  const auto at = module.find(marker);
+  ASSERT_NE(at, std::string::npos) << "no build id in " << MX_MODAL_MODULE;
+  auto& first = module[at + marker.size()];
+  first = first == 'x' ? 'y' : 'x';
+  std::ofstream(dir + "/modal-source.so", std::ios::binary) << module;
+  const auto log =
+      modal_source_fails_and_the_rest_serves(dir, "modal-source.so comes from another build");
+  EXPECT_NE(log.find("install the binary and its module together"), std::string::npos) << log;
 }
 
 double sample(const std::string& body, const std::string& series) {
