@@ -47,8 +47,8 @@ FROM debian:12-slim
 
 # Only the shared libraries the binary and its Modal source module link (the runtime packages of
 # the -dev packages above; apt pulls their own dependencies: libgrpc29, libabsl, libre2,
-# libcares, ...; gRPC and protobuf are the module's, mapped only when Modal is enabled) + CA roots for
-# the TLS connections to the Kubernetes and Modal APIs.
+# libcares, ...; gRPC and protobuf are the module's, mapped only when Modal is enabled) + CA
+# roots for the TLS connections to the Kubernetes and Modal APIs.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates \

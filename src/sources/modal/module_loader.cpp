@@ -7,17 +7,15 @@
 #include <filesystem>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include "common/log.h"
 #include "sources/modal/module.h"
 
 namespace mx {
 namespace {
-
-struct LoadedModule {
-  modal_module::MakeSourceFunction make_source = nullptr;
-};
 
 std::string this_binary_directory() {
   char path[PATH_MAX];
@@ -26,6 +24,14 @@ std::string this_binary_directory() {
   return std::filesystem::path(std::string(path, static_cast<std::size_t>(n)))
       .parent_path()
       .string();
+}
+
+// Where the module is looked for, in order: the binary's own directory (a build tree) and the
+// module directory of an installed layout (<prefix>/lib/modal-exporter beside <prefix>/bin).
+std::vector<std::string> module_directories() {
+  const auto dir = this_binary_directory();
+  if (dir.empty()) return {};
+  return {dir, (std::filesystem::path(dir) / MX_MODULE_RELATIVE_DIR).lexically_normal().string()};
 }
 
 std::string module_path_in(const std::vector<std::string>& directories) {
@@ -48,8 +54,8 @@ std::string join(const std::vector<std::string>& parts) {
 
 // dlopen()s the module and checks it. The handle is never closed: the module's gRPC threads
 // and static objects live until the process exits.
-LoadedModule load_module() {
-  const auto directories = modal_module_directories();
+modal_module::MakeSourceFunction load_module() {
+  const auto directories = module_directories();
   const auto path = module_path_in(directories);
   if (path.empty()) {
     throw std::runtime_error(std::string("the Modal source module ") + modal_module::kFileName +
@@ -78,25 +84,19 @@ LoadedModule load_module() {
                              "); install the binary and its module together");
   }
   log::debug("loaded the Modal source module", {{"path", path}});
-  return {make_source};
+  return make_source;
 }
 
 }  // namespace
-
-std::vector<std::string> modal_module_directories() {
-  const auto dir = this_binary_directory();
-  if (dir.empty()) return {};
-  return {dir, (std::filesystem::path(dir) / MX_MODULE_RELATIVE_DIR).lexically_normal().string()};
-}
 
 std::unique_ptr<Source> make_modal_source(boost::asio::io_context& io, const ModalConfig& config,
                                           const BackoffConfig& backoff, ModalSink& sink,
                                           ModalSource::CallObserver observer) {
   // Loaded once; a failed load is tried again at the next start (a reload after installing it).
   static std::mutex mutex;
-  static LoadedModule loaded;
+  static modal_module::MakeSourceFunction make_source = nullptr;
   std::lock_guard lock(mutex);
-  if (loaded.make_source == nullptr) loaded = load_module();
+  if (make_source == nullptr) make_source = load_module();
 
   modal_module::Host host;
   host.io = &io;
@@ -107,7 +107,7 @@ std::unique_ptr<Source> make_modal_source(boost::asio::io_context& io, const Mod
   host.log_write = &log::write;
   host.log_enabled = &log::enabled;
   modal_module::Made made;
-  loaded.make_source(host, made);
+  make_source(host, made);
   if (!made.source) {
     throw std::runtime_error(made.error.empty() ? "the Modal source module made no source"
                                                 : made.error);

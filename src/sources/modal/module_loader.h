@@ -3,8 +3,6 @@
 #pragma once
 
 #include <memory>
-#include <string>
-#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -15,13 +13,11 @@
 
 namespace mx {
 
-// Where the module is looked for, in order: the binary's own directory (a build tree) and the
-// module directory of an installed layout (<prefix>/lib/modal-exporter beside <prefix>/bin).
-std::vector<std::string> modal_module_directories();
-
-// Loads the module on first use (it stays loaded: gRPC keeps threads) and builds the source.
-// Throws std::runtime_error naming what went wrong: the module is in none of the directories,
-// cannot be loaded, comes from another build, or the source rejects its config.
+// Loads the module on first use, from the binary's own directory (a build tree) or else the
+// module directory of an installed layout (<prefix>/lib/modal-exporter beside <prefix>/bin), (it
+// stays loaded: gRPC keeps threads) and builds the source. Throws std::runtime_error naming what
+// went wrong: the module is in none of the directories, cannot be loaded, comes from another build,
+// or the source rejects its config.
 std::unique_ptr<Source> make_modal_source(boost::asio::io_context& io, const ModalConfig& config,
                                           const BackoffConfig& backoff, ModalSink& sink,
                                           ModalSource::CallObserver observer);
