@@ -44,6 +44,10 @@ class SelfMetrics {
   bool ready(std::string& why) const;
   std::vector<std::string> enabled_sources() const;
 
+  // The registry every self-metric family is declared in (prometheus-cpp's builders): components
+  // with metrics of their own (the HTTP server, the publisher) register their families here.
+  prometheus::Registry& registry() { return *registry_; }
+
   // HELP/TYPE + samples of every self-metric family, in `format`.
   std::string render(ExpositionFormat format) const;
 
