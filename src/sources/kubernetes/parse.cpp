@@ -314,6 +314,27 @@ GpuSpec parse_gpu(std::string_view spec) {
 
 // --- objects ---------------------------------------------------------------------------------
 
+namespace {
+
+// What both kinds of job take from their metadata, and their GPU request (spec of a ModalJob, an
+// annotation of an offloaded Pod).
+JobObject job_identity(const Metadata& meta, const char* kind,
+                       const std::optional<std::string>& gpu) {
+  JobObject job;
+  job.uid = meta.uid;
+  job.kind = kind;
+  job.namespace_name = meta.namespace_name;
+  job.name = meta.name;
+  if (gpu) {
+    auto g = parse_gpu(*gpu);
+    job.gpu_type = g.type;
+    job.gpu_count = g.count;
+  }
+  return job;
+}
+
+}  // namespace
+
 ParseOutcome<JobObject> parse_modal_job(const json& object) {
   ParseOutcome<JobObject> out;
   auto meta = read_metadata(object, "ModalJob", out);
@@ -321,16 +342,7 @@ ParseOutcome<JobObject> parse_modal_job(const json& object) {
   const json* spec = object_member(&object, "spec");
   const json* status = object_member(&object, "status");
 
-  JobObject job;
-  job.uid = meta->uid;
-  job.kind = "ModalJob";
-  job.namespace_name = meta->namespace_name;
-  job.name = meta->name;
-  if (auto gpu = string_member(spec, "gpu")) {
-    auto g = parse_gpu(*gpu);
-    job.gpu_type = g.type;
-    job.gpu_count = g.count;
-  }
+  JobObject job = job_identity(*meta, "ModalJob", string_member(spec, "gpu"));
   job.replicas = sane_replicas(int_member(spec, "replicas"));
   job.i6pn = bool_member(spec, "enable_i6pn").value_or(false);
   job.cpu_cores = quantity_member(spec, "cpu").value_or(kDefaultCpuCores);
@@ -361,16 +373,7 @@ ParseOutcome<JobObject> parse_offloaded_pod(const json& object) {
   }
   const json* status = object_member(&object, "status");
 
-  JobObject job;
-  job.uid = meta->uid;
-  job.kind = "Pod";
-  job.namespace_name = meta->namespace_name;
-  job.name = meta->name;
-  if (auto gpu = string_member(ann, "modal-operator.io/gpu")) {
-    auto g = parse_gpu(*gpu);
-    job.gpu_type = g.type;
-    job.gpu_count = g.count;
-  }
+  JobObject job = job_identity(*meta, "Pod", string_member(ann, "modal-operator.io/gpu"));
   if (auto r = string_member(ann, "modal-operator.io/replicas")) {
     job.replicas = sane_replicas(parse_int(*r));
   }
