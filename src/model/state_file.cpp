@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/durable_file.h"
 #include "common/log.h"
 
 namespace mx {
@@ -160,20 +161,9 @@ bool StateFile::decode(std::string_view text, CountHistory& history, WarningEven
 
 bool StateFile::save(const std::string& path, const CountHistory& history,
                      const WarningEvents& events) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (out) out << encode(history, events);
-    out.flush();
-    if (!out) {
-      log::error("cannot write state file", {{"path", tmp}});
-      return false;
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    log::error("cannot replace state file", {{"path", path}, {"err", ec.message()}});
+  std::string error;
+  if (!replace_file_durably(path, encode(history, events), error)) {
+    log::error("cannot write state file", {{"path", path}, {"err", error}});
     return false;
   }
   return true;

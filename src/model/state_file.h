@@ -20,7 +20,8 @@ class StateFile {
   static bool decode(std::string_view text, CountHistory& history, WarningEvents& events,
                      std::string& error);
 
-  // Atomic write; logs and returns false on failure.
+  // Replaces the file durably (common/durable_file.h): after a crash or a power cut it holds the
+  // previous state or this one. Logs and returns false on failure, leaving the previous state.
   static bool save(const std::string& path, const CountHistory& history,
                    const WarningEvents& events);
   // A missing or corrupt file is logged and the state starts fresh; returns false then.
