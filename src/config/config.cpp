@@ -105,12 +105,10 @@ std::vector<schema::Key> keys(Config& c) {
       integer("limits.max_jobs", c.limits.max_jobs, 1, 100000000, "jobs beyond are dropped"),
       integer("shard.shard", c.shard.shard, 0, 999, "this replica's shard"),
       integer("shard.total_shards", c.shard.total_shards, 1, 1000, "number of shards"),
-      custom(
+      mapping(
           "prices.gpu_per_hour", "USD/hour by GPU type, over the defaults",
-          [&p](const Value& v) {
-            v.for_each_entry([&p](const std::string& gpu, const Value& price) {
-              number(price.key(), p.gpu_per_hour[gpu], 0, 1e9, "").read(price);
-            });
+          [&p](const std::string& gpu, const Value& price) {
+            number(price.key(), p.gpu_per_hour[gpu], 0, 1e9, "").read(price);
           },
           [&p] {
             std::string s;

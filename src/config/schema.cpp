@@ -53,17 +53,29 @@ void for_each_entry(const YAML::Node& node, const std::string& key, const std::s
   }
 }
 
-template <typename Int>
-Key integer_key(std::string path, Int& out, long long min, long long max, std::string doc) {
+// A scalar turned into a value by `parse` (which says what is wrong when it cannot).
+template <typename T, typename Parse, typename Show>
+Key scalar_key(std::string path, T& out, std::string doc, std::string_view what, Parse parse,
+               Show show) {
   return custom(
       std::move(path), std::move(doc),
-      [&out, min, max](const Value& v) {
+      [&out, what, parse](const Value& v) {
         std::string error;
-        const auto parsed = parse_integer(v.text("an integer"), min, max, &error);
+        const auto parsed = parse(v.text(what), &error);
         if (!parsed) v.fail(error);
-        out = static_cast<Int>(*parsed);
+        out = static_cast<T>(*parsed);
       },
-      [&out] { return std::to_string(out); });
+      [&out, show] { return show(out); });
+}
+
+template <typename Int>
+Key integer_key(std::string path, Int& out, long long min, long long max, std::string doc) {
+  return scalar_key(
+      std::move(path), out, std::move(doc), "an integer",
+      [min, max](const std::string& t, std::string* error) {
+        return parse_integer(t, min, max, error);
+      },
+      [](Int v) { return std::to_string(v); });
 }
 
 }  // namespace
@@ -115,16 +127,17 @@ Key boolean(std::string path, bool& out, std::string doc) {
 }
 
 Key duration(std::string path, Duration& out, std::string doc, bool allow_zero) {
-  return custom(
-      std::move(path), std::move(doc),
-      [&out, allow_zero](const Value& v) {
-        std::string error;
-        const auto d = parse_duration(v.text("a duration"), &error);
-        if (!d) v.fail(error);
-        if (d->count() == 0 && !allow_zero) v.fail("duration must be above 0");
-        out = *d;
+  return scalar_key(
+      std::move(path), out, std::move(doc), "a duration",
+      [allow_zero](const std::string& t, std::string* error) {
+        auto d = parse_duration(t, error);
+        if (d && d->count() == 0 && !allow_zero) {
+          *error = "duration must be above 0";
+          d.reset();
+        }
+        return d;
       },
-      [&out] { return format_duration(out); });
+      format_duration);
 }
 
 Key integer(std::string path, int& out, long long min, long long max, std::string doc) {
@@ -136,19 +149,24 @@ Key integer(std::string path, std::size_t& out, long long min, long long max, st
 }
 
 Key number(std::string path, double& out, double min, double max, std::string doc) {
-  return custom(
-      std::move(path), std::move(doc),
-      [&out, min, max](const Value& v) {
-        std::string error;
-        const auto parsed = parse_number(v.text("a number"), min, max, &error);
-        if (!parsed) v.fail(error);
-        out = *parsed;
+  return scalar_key(
+      std::move(path), out, std::move(doc), "a number",
+      [min, max](const std::string& t, std::string* error) {
+        return parse_number(t, min, max, error);
       },
-      [&out] {
+      [](double v) {
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.17g", out);
+        std::snprintf(buf, sizeof buf, "%.17g", v);
         return std::string(buf);
       });
+}
+
+Key mapping(std::string path, std::string doc,
+            std::function<void(const std::string& name, const Value&)> entry,
+            std::function<std::string()> show) {
+  return custom(
+      std::move(path), std::move(doc), [entry](const Value& v) { v.for_each_entry(entry); },
+      std::move(show));
 }
 
 Key list(std::string path, std::vector<std::string>& out, std::string doc,

@@ -67,6 +67,10 @@ Key list(std::string path, std::vector<std::string>& out, std::string doc,
 // A string that must be one of `names` (which must outlive the key); stores the matching value.
 template <typename T>
 Key choice(std::string path, T& out, const Names<T>& names, std::string doc);
+// A mapping of names the user chooses (e.g. users, headers) to values; `entry` reads each.
+Key mapping(std::string path, std::string doc,
+            std::function<void(const std::string& name, const Value&)> entry,
+            std::function<std::string()> show);
 // Any other shape (e.g. a mapping of user-chosen names).
 Key custom(std::string path, std::string doc, std::function<void(const Value&)> read,
            std::function<std::string()> show);

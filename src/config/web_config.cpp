@@ -127,20 +127,13 @@ std::vector<schema::Key> keys(WebSecurityConfig& c, std::string& client_auth) {
               "accepted for compatibility"),
       list(p + "curve_preferences", t.curve_preferences, "key exchange curves", kCurves),
       boolean("http_server_config.http2", c.http2, "accepted; the server speaks HTTP/1.1"),
-      custom(
+      mapping(
           "http_server_config.headers", "response headers",
-          [&c](const Value& v) {
-            v.for_each_entry(
-                [&c](const std::string& name, const Value& value) { read_header(name, value, c); });
-          },
+          [&c](const std::string& name, const Value& value) { read_header(name, value, c); },
           no_show),
-      custom(
+      mapping(
           "basic_auth_users", "user name to bcrypt hash",
-          [&c](const Value& v) {
-            v.for_each_entry(
-                [&c](const std::string& user, const Value& hash) { read_user(user, hash, c); });
-          },
-          no_show),
+          [&c](const std::string& user, const Value& hash) { read_user(user, hash, c); }, no_show),
       duration("rate_limit.interval", c.rate_limit_interval, "token refill period; 0: no limit",
                /*allow_zero=*/true),
       integer("rate_limit.burst", c.rate_limit_burst, 0, 1000000, "token bucket size"),
