@@ -1,8 +1,6 @@
 #include "config/config.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "config/modal_server_urls.h"
 #include "config/schema.h"
@@ -159,11 +157,7 @@ std::vector<ConfigKey> config_keys(const Config& config) {
 }
 
 Config load_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError{"cannot read config file " + path};
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config(text.str(), path);
+  return parse_config(schema::read_file(path, "config file"), path);
 }
 
 Config resolve_config(const Flags& flags) {

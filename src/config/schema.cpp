@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -251,6 +252,14 @@ void Document::read_mapping(const YAML::Node& node, const std::string& prefix,
     fail_at(source_, key_node, path, "unknown key (known keys here: " + join_names(known) + ")");
   };
   schema::for_each_entry(node, prefix, source_, visit);
+}
+
+std::string read_file(const std::string& path, std::string_view what) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError{"cannot read " + std::string(what) + " " + path};
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 void Document::fail(const std::string& path, const std::string& what) const {

@@ -96,6 +96,9 @@ class Document {
   YAML::Node root_;
 };
 
+// The text of a config file; ConfigError "cannot read <what> <path>" when it cannot be read.
+std::string read_file(const std::string& path, std::string_view what);
+
 template <typename T>
 Key choice(std::string path, T& out, const Names<T>& names, std::string doc) {
   return custom(

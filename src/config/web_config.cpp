@@ -1,8 +1,5 @@
 #include "config/web_config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "config/schema.h"
 #include "config/values.h"
 
@@ -214,13 +211,10 @@ WebSecurityConfig parse_web_config_text(std::string_view yaml, const std::string
 }
 
 WebSecurityConfig load_web_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError{"cannot read web config file " + path};
-  std::ostringstream text;
-  text << in.rdbuf();
+  const std::string text = schema::read_file(path, "web config file");
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
-  return parse_web_config_text(text.str(), path, dir);
+  return parse_web_config_text(text, path, dir);
 }
 
 }  // namespace mx
