@@ -3,12 +3,12 @@
 #pragma once
 
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/duration.h"
 #include "common/log.h"
+#include "config/flags.h"
 
 namespace mx {
 
@@ -132,36 +132,22 @@ struct ConfigError {
   std::string message;
 };
 
-// Loads and validates a YAML document. Throws ConfigError.
+// Loads and validates a YAML document (the keys and their checks: config.cpp). Throws
+// ConfigError.
 Config load_config_file(const std::string& path);
 Config parse_config(const std::string& yaml_text, const std::string& source_name);
 
-// Command-line flags (Prometheus exporter conventions). Flags win over the YAML file.
-struct Flags {
-  std::optional<std::string> config_path;
-  std::optional<std::string> listen_address;
-  std::optional<std::string> telemetry_path;
-  std::optional<std::string> web_config_file;
-  std::optional<std::string> kubeconfig;
-  std::optional<std::string> state_file;
-  std::optional<LogLevel> log_level;
-  std::optional<LogFormat> log_format;
-  std::optional<int> shard;
-  std::optional<int> total_shards;
-  bool shard_from_pod_name = false;  // shard = ordinal of $POD_NAME (else $HOSTNAME)
-  bool show_version = false;
-  bool show_help = false;
+// Every key of the YAML file, in file order: its dotted path, one line of doc, and its value in
+// `config` spelled as in YAML (for a default Config, the default).
+struct ConfigKey {
+  std::string path;
+  std::string doc;
+  std::string value;
 };
+std::vector<ConfigKey> config_keys(const Config& config = {});
 
-// Throws ConfigError on an unknown flag or a bad value.
-Flags parse_flags(int argc, const char* const* argv);
-std::string flags_usage();
-
-// The ordinal a StatefulSet gives its pods: the digits after the last '-' of a pod name
-// ("modal-exporter-2" -> 2); nullopt when there are none or the number exceeds 999.
-std::optional<int> pod_ordinal(const std::string& pod_name);
-
-// YAML file (if any) + flags + environment (KUBECONFIG, MODAL_SERVER_URL). Throws ConfigError.
+// YAML file (if any) + flags + environment (KUBECONFIG, MODAL_SERVER_URL, checked like
+// sources.modal.server_url). Throws ConfigError.
 Config resolve_config(const Flags& flags);
 
 }  // namespace mx

@@ -15,6 +15,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     MX_FUZZ_CHECK(c.web.gzip_level >= 1 && c.web.gzip_level <= 9);
     MX_FUZZ_CHECK(c.shard.total_shards >= 1 && c.shard.shard >= 0 &&
                   c.shard.shard < c.shard.total_shards);
+    // Every duration within Go's limit (int64 nanoseconds), whatever the digits and unit.
+    for (const auto d : {c.modal.apps_interval, c.modal.rates_interval, c.backoff.max,
+                         c.kubernetes.resync_interval, c.web.idle_timeout}) {
+      MX_FUZZ_CHECK(d.count() > 0 && d.count() <= 9'223'372'036'854LL);
+    }
   } catch (const mx::ConfigError& e) {
     MX_FUZZ_CHECK(!e.message.empty());
   }

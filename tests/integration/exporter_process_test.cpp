@@ -67,6 +67,12 @@ TEST(ExporterProcess, BadConfigExitsWithCode2NamingKeyAndLine) {
   EXPECT_EQ(run_command(kBinary + " --config " + path, out), 2);
   EXPECT_NE(out.find("sources.modal.apps_interval"), std::string::npos) << out;
   EXPECT_NE(out.find("line 5"), std::string::npos) << out;
+  std::ofstream(path) << "sources:\n  modal:\n    apps_interval: 300000000000d\n";
+  EXPECT_EQ(run_command(kBinary + " --config " + path, out), 2);
+  EXPECT_NE(out.find("key \"sources.modal.apps_interval\" (line 3): duration \"300000000000d\" is "
+                     "too large"),
+            std::string::npos)
+      << out;
   EXPECT_EQ(run_command(kBinary + " --no-such-flag", out), 2);
   EXPECT_EQ(run_command(kBinary + " --config /nonexistent.yaml", out), 2);
   EXPECT_NE(out.find("/nonexistent.yaml"), std::string::npos);

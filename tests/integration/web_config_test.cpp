@@ -130,6 +130,22 @@ TEST(WebConfig, ErrorsNameTheKey) {
   EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
 }
 
+TEST(WebConfig, KeysMustBeStringsAndUniqueAsInTheMainConfig) {
+  auto e = error_of("tls_server_config:\n  ? [a]\n  : 1\n");
+  EXPECT_EQ(e, "web.yml: key \"tls_server_config\" (line 2): keys must be strings");
+  e = error_of("http_server_config:\n  headers:\n    ? {a: 1}\n    : x\n");
+  EXPECT_EQ(e, "web.yml: key \"http_server_config.headers\" (line 3): keys must be strings");
+  e = error_of("basic_auth_users:\n  ? [u]\n  : x\n");
+  EXPECT_EQ(e, "web.yml: key \"basic_auth_users\" (line 2): keys must be strings");
+  e = error_of("rate_limit:\n  burst: 1\n  burst: 2\n");
+  EXPECT_EQ(e, "web.yml: key \"rate_limit.burst\" (line 3): duplicate key");
+  e = error_of("rate_limit:\n  interval: 300000000000d\n  burst: 1\n");
+  EXPECT_NE(e.find("key \"rate_limit.interval\" (line 2)"), std::string::npos) << e;
+  EXPECT_NE(e.find("too large"), std::string::npos) << e;
+  e = error_of("auth_excluded_paths: [/healthz, readyz]\n");
+  EXPECT_EQ(e, "web.yml: key \"auth_excluded_paths\" (line 1): paths start with '/'");
+}
+
 TEST(WebConfig, AHashThatIsNotBcryptIsAnErrorAndIsNotEchoed) {
   for (const std::string& bad : std::vector<std::string>{
            "plaintext", "$1$abc$abcdefgh", "$2y$03$" + kHash.substr(7), "$2y$10$short",

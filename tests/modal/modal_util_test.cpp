@@ -9,34 +9,6 @@
 namespace mx {
 namespace {
 
-TEST(ModalServerUrl, SchemeSelectsTlsAndDefaultPort) {
-  std::string error;
-  auto t = parse_modal_server_url("https://api.modal.com:443", &error);
-  ASSERT_TRUE(t) << error;
-  EXPECT_EQ(t->target, "api.modal.com:443");
-  EXPECT_TRUE(t->tls);
-  t = parse_modal_server_url("https://api.modal.com", &error);
-  ASSERT_TRUE(t);
-  EXPECT_EQ(t->target, "api.modal.com:443");
-  t = parse_modal_server_url("http://127.0.0.1:5000/", &error);
-  ASSERT_TRUE(t);
-  EXPECT_EQ(t->target, "127.0.0.1:5000");
-  EXPECT_FALSE(t->tls);
-  t = parse_modal_server_url("http://[::1]:5000", &error);
-  ASSERT_TRUE(t);
-  EXPECT_EQ(t->target, "[::1]:5000");
-}
-
-TEST(ModalServerUrl, RejectsWhatGrpcCannotUse) {
-  for (const char* bad :
-       {"api.modal.com:443", "grpc://x:1", "https://", "https://x:0", "https://x:99999",
-        "https://x:abc", "https://x/path", "https://:443", "https://[::1", "https://u@x:1"}) {
-    std::string error;
-    EXPECT_FALSE(parse_modal_server_url(bad, &error)) << bad;
-    EXPECT_NE(error.find("modal.server_url"), std::string::npos) << error;
-  }
-}
-
 class CredentialsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -143,23 +115,6 @@ TEST(MetadataValue, OnlyPrintableAscii) {
   EXPECT_TRUE(valid_metadata_value("ak-123 xyz"));
   EXPECT_FALSE(valid_metadata_value("a\nb"));
   EXPECT_FALSE(valid_metadata_value("caf\xc3\xa9"));
-}
-
-TEST(ServerUrls, AcceptsACommaSeparatedList) {
-  std::string error;
-  auto list = parse_modal_server_urls("https://api.modal.com, https://api.modal2.com:8443", &error);
-  ASSERT_TRUE(list) << error;
-  ASSERT_EQ(list->size(), 2u);
-  EXPECT_EQ((*list)[0].target, "api.modal.com:443");
-  EXPECT_EQ((*list)[1].target, "api.modal2.com:8443");
-  list = parse_modal_server_urls("http://127.0.0.1:1", &error);
-  ASSERT_TRUE(list);
-  EXPECT_EQ(list->size(), 1u);
-  EXPECT_FALSE((*list)[0].tls);
-  for (const char* bad : {"", ",", "https://a,", "https://a,,https://b", "https://a,b:443"}) {
-    EXPECT_FALSE(parse_modal_server_urls(bad, &error)) << bad;
-    EXPECT_FALSE(error.empty());
-  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Small pure helpers of the Modal client, kept apart from the gRPC plumbing so they can be unit
-// tested: server URL parsing, credential loading, JWT expiry, gRPC status code names.
+// tested: credential loading, JWT expiry, gRPC status code names.
 #pragma once
 
 #include <chrono>
@@ -9,21 +9,9 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/modal_server_urls.h"
 
 namespace mx {
-
-// server_url "https://host[:port]" (TLS, default port 443) or "http://host[:port]" (plaintext,
-// default port 80; for tests and local fakes). A trailing '/' is allowed, a path is not.
-struct ModalServerTarget {
-  std::string target;  // "host:port" as gRPC wants it
-  bool tls = true;
-};
-std::optional<ModalServerTarget> parse_modal_server_url(std::string_view url, std::string* error);
-
-// A comma-separated list of such URLs (Modal's clients accept one too; surrounding spaces are
-// trimmed, empty entries rejected). At least one; every entry must parse.
-std::optional<std::vector<ModalServerTarget>> parse_modal_server_urls(std::string_view list,
-                                                                      std::string* error);
 
 struct ModalCredentials {
   std::string token_id;
