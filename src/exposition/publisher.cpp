@@ -7,9 +7,20 @@
 namespace mx {
 namespace {
 
-prometheus::Gauge& gauge(prometheus::Registry& registry, const char* name, const char* help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
-}
+// The publisher's gauges, in the order of Publisher::Gauge.
+constexpr std::pair<const char*, const char*> kGauges[] = {
+    {"modal_exporter_snapshot_build_seconds",
+     "Time the last snapshot took to build (re-rendering and compressing its changed chunks), "
+     "off the thread that serves scrapes."},
+    {"modal_exporter_snapshot_chunks",
+     "Chunks of the current snapshot (each compressed once, shared with the next snapshot while "
+     "unchanged)."},
+    {"modal_exporter_snapshot_memory_bytes",
+     "Bytes the snapshot builder holds: chunk texts, their deflate pieces and indexes."},
+    {"modal_exporter_snapshot_size_bytes",
+     "Size of the current snapshot's body in the text format, before the per-scrape "
+     "self-metrics."},
+};
 
 }  // namespace
 
@@ -24,22 +35,22 @@ Publisher::Publisher(std::vector<FamilyDesc> families, int gzip_level,
                         "a coalesced burst of them).")
                   .Register(self_metrics)
                   .Add({})),
-      build_seconds_(gauge(self_metrics, "modal_exporter_snapshot_build_seconds",
-                           "Time the last snapshot took to build (re-rendering and compressing "
-                           "its changed chunks), off the thread that serves scrapes.")),
-      chunks_(gauge(self_metrics, "modal_exporter_snapshot_chunks",
-                    "Chunks of the current snapshot (each compressed once, shared with the next "
-                    "snapshot while unchanged).")),
-      memory_bytes_(gauge(self_metrics, "modal_exporter_snapshot_memory_bytes",
-                          "Bytes the snapshot builder holds: chunk texts, their deflate pieces "
-                          "and indexes.")),
-      size_bytes_(gauge(self_metrics, "modal_exporter_snapshot_size_bytes",
-                        "Size of the current snapshot's body in the text format, before the "
-                        "per-scrape self-metrics.")),
+      gauges_([&self_metrics] {
+        static_assert(std::size(kGauges) == gauge_count);
+        std::array<prometheus::Gauge*, gauge_count> gauges{};
+        for (std::size_t i = 0; i < gauge_count; ++i) {
+          gauges[i] = &prometheus::BuildGauge()
+                           .Name(kGauges[i].first)
+                           .Help(kGauges[i].second)
+                           .Register(self_metrics)
+                           .Add({});
+        }
+        return gauges;
+      }()),
       thread_([this] { run(); }) {
-  chunks_.Set(static_cast<double>(builder_.chunks()));
-  memory_bytes_.Set(static_cast<double>(builder_.memory_bytes()));
-  size_bytes_.Set(static_cast<double>(current_->size(ExpositionFormat::text)));
+  set(chunks, static_cast<double>(builder_.chunks()));
+  set(memory_bytes, static_cast<double>(builder_.memory_bytes()));
+  set(size_bytes, static_cast<double>(current_->size(ExpositionFormat::text)));
 }
 
 Publisher::~Publisher() {
@@ -110,19 +121,19 @@ void Publisher::run() {
       batches.clear();
       if (final) {
         std::shared_ptr<const Snapshot> next = builder_.build();
-        size_bytes_.Set(static_cast<double>(next->size(ExpositionFormat::text)));
+        set(size_bytes, static_cast<double>(next->size(ExpositionFormat::text)));
         // The previous snapshot is freed after the unlock (or by the last scrape holding it).
         std::lock_guard swap_lock(current_mu_);
         current_.swap(next);
       }
-      chunks_.Set(static_cast<double>(builder_.chunks()));
-      memory_bytes_.Set(static_cast<double>(builder_.memory_bytes()));
+      set(chunks, static_cast<double>(builder_.chunks()));
+      set(memory_bytes, static_cast<double>(builder_.memory_bytes()));
     } catch (const std::exception& e) {
       // Only allocation failure can get here; scrapes keep the previous snapshot.
       log::error("building the metrics snapshot failed", {{"err", e.what()}});
     }
     if (final) {
-      build_seconds_.Set(
+      set(build_seconds,
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       builds_.Increment();
     }

@@ -10,6 +10,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -73,10 +74,10 @@ class Publisher {
   bool stopping_ = false;
   // Set by the build thread (prometheus-cpp metrics are thread-safe).
   prometheus::Counter& builds_;
-  prometheus::Gauge& build_seconds_;
-  prometheus::Gauge& chunks_;
-  prometheus::Gauge& memory_bytes_;  // SnapshotBuilder::memory_bytes() after the last build
-  prometheus::Gauge& size_bytes_;
+  // The gauges, indexed by Gauge (the table in publisher.cpp names them).
+  enum Gauge { build_seconds, chunks, memory_bytes, size_bytes, gauge_count };
+  std::array<prometheus::Gauge*, gauge_count> gauges_{};
+  void set(Gauge gauge, double value) { gauges_[gauge]->Set(value); }
   std::thread thread_;  // last: starts after everything above is initialised
 };
 

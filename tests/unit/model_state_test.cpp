@@ -28,15 +28,6 @@ class ModelStateTest : public ::testing::Test {
     return j;
   }
 
-  // Jobs r0..r<n-1>, running since 1500.
-  void add_running_jobs(std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      auto j = job("r" + std::to_string(i), "Running");
-      j.started_at = 1500;
-      model_.upsert_job(j);
-    }
-  }
-
   double clock_ = 2000;
   Model model_;
 };
@@ -61,7 +52,11 @@ TEST_F(ModelStateTest, KubernetesListingEndsAtItsFirstSuccessOrFailure) {
 // the minute: no tick re-renders the whole fleet at once (which held up other changes).
 TEST_F(ModelStateTest, RunningJobsRefreshTheirCostOnceAMinuteSpreadOverTheMinute) {
   constexpr std::size_t kJobs = 1200;
-  add_running_jobs(kJobs);
+  for (std::size_t i = 0; i < kJobs; ++i) {
+    auto j = job("r" + std::to_string(i), "Running");
+    j.started_at = 1500;
+    model_.upsert_job(j);
+  }
   model_.upsert_job(job("waiting", "Pending"));
   ASSERT_EQ(model_.take_dirty_jobs().size(), kJobs + 1);  // the upserts themselves
   std::map<std::string, int> refreshes;
