@@ -1,5 +1,6 @@
-// Recording fakes of the source sinks (model/sinks.h; the model implements them for real): the
-// Kubernetes sink, and the telemetry and upstream sinks.
+// Recording fakes of the source sinks and of SourceHealth (model/sinks.h; the model and the
+// application implement them for real): the Kubernetes sink, and the telemetry and upstream
+// sinks. Each also records the health its source reports.
 #pragma once
 
 #include <algorithm>
