@@ -38,7 +38,7 @@ struct World {
   mx::Config config = mx::bench::synthetic_config();
   mx::SelfMetrics self{mx::current_build_info()};
   double now = wall_now();
-  mx::Model model{config, &self, [t = now] { return t; }};
+  mx::Model model{config, [t = now] { return t; }};
   mx::FamilySet families;
   mx::Derivation derivation{families};
   mx::bench::SyntheticSummary summary;
@@ -47,6 +47,7 @@ struct World {
   World(std::size_t jobs, bool billing) {
     mx::log::configure(mx::LogLevel::error, mx::LogFormat::logfmt);
     self.set_enabled_sources({"kubernetes", "modal", "telemetry"});
+    for (const auto& source : self.enabled_sources()) self.source_succeeded(source, 0.1);
     mx::bench::SyntheticOptions options;
     options.jobs = jobs;
     options.billing = billing;

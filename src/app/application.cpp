@@ -28,7 +28,7 @@ Application::Application(Config config, Flags flags)
       flags_(std::move(flags)),
       config_(std::move(config)),
       self_(current_build_info()),
-      model_(config_, &self_),
+      model_(config_),
       derivation_(families_),
       publish_timer_(io_),
       slice_timer_(io_),
@@ -38,7 +38,8 @@ Application::Application(Config config, Flags flags)
   model_.set_on_change([this] { schedule_publish(); });
   declare_sources();
   derivation_.update(model_);
-  publisher_ = std::make_unique<Publisher>(families_.families(), config_.web.gzip_level);
+  publisher_ =
+      std::make_unique<Publisher>(families_.families(), config_.web.gzip_level, self_.registry());
   publisher_->submit(families_.take_changes(), config_.web.gzip_level);
   publisher_->flush();
 }
@@ -68,8 +69,6 @@ int Application::run() {
   server_->start();
   self_.add_renderer(
       [s = server_.get()](std::string& out, ExpositionFormat f) { s->render_metrics(out, f); });
-  self_.add_renderer(
-      [p = publisher_.get()](std::string& out, ExpositionFormat f) { p->render_metrics(out, f); });
   const auto endpoint = server_->local_endpoint();
   log::info("Metrics server listening",
             {{"address", endpoint.address().to_string() + ":" + std::to_string(endpoint.port())},
@@ -107,14 +106,24 @@ void Application::start_sources() {
   for (const auto& entry : source_registry()) {
     if (!entry.enabled(config_)) continue;
     try {
-      auto source = entry.make(io_, config_, model_, self_);
+      auto source = entry.make(io_, config_, model_, health_, self_);
       source->start();
       sources_.emplace_back(&entry, std::move(source));
     } catch (const std::exception& e) {
       log::error("source cannot start", {{"source", entry.name}, {"err", e.what()}});
-      model_.source_failed(entry.name);
+      health_.source_failed(entry.name);
     }
   }
+}
+
+void Application::Health::source_succeeded(std::string_view source, double poll_seconds) {
+  self_.source_succeeded(source, poll_seconds);
+  model_.source_succeeded(source, poll_seconds);
+}
+
+void Application::Health::source_failed(std::string_view source) {
+  self_.source_failed(source);
+  model_.source_failed(source);
 }
 
 // Sources stop on the io_context thread; afterwards none of them calls the model again.

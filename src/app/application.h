@@ -47,12 +47,26 @@ class Application {
   void wait_for_signals();
   void declare_sources();
 
+  // Where the sources report their health: the self metrics (health series, readiness) and the
+  // model (whether the Kubernetes sync is in), each told directly.
+  class Health : public SourceHealth {
+   public:
+    Health(SelfMetrics& self, Model& model) : self_(self), model_(model) {}
+    void source_succeeded(std::string_view source, double poll_seconds) override;
+    void source_failed(std::string_view source) override;
+
+   private:
+    SelfMetrics& self_;
+    Model& model_;
+  };
+
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
   Flags flags_;
   Config config_;
   SelfMetrics self_;
   Model model_;
+  Health health_{self_, model_};
   FamilySet families_;
   Derivation derivation_;
   std::unique_ptr<Publisher> publisher_;  // builds snapshots on its own thread

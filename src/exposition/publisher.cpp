@@ -5,12 +5,53 @@
 #include "common/log.h"
 
 namespace mx {
+namespace {
 
-Publisher::Publisher(std::vector<FamilyDesc> families, int gzip_level)
+// The publisher's gauges, in the order of Publisher::Gauge.
+constexpr std::pair<const char*, const char*> kGauges[] = {
+    {"modal_exporter_snapshot_build_seconds",
+     "Time the last snapshot took to build (re-rendering and compressing its changed chunks), "
+     "off the thread that serves scrapes."},
+    {"modal_exporter_snapshot_chunks",
+     "Chunks of the current snapshot (each compressed once, shared with the next snapshot while "
+     "unchanged)."},
+    {"modal_exporter_snapshot_memory_bytes",
+     "Bytes the snapshot builder holds: chunk texts, their deflate pieces and indexes."},
+    {"modal_exporter_snapshot_size_bytes",
+     "Size of the current snapshot's body in the text format, before the per-scrape "
+     "self-metrics."},
+};
+
+}  // namespace
+
+Publisher::Publisher(std::vector<FamilyDesc> families, int gzip_level,
+                     prometheus::Registry& self_metrics)
     : builder_(std::move(families), gzip_level),
       current_(builder_.build()),
       gzip_level_(gzip_level),
-      thread_([this] { run(); }) {}
+      builds_(prometheus::BuildCounter()
+                  .Name("modal_exporter_snapshot_builds_total")
+                  .Help("Snapshots built from the derivation's changes (each after a publish or "
+                        "a coalesced burst of them).")
+                  .Register(self_metrics)
+                  .Add({})),
+      gauges_([&self_metrics] {
+        static_assert(std::size(kGauges) == gauge_count);
+        std::array<prometheus::Gauge*, gauge_count> gauges{};
+        for (std::size_t i = 0; i < gauge_count; ++i) {
+          gauges[i] = &prometheus::BuildGauge()
+                           .Name(kGauges[i].first)
+                           .Help(kGauges[i].second)
+                           .Register(self_metrics)
+                           .Add({});
+        }
+        return gauges;
+      }()),
+      thread_([this] { run(); }) {
+  set(chunks, static_cast<double>(builder_.chunks()));
+  set(memory_bytes, static_cast<double>(builder_.memory_bytes()));
+  set(size_bytes, static_cast<double>(current_->size(ExpositionFormat::text)));
+}
 
 Publisher::~Publisher() {
   {
@@ -52,39 +93,6 @@ void Publisher::flush() {
   idle_.wait(lock, [&] { return built_ >= target; });
 }
 
-Publisher::Stats Publisher::stats() const {
-  std::lock_guard lock(mu_);
-  return stats_;
-}
-
-void Publisher::render_metrics(std::string& out, ExpositionFormat format) const {
-  const Stats s = stats();
-  const auto snapshot = current();
-  auto family = [&](std::string_view name, std::string_view help, MetricType type, double v) {
-    append_family_header(out, format, name, help, type);
-    append_sample(out, name, {}, v);
-  };
-  family("modal_exporter_snapshot_builds_total",
-         "Snapshots built from the derivation's changes (each after a publish or a coalesced "
-         "burst of them).",
-         MetricType::counter, static_cast<double>(s.builds));
-  family("modal_exporter_snapshot_build_seconds",
-         "Time the last snapshot took to build (re-rendering and compressing its changed "
-         "chunks), off the thread that serves scrapes.",
-         MetricType::gauge, s.last_build_seconds);
-  family("modal_exporter_snapshot_chunks",
-         "Chunks of the current snapshot (each compressed once, shared with the next snapshot "
-         "while unchanged).",
-         MetricType::gauge, static_cast<double>(s.chunks));
-  family("modal_exporter_snapshot_memory_bytes",
-         "Bytes the snapshot builder holds: chunk texts, their deflate pieces and indexes.",
-         MetricType::gauge, static_cast<double>(s.memory_bytes));
-  family("modal_exporter_snapshot_size_bytes",
-         "Size of the current snapshot's body in the text format, before the per-scrape "
-         "self-metrics.",
-         MetricType::gauge, static_cast<double>(snapshot->size(ExpositionFormat::text)));
-}
-
 void Publisher::run() {
   std::unique_lock lock(mu_);
   for (;;) {
@@ -96,7 +104,6 @@ void Publisher::run() {
     lock.unlock();
 
     const auto start = std::chrono::steady_clock::now();
-    Stats stats;
     bool final = false;
     std::vector<ChangeBatch> spares;
     try {
@@ -114,18 +121,22 @@ void Publisher::run() {
       batches.clear();
       if (final) {
         std::shared_ptr<const Snapshot> next = builder_.build();
+        set(size_bytes, static_cast<double>(next->size(ExpositionFormat::text)));
         // The previous snapshot is freed after the unlock (or by the last scrape holding it).
         std::lock_guard swap_lock(current_mu_);
         current_.swap(next);
       }
-      stats.chunks = builder_.chunks();
-      stats.memory_bytes = builder_.memory_bytes();
+      set(chunks, static_cast<double>(builder_.chunks()));
+      set(memory_bytes, static_cast<double>(builder_.memory_bytes()));
     } catch (const std::exception& e) {
       // Only allocation failure can get here; scrapes keep the previous snapshot.
       log::error("building the metrics snapshot failed", {{"err", e.what()}});
     }
-    stats.last_build_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (final) {
+      set(build_seconds,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      builds_.Increment();
+    }
 
     lock.lock();
     // Kept for the next slices unless the last slice is already queued (submit() frees the
@@ -136,9 +147,6 @@ void Publisher::run() {
       spares_.push_back(std::move(spares.back()));
       spares.pop_back();
     }
-    stats.builds = stats_.builds + (final ? 1 : 0);
-    if (!final) stats.last_build_seconds = stats_.last_build_seconds;
-    stats_ = stats;
     built_ = target;
     idle_.notify_all();
     lock.unlock();

@@ -2,8 +2,15 @@
 // behind a publish: the io_context thread hands over the derivation's changes and goes back to
 // serving; scrapes meanwhile get the previous snapshot, and the new one replaces it atomically
 // when done. Batches that arrive while a build runs are applied together by the next one.
+// Its own figures are self metrics (modal_exporter_snapshot_*, docs/metrics.md), declared in the
+// self-metric registry and set by the build thread when a build finishes.
 #pragma once
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -20,8 +27,9 @@ namespace mx {
 
 class Publisher {
  public:
-  // Starts the build thread with an empty snapshot of `families`.
-  Publisher(std::vector<FamilyDesc> families, int gzip_level);
+  // Starts the build thread with an empty snapshot of `families`; declares the publisher's
+  // families in `self_metrics`.
+  Publisher(std::vector<FamilyDesc> families, int gzip_level, prometheus::Registry& self_metrics);
   ~Publisher();  // finishes the queued work, then joins
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
@@ -45,16 +53,6 @@ class Publisher {
     return current_;
   }
 
-  struct Stats {
-    std::uint64_t builds = 0;
-    double last_build_seconds = 0;
-    std::size_t chunks = 0;
-    std::size_t memory_bytes = 0;  // SnapshotBuilder::memory_bytes() after the last build
-  };
-  Stats stats() const;
-  // modal_exporter_snapshot_* self-metrics (builds, last build time, chunks, bytes held).
-  void render_metrics(std::string& out, ExpositionFormat format) const;
-
  private:
   void run();
 
@@ -74,7 +72,12 @@ class Publisher {
   std::uint64_t submitted_ = 0;  // batches queued ...
   std::uint64_t built_ = 0;      // ... and batches in current()
   bool stopping_ = false;
-  Stats stats_;
+  // Set by the build thread (prometheus-cpp metrics are thread-safe).
+  prometheus::Counter& builds_;
+  // The gauges, indexed by Gauge (the table in publisher.cpp names them).
+  enum Gauge { build_seconds, chunks, memory_bytes, size_bytes, gauge_count };
+  std::array<prometheus::Gauge*, gauge_count> gauges_{};
+  void set(Gauge gauge, double value) { gauges_[gauge]->Set(value); }
   std::thread thread_;  // last: starts after everything above is initialised
 };
 

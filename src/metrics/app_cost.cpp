@@ -74,14 +74,17 @@ std::optional<double> job_cost_today(const Model& model, const JobObject& job, d
   return static_cast<double>(billed) / kNanoPerUsd + estimate;
 }
 
+const FamilyDesc& AppCostFamily::desc() {
+  static const FamilyDesc desc{
+      "modal_app_cost_usd",
+      "USD billed for each Modal app of a known job, split by resource (GPU types, CPU, memory "
+      "as Modal names them): today so far (daily) and within the billing window (total).",
+      MetricType::gauge};
+  return desc;
+}
+
 AppCostFamily::AppCostFamily(FamilySet& families)
-    : set_(families),
-      family_(families.add_family(
-          {"modal_app_cost_usd",
-           "USD billed for each Modal app of a known job, split by resource (GPU types, CPU, "
-           "memory as Modal names them): today so far (daily) and within the billing window "
-           "(total).",
-           MetricType::gauge})) {}
+    : set_(families), family_(families.add_family(desc())) {}
 
 void AppCostFamily::render(const Model& model) {
   // app id -> resource -> (daily, total)
@@ -113,14 +116,14 @@ void AppCostFamily::render(const Model& model) {
     }
   }
   std::string out;
+  const std::string& name = desc().name;
   for (const auto& [app, by_resource] : costs) {
     for (const auto& [resource, cost] : by_resource) {
-      append_sample(out, "modal_app_cost_usd",
-                    {{"app_id", app}, {"resource", resource}, {"time_period", "daily"}},
-                    static_cast<double>(cost.first) / kNanoPerUsd);
-      append_sample(out, "modal_app_cost_usd",
-                    {{"app_id", app}, {"resource", resource}, {"time_period", "total"}},
-                    static_cast<double>(cost.second) / kNanoPerUsd);
+      for (const auto& [period, usd] :
+           {std::pair{"daily", cost.first}, std::pair{"total", cost.second}}) {
+        append_sample(out, name, {{"app_id", app}, {"resource", resource}, {"time_period", period}},
+                      static_cast<double>(usd) / kNanoPerUsd);
+      }
     }
   }
   set_.set(family_, "", std::move(out));

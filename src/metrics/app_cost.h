@@ -26,6 +26,7 @@ std::optional<double> job_cost_today(const Model& model, const JobObject& job, d
 class AppCostFamily {
  public:
   explicit AppCostFamily(FamilySet& families);
+  static const FamilyDesc& desc();
   // Re-renders every app's series (call when the model reports new billing).
   void render(const Model& model);
 

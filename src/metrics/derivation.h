@@ -1,7 +1,8 @@
 // Derivation (docs/design.md, step 3): from the model to rendered metric families. Per-job
 // series come from the table in metrics/job_families.h and are rendered per job UID, so a changed
-// job re-renders only its own lines; aggregates are small and re-rendered as a whole when they
-// change. Names, types and labels are those of docs/metrics.md.
+// job re-renders only its own lines; aggregates come from a table of the same kind
+// (derivation.cpp), are small and re-rendered as a whole when they change. Names, types and
+// labels are those of docs/metrics.md.
 #pragma once
 
 #include <optional>
@@ -25,6 +26,10 @@ class Derivation {
   // slices, so its lines never all wait in memory at once.
   bool update(Model& model, std::size_t max_jobs = static_cast<std::size_t>(-1));
 
+  // Every family a Derivation adds to its family set (the metric reference is checked against
+  // them, tests/style).
+  static std::vector<FamilyDesc> family_descs();
+
  private:
   // Every family of the job, or only those that move with time (a cost refresh).
   void render_job(const Model& model, const std::string& uid, bool time_only = false);
@@ -35,9 +40,8 @@ class Derivation {
 
   FamilySet& set_;
   std::vector<FamilyId> job_family_ids_;  // parallel to job_families()
-  FamilyId jobs_total_, jobs_active_, job_duration_, job_queue_, i6pn_jobs_, operator_errors_,
-      operator_restarts_, webhook_requests_, app_running_tasks_, endpoint_ready_replicas_,
-      dropped_jobs_, shard_jobs_;
+  std::vector<FamilyId> aggregate_ids_;   // parallel to the aggregate table (derivation.cpp)
+  FamilyId app_running_tasks_, endpoint_ready_replicas_;
   std::set<std::string> rendered_apps_;
   std::string scratch_;                    // render_job's lines, reused from job to job
   std::optional<AppCostFamily> app_cost_;  // added last: renders after the others

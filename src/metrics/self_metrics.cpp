@@ -28,29 +28,31 @@ BuildInfo current_build_info() {
   return b;
 }
 
+namespace {
+
+// A family declared in `registry` by one of prometheus-cpp's builders.
+template <typename Builder>
+auto& declare(Builder builder, prometheus::Registry& registry, const char* name, const char* help) {
+  return builder.Name(name).Help(help).Register(registry);
+}
+
+}  // namespace
+
 SelfMetrics::SelfMetrics(const BuildInfo& build)
     : registry_(std::make_shared<prometheus::Registry>()),
-      up_(prometheus::BuildGauge()
-              .Name("modal_exporter_source_up")
-              .Help("1 while the source's last poll or watch succeeded, else 0.")
-              .Register(*registry_)),
-      last_success_(prometheus::BuildGauge()
-                        .Name("modal_exporter_source_last_success_timestamp_seconds")
-                        .Help("Unix time of the source's last successful poll or sync.")
-                        .Register(*registry_)),
-      poll_duration_(prometheus::BuildHistogram()
-                         .Name("modal_exporter_poll_duration_seconds")
-                         .Help("Duration of each successful poll or initial sync of a source.")
-                         .Register(*registry_)),
-      modal_calls_(prometheus::BuildCounter()
-                       .Name("modal_exporter_modal_calls_total")
-                       .Help("Calls made to Modal's API, by method and gRPC status code.")
-                       .Register(*registry_)) {
-  prometheus::BuildGauge()
-      .Name("modal_exporter_build_info")
-      .Help(
+      up_(declare(prometheus::BuildGauge(), *registry_, "modal_exporter_source_up",
+                  "1 while the source's last poll or watch succeeded, else 0.")),
+      last_success_(declare(prometheus::BuildGauge(), *registry_,
+                            "modal_exporter_source_last_success_timestamp_seconds",
+                            "Unix time of the source's last successful poll or sync.")),
+      poll_duration_(declare(prometheus::BuildHistogram(), *registry_,
+                             "modal_exporter_poll_duration_seconds",
+                             "Duration of each successful poll or initial sync of a source.")),
+      modal_calls_(declare(prometheus::BuildCounter(), *registry_,
+                           "modal_exporter_modal_calls_total",
+                           "Calls made to Modal's API, by method and gRPC status code.")) {
+  declare(prometheus::BuildGauge(), *registry_, "modal_exporter_build_info",
           "A metric with a constant 1 labeled with the exporter's version, revision and compiler.")
-      .Register(*registry_)
       .Add({{"version", build.version}, {"revision", build.revision}, {"compiler", build.compiler}})
       .Set(1);
 }

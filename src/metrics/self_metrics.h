@@ -1,6 +1,7 @@
-// The exporter's own metrics (build info, per-source health, poll durations, process_*), kept in
-// a prometheus-cpp registry and rendered per scrape: they are few and change on every scrape.
-// Per-source health also decides /readyz.
+// The exporter's own metrics, all declared in one prometheus-cpp registry and rendered per scrape
+// (they are few and change on every scrape): build info, per-source health and poll durations,
+// Modal calls here; the snapshot publisher's families by the publisher (exposition/publisher.h);
+// process_* collected from /proc on each render. Per-source health also decides /readyz.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -51,8 +52,8 @@ class SelfMetrics {
   // HELP/TYPE + samples of every self-metric family, in `format`.
   std::string render(ExpositionFormat format) const;
 
-  // Families kept elsewhere (the HTTP server's connection and auth counters), appended by
-  // render(). Called on the thread that renders.
+  // Text appended by render(): only the HTTP server's hand-written families use it, until they
+  // are declared in registry() too. Called on the thread that renders.
   void add_renderer(std::function<void(std::string&, ExpositionFormat)> renderer);
 
  private:

@@ -6,16 +6,6 @@
 
 namespace mx {
 
-JobPhase parse_phase(std::string_view phase) {
-  if (phase.empty()) return JobPhase::none;
-  if (phase == "Pending") return JobPhase::pending;
-  if (phase == "Running") return JobPhase::running;
-  if (phase == "Succeeded") return JobPhase::succeeded;
-  if (phase == "Completed") return JobPhase::completed;
-  if (phase == "Failed") return JobPhase::failed;
-  return JobPhase::other;
-}
-
 std::size_t JobStore::NameKeyHash::operator()(const NameKey& k) const {
   const std::hash<std::string_view> h;
   return h(k.namespace_name) * 31 + h(k.name);

@@ -6,7 +6,6 @@
 
 #include "common/log.h"
 #include "common/object_hash.h"
-#include "metrics/self_metrics.h"
 #include "model/state_file.h"
 
 namespace mx {
@@ -35,9 +34,8 @@ bool is_active_phase(const std::string& phase) {
   return is_active(parse_phase(phase));
 }
 
-Model::Model(Config config, SelfMetrics* self, std::function<double()> now)
+Model::Model(Config config, std::function<double()> now)
     : config_(std::move(config)),
-      self_(self),
       now_(now ? std::move(now) : wall_now),
       cost_(config_.prices),
       last_tick_(now_()) {
@@ -89,7 +87,7 @@ QueueWait Model::queue_wait() const {
           2.0 * std::chrono::duration<double>(config_.modal.tasks_interval).count()};
 }
 
-// --- SourceSink ------------------------------------------------------------------------------
+// --- SourceSink, SourceHealth ----------------------------------------------------------------
 
 void Model::count_error(std::string_view component, std::string_view error_type) {
   errors_[{std::string(error_type), std::string(component)}] += 1;
@@ -97,8 +95,7 @@ void Model::count_error(std::string_view component, std::string_view error_type)
   changed();
 }
 
-void Model::source_succeeded(std::string_view source, double poll_seconds) {
-  if (self_) self_->source_succeeded(source, poll_seconds);
+void Model::source_succeeded(std::string_view source, double) {
   if (source == "kubernetes" && !synced_once_) {
     synced_once_ = true;
     forget_unconfirmed_history();
@@ -120,7 +117,6 @@ void Model::forget_unconfirmed_history() {
 }
 
 void Model::source_failed(std::string_view source) {
-  if (self_) self_->source_failed(source);
   if (source == "kubernetes") kubernetes_failed_ = true;
   changed();
 }
@@ -384,29 +380,35 @@ void Model::upstream_samples(std::vector<UpstreamSample> samples) {
   changed();
 }
 
+namespace {
+
+// Adds the upstream samples of `metric` to `out`, keyed by the values of two of their labels;
+// a sample without both labels is skipped.
+void add_upstream(const std::vector<UpstreamSample>& samples, std::string_view metric,
+                  const char* first, const char* second,
+                  std::map<std::pair<std::string, std::string>, double>& out) {
+  for (const auto& s : samples) {
+    if (s.metric != metric) continue;
+    auto a = s.labels.find(first);
+    auto b = s.labels.find(second);
+    if (a == s.labels.end() || b == s.labels.end()) continue;
+    out[{a->second, b->second}] += s.value;
+  }
+}
+
+}  // namespace
+
 std::map<std::pair<std::string, std::string>, double> Model::errors_total() const {
   auto out = errors_;
   for (const auto& [reason, count] : events_.counts()) out[{reason, "operator"}] += count;
-  for (const auto& s : upstream_) {
-    if (s.metric != "modal_operator_errors_total") continue;
-    auto t = s.labels.find("error_type");
-    auto c = s.labels.find("component");
-    if (t == s.labels.end() || c == s.labels.end()) continue;
-    out[{t->second, c->second}] += s.value;
-  }
+  add_upstream(upstream_, "modal_operator_errors_total", "error_type", "component", out);
   return out;
 }
 
 std::map<std::pair<std::string, std::string>, double> Model::webhook_total() const {
   if (!config_.upstream.enabled) return history_.webhook();
   std::map<std::pair<std::string, std::string>, double> out;
-  for (const auto& s : upstream_) {
-    if (s.metric != "modal_webhook_requests_total") continue;
-    auto m = s.labels.find("method");
-    auto st = s.labels.find("status");
-    if (m == s.labels.end() || st == s.labels.end()) continue;
-    out[{m->second, st->second}] += s.value;
-  }
+  add_upstream(upstream_, "modal_webhook_requests_total", "method", "status", out);
   return out;
 }
 

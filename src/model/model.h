@@ -2,8 +2,8 @@
 // thread only. It implements what the sources may tell it (model/sinks.h) and keeps the pieces
 // apart: the job store (model/job_store.h), the count history that makes counters
 // restart-safe (model/count_history.h, persisted by model/state_file.h), Warning Event
-// accounting (model/warning_events.h) and cost (metrics/cost.h). It records which jobs changed;
-// it does not know what the derivation reads from them.
+// accounting (model/warning_events.h) and cost (model/cost.h). It records which jobs changed;
+// it does not know what the derivation reads from them, nor anything of the self metrics.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "metrics/cost.h"
+#include "model/cost.h"
 #include "model/count_history.h"
 #include "model/job_store.h"
 #include "model/objects.h"
@@ -26,8 +26,6 @@
 #include "model/warning_events.h"
 
 namespace mx {
-
-class SelfMetrics;
 
 bool is_terminal_phase(const std::string& phase);
 bool is_active_phase(const std::string& phase);
@@ -46,10 +44,14 @@ struct ModelSizes {
   std::size_t left_out_jobs = 0;  // foreign (sharding) or over limits.max_jobs, still live
 };
 
-class Model : public KubernetesSink, public ModalSink, public TelemetrySink, public UpstreamSink {
+class Model : public KubernetesSink,
+              public ModalSink,
+              public TelemetrySink,
+              public UpstreamSink,
+              public SourceHealth {
  public:
   // `now` is injectable for tests; `on_change` is called (synchronously) after every mutation.
-  Model(Config config, SelfMetrics* self, std::function<double()> now = {});
+  explicit Model(Config config, std::function<double()> now = {});
 
   void set_on_change(std::function<void()> on_change) { on_change_ = std::move(on_change); }
   void reconfigure(const Config& config);
@@ -58,6 +60,8 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
 
   // --- SourceSink
   void count_error(std::string_view component, std::string_view error_type) override;
+  // --- SourceHealth: only the Kubernetes source's matters here (the first complete sync); the
+  // application hands every report to the self metrics as well.
   void source_succeeded(std::string_view source, double poll_seconds) override;
   void source_failed(std::string_view source) override;
   // --- KubernetesSink
@@ -160,7 +164,6 @@ class Model : public KubernetesSink, public ModalSink, public TelemetrySink, pub
   void forget_unconfirmed_history();
 
   Config config_;
-  SelfMetrics* self_;
   std::function<double()> now_;
   std::function<void()> on_change_;
 

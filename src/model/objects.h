@@ -18,7 +18,15 @@ namespace mx {
 // modal_job_status_phase).
 enum class JobPhase { none, pending, running, succeeded, completed, failed, other };
 
-JobPhase parse_phase(std::string_view phase);
+inline JobPhase parse_phase(std::string_view phase) {
+  if (phase.empty()) return JobPhase::none;
+  if (phase == "Pending") return JobPhase::pending;
+  if (phase == "Running") return JobPhase::running;
+  if (phase == "Succeeded") return JobPhase::succeeded;
+  if (phase == "Completed") return JobPhase::completed;
+  if (phase == "Failed") return JobPhase::failed;
+  return JobPhase::other;
+}
 // Succeeded, Completed or Failed: the job ended.
 inline bool is_terminal(JobPhase p) {
   return p == JobPhase::succeeded || p == JobPhase::completed || p == JobPhase::failed;

@@ -1,5 +1,7 @@
-// What each source may tell the model. The model implements these; tests use recording fakes.
-// All calls happen on the io_context thread that owns the model (gRPC results are posted there).
+// What each source may tell the model, and how it reports its health. The model implements the
+// sinks; the application implements SourceHealth (self metrics, readiness and the model's view of
+// the Kubernetes sync); tests use recording fakes. All calls happen on the io_context thread
+// that owns the model (gRPC results are posted there).
 #pragma once
 
 #include <cstdint>
@@ -13,16 +15,23 @@
 
 namespace mx {
 
-// Health and error accounting common to every source.
+// A source's health: kept apart from its data so that it reaches the self metrics without
+// passing through the model.
+class SourceHealth {
+ public:
+  virtual ~SourceHealth() = default;
+  // source: kubernetes, modal, telemetry, upstream. A success marks the source up and ready.
+  virtual void source_succeeded(std::string_view source, double poll_seconds) = 0;
+  virtual void source_failed(std::string_view source) = 0;
+};
+
+// Error accounting common to every source.
 class SourceSink {
  public:
   virtual ~SourceSink() = default;
   // component: kubernetes_api, modal_api, telemetry, upstream. error_type: timeout, connection,
   // http_4xx, http_5xx, grpc_<code>, parse, auth (docs/metrics.md).
   virtual void count_error(std::string_view component, std::string_view error_type) = 0;
-  // source: kubernetes, modal, telemetry, upstream. A success marks the source up and ready.
-  virtual void source_succeeded(std::string_view source, double poll_seconds) = 0;
-  virtual void source_failed(std::string_view source) = 0;
 };
 
 class KubernetesSink : public virtual SourceSink {

@@ -12,9 +12,9 @@ namespace {
 
 template <typename T, typename SourceConfig>
 std::unique_ptr<Source> make_source(boost::asio::io_context& io, const SourceConfig& section,
-                                    const Config& config, Model& model) {
+                                    const Config& config, Model& model, SourceHealth& health) {
   return std::make_unique<SourceAdapter<T>>(
-      std::make_unique<T>(io, section, config.backoff, model));
+      std::make_unique<T>(io, section, config.backoff, model, health));
 }
 
 // The error types of sources that speak HTTP (docs/metrics.md, modal_operator_errors_total).
@@ -33,8 +33,8 @@ const std::vector<SourceEntry>& source_registry() {
          return types;
        }(),
        [](const Config& c) { return c.kubernetes.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics&) {
-         return make_source<KubernetesSource>(io, c.kubernetes, c, m);
+       [](boost::asio::io_context& io, const Config& c, Model& m, SourceHealth& h, SelfMetrics&) {
+         return make_source<KubernetesSource>(io, c.kubernetes, c, m, h);
        }},
       {"modal",
        "modal_api",
@@ -42,21 +42,22 @@ const std::vector<SourceEntry>& source_registry() {
         "grpc_unauthenticated", "grpc_permission_denied", "grpc_unimplemented", "grpc_internal",
         "grpc_unknown", "parse", "auth"},
        [](const Config& c) { return c.modal.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics& self) {
+       [](boost::asio::io_context& io, const Config& c, Model& m, SourceHealth& h,
+          SelfMetrics& self) {
          // Every Modal call is counted in modal_exporter_modal_calls_total{method, code}.
          auto observe = [&self](std::string_view method, std::string_view code) {
            self.count_modal_call(method, code);
          };
          // gRPC and Modal's API code live in a module loaded only now (module.h says why).
-         return make_modal_source(io, c.modal, c.backoff, m, observe);
+         return make_modal_source(io, c.modal, c.backoff, m, h, observe);
        }},
       {"telemetry", "telemetry", http_errors(), [](const Config& c) { return c.telemetry.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics&) {
-         return make_source<TelemetrySource>(io, c.telemetry, c, m);
+       [](boost::asio::io_context& io, const Config& c, Model& m, SourceHealth& h, SelfMetrics&) {
+         return make_source<TelemetrySource>(io, c.telemetry, c, m, h);
        }},
       {"upstream", "upstream", http_errors(), [](const Config& c) { return c.upstream.enabled; },
-       [](boost::asio::io_context& io, const Config& c, Model& m, SelfMetrics&) {
-         return make_source<UpstreamSource>(io, c.upstream, c, m);
+       [](boost::asio::io_context& io, const Config& c, Model& m, SourceHealth& h, SelfMetrics&) {
+         return make_source<UpstreamSource>(io, c.upstream, c, m, h);
        }},
   };
   return sources;

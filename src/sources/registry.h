@@ -1,7 +1,8 @@
 // The source registry: every source of the exporter in one table. The application loops over
 // it to start, stop and reload sources; the model learns from it which error types each source
 // can raise (their counters start at 0). A source never renders metrics: it hands plain structs
-// to the model through its sink (model/sinks.h), and its health goes to SourceSink.
+// to the model through its sink (model/sinks.h), and its health to a SourceHealth (the
+// application's: the self metrics and readiness), never through the model.
 //
 // To add a source: give it a folder under src/sources/, a sink interface in model/sinks.h that
 // the model implements, a config section, and one entry in source_registry() (registry.cpp).
@@ -19,6 +20,7 @@ namespace mx {
 
 class Model;
 class SelfMetrics;
+class SourceHealth;
 
 // A running source, as the application sees it.
 class Source {
@@ -50,7 +52,7 @@ struct SourceEntry {
   bool (*enabled)(const Config& config);
   // Builds the source; throws when its config cannot be used (the caller reports it).
   std::unique_ptr<Source> (*make)(boost::asio::io_context& io, const Config& config, Model& model,
-                                  SelfMetrics& self);
+                                  SourceHealth& health, SelfMetrics& self);
 };
 
 const std::vector<SourceEntry>& source_registry();

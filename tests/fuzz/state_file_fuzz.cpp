@@ -22,7 +22,7 @@ std::string slurp(const std::string& path) {
 }
 
 mx::Model fresh_model() {
-  return mx::Model(mx::Config{}, nullptr, [] { return 1.7e9; });
+  return mx::Model(mx::Config{}, [] { return 1.7e9; });
 }
 
 }  // namespace

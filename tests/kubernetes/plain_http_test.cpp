@@ -107,7 +107,7 @@ TEST(PlainHttp, ListAndWatchOverHttp) {
   RecordingKubeSink sink;
   boost::asio::io_context io;
   {
-    KubernetesSource source(io, config, backoff, sink);
+    KubernetesSource source(io, config, backoff, sink, sink);
     source.set_operator_pod("", "");
     source.start();
     ASSERT_TRUE(run_until(io, [&] { return !sink.successes.empty(); })) << logs.all();

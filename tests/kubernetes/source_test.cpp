@@ -81,7 +81,7 @@ class SourceTest : public ::testing::Test {
   }
 
   void start() {
-    source = std::make_unique<KubernetesSource>(io, config, backoff, sink);
+    source = std::make_unique<KubernetesSource>(io, config, backoff, sink, sink);
     source->set_operator_pod("", "");
     if (in_cluster) source->set_in_cluster_paths(*in_cluster);
     source->start();
@@ -524,7 +524,7 @@ TEST_F(SourceTest, VerifiesDnsNamesToo) {
   text.insert(pos, "    tls-server-name: wrong.example\n");
   config.kubeconfig = dir.write("wrong-kubeconfig", text);
   RecordingKubeSink other_sink;
-  KubernetesSource wrong(io, config, backoff, other_sink);
+  KubernetesSource wrong(io, config, backoff, other_sink, other_sink);
   wrong.set_operator_pod("", "");
   wrong.start();
   ASSERT_TRUE(
@@ -541,7 +541,7 @@ TEST_F(SourceTest, OperatorPodRestartCount) {
                                            {{"name", "modal-operator"}, {"restartCount", 3}}})}}}};
   api.upsert("v1", "pods", op);
   config.operator_pod_interval = 50ms;
-  source = std::make_unique<KubernetesSource>(io, config, backoff, sink);
+  source = std::make_unique<KubernetesSource>(io, config, backoff, sink, sink);
   source->set_operator_pod("modal-system", "operator-0");
   source->start();
   ASSERT_TRUE(run_until(io, [&] { return !sink.restarts.empty(); }));

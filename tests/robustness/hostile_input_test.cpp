@@ -144,7 +144,7 @@ void expect_renders_parseable(Model& model) {
 TEST(HostileInput, KubernetesObjectsWithEveryFieldBroken) {
   log::configure(LogLevel::error, LogFormat::logfmt);  // duplicate names are expected here
   Config config;
-  Model model(config, nullptr, [] { return 1704164645.0 + 600; });
+  Model model(config, [] { return 1704164645.0 + 600; });
   std::size_t variants = 0, accepted = 0;
   for (const auto& object : valid_objects()) {
     for_each_variant(object, [&](const json& o) {

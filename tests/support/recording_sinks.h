@@ -1,5 +1,6 @@
-// Recording fakes of the source sinks (model/sinks.h; the model implements them for real): the
-// Kubernetes sink, and the telemetry and upstream sinks.
+// Recording fakes of the source sinks and of SourceHealth (model/sinks.h; the model and the
+// application implement them for real): the Kubernetes sink, and the telemetry and upstream
+// sinks. Each also records the health its source reports.
 #pragma once
 
 #include <algorithm>
@@ -16,9 +17,9 @@
 namespace mx::testing {
 
 // Records every call of the telemetry and upstream sources.
-class RecordingSink : public TelemetrySink, public UpstreamSink {
+class RecordingSink : public TelemetrySink, public UpstreamSink, public SourceHealth {
  public:
-  // --- SourceSink
+  // --- SourceSink, SourceHealth
   void count_error(std::string_view component, std::string_view error_type) override {
     ++errors[{std::string(component), std::string(error_type)}];
   }
@@ -60,7 +61,7 @@ class RecordingSink : public TelemetrySink, public UpstreamSink {
 };
 
 // Records every call; all calls arrive on the test thread that runs the io_context.
-class RecordingKubeSink : public KubernetesSink {
+class RecordingKubeSink : public KubernetesSink, public SourceHealth {
  public:
   std::map<std::string, JobObject> jobs;
   std::vector<std::string> deleted_jobs;

@@ -117,7 +117,7 @@ class TelemetrySourceTest : public ::testing::Test {
 
 TEST_F(TelemetrySourceTest, DerivesUtilizationAndBandwidth) {
   sink_.targets = {{"job-a", server_.url("/dcgm")}, {"job-b", server_.url("/ratio")}};
-  TelemetrySource source(io_, config_, backoff_, sink_);
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.reports("job-a") >= 3; }));
 
@@ -167,7 +167,7 @@ TEST_F(TelemetrySourceTest, FailuresAreCountedByType) {
                    {"bad-url", "ftp://example.com/metrics"},
                    {"good", server_.url("/ratio")}};
   config_.timeout = 500ms;
-  TelemetrySource source(io_, config_, backoff_, sink_);
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.failed["telemetry"] >= 2; }));
   source.stop();
@@ -191,7 +191,7 @@ TEST_F(TelemetrySourceTest, ConcurrentScrapesAreLimited) {
   for (int i = 0; i < 40; ++i) {
     sink_.targets.push_back({"job-" + std::to_string(i), server_.url("/held")});
   }
-  TelemetrySource source(io_, config_, backoff_, sink_);
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.succeeded["telemetry"] >= 1; }));
   source.stop();
@@ -203,7 +203,7 @@ TEST_F(TelemetrySourceTest, ConcurrentScrapesAreLimited) {
 
 TEST_F(TelemetrySourceTest, PartlyMalformedBodyIsUsedAndCounted) {
   sink_.targets = {{"job", server_.url("/partly-bad")}};
-  TelemetrySource source(io_, config_, backoff_, sink_);
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.reports("job") >= 1; }));
   source.stop();
@@ -213,7 +213,7 @@ TEST_F(TelemetrySourceTest, PartlyMalformedBodyIsUsedAndCounted) {
 }
 
 TEST_F(TelemetrySourceTest, NoTargetsIsASuccessfulRound) {
-  TelemetrySource source(io_, config_, backoff_, sink_);
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.succeeded["telemetry"] >= 2; }));
   EXPECT_EQ(sink_.failed["telemetry"], 0);
@@ -223,7 +223,7 @@ TEST_F(TelemetrySourceTest, NoTargetsIsASuccessfulRound) {
 TEST_F(TelemetrySourceTest, DisabledDoesNothing) {
   config_.enabled = false;
   sink_.targets = {{"job-a", server_.url("/dcgm")}};
-  TelemetrySource source(io_, config_, backoff_, sink_);
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   io_.poll();
   EXPECT_TRUE(sink_.succeeded.empty());
@@ -245,7 +245,7 @@ TEST_F(TelemetrySourceTest, FailureIsLoggedOncePerChangeOfState) {
   };
 
   sink_.targets = {{"job", server_.url("/flaky?token=s3cret")}};
-  TelemetrySource source(io_, config_, backoff_, sink_);
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.error_count("telemetry", "http_4xx") >= 3; }));
   EXPECT_EQ(count("telemetry scrape failed"), 1);

@@ -15,7 +15,7 @@ constexpr double kHour = 3600;
 
 class AppCostTest : public ::testing::Test {
  protected:
-  AppCostTest() : model_(Config{}, nullptr, [this] { return clock_; }), derivation_(set_) {}
+  AppCostTest() : model_(Config{}, [this] { return clock_; }), derivation_(set_) {}
 
   JobObject running_job() {
     JobObject j;

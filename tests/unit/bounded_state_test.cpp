@@ -58,7 +58,7 @@ class BoundedStateTest : public ::testing::Test {
   ~BoundedStateTest() override { std::filesystem::remove(path_); }
 
   void restart() {
-    model_ = std::make_unique<Model>(Config{}, nullptr, [this] { return clock_; });
+    model_ = std::make_unique<Model>(Config{}, [this] { return clock_; });
     model_->load_state(path_);
   }
 
@@ -243,9 +243,9 @@ TEST(ShardingTest, ShardsAddUpAndKeepNoForeignHistory) {
     Config c;
     c.shard.shard = s;
     c.shard.total_shards = kShards;
-    shards.push_back(std::make_unique<Model>(c, nullptr, [] { return 2000.0; }));
+    shards.push_back(std::make_unique<Model>(c, [] { return 2000.0; }));
   }
-  Model whole(Config{}, nullptr, [] { return 2000.0; });
+  Model whole(Config{}, [] { return 2000.0; });
   std::vector<Model*> all{&whole};
   for (auto& s : shards) all.push_back(s.get());
 

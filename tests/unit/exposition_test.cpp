@@ -413,10 +413,22 @@ TEST(Snapshot, GzipLevelChangeRecompresses) {
             s9->body(ExpositionFormat::text));
 }
 
+// The value of a label-less self metric declared in `registry`.
+double self_metric(prometheus::Registry& registry, const std::string& name) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name != name || f.metric.size() != 1) continue;
+    const auto& m = f.metric.front();
+    return f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+  }
+  ADD_FAILURE() << name << " is not declared";
+  return -1;
+}
+
 TEST(Publisher, BuildsOnItsThreadWhatWasSubmitted) {
   FamilySet set;
   auto a = set.add_family({"a", "A.", MetricType::gauge});
-  Publisher publisher(set.families(), 6);
+  prometheus::Registry registry;
+  Publisher publisher(set.families(), 6, registry);
   EXPECT_EQ(publisher.current()->body(ExpositionFormat::text), "");
   const auto first = publisher.current()->generation();
   for (int round = 1; round <= 49; ++round) {
@@ -431,8 +443,10 @@ TEST(Publisher, BuildsOnItsThreadWhatWasSubmitted) {
     EXPECT_NE(s->body(ExpositionFormat::text).find(job_lines("a", job, last)), std::string::npos)
         << job;
   }
-  EXPECT_GE(publisher.stats().builds, 1u);
-  EXPECT_EQ(publisher.stats().chunks, 1u);
+  EXPECT_GE(self_metric(registry, "modal_exporter_snapshot_builds_total"), 1);
+  EXPECT_EQ(self_metric(registry, "modal_exporter_snapshot_chunks"), 1);
+  EXPECT_EQ(self_metric(registry, "modal_exporter_snapshot_size_bytes"),
+            static_cast<double>(s->size(ExpositionFormat::text)));
 }
 
 // A fleet handed over in slices: each slice is merged as it comes, and the
@@ -440,7 +454,8 @@ TEST(Publisher, BuildsOnItsThreadWhatWasSubmitted) {
 TEST(Publisher, SlicesBuildOnceAtTheFinalOne) {
   FamilySet set;
   auto a = set.add_family({"a", "A.", MetricType::gauge});
-  Publisher publisher(set.families(), 1);
+  prometheus::Registry registry;
+  Publisher publisher(set.families(), 1, registry);
   const auto start = publisher.current();
   for (int slice = 0; slice < 10; ++slice) {
     for (int i = slice * 300; i < (slice + 1) * 300; ++i) {
@@ -454,7 +469,7 @@ TEST(Publisher, SlicesBuildOnceAtTheFinalOne) {
   }
   const std::string body = publisher.current()->body(ExpositionFormat::text);
   EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 3000 + 2);
-  EXPECT_EQ(publisher.stats().builds, 1u);
+  EXPECT_EQ(self_metric(registry, "modal_exporter_snapshot_builds_total"), 1);
 }
 
 // A slice's batch comes back emptied with its buffers, for the next slice to be written into;
@@ -462,7 +477,8 @@ TEST(Publisher, SlicesBuildOnceAtTheFinalOne) {
 TEST(Publisher, HandsBackASlicesBuffersUntilTheLastSlice) {
   FamilySet set;
   auto a = set.add_family({"a", "A.", MetricType::gauge});
-  Publisher publisher(set.families(), 1);
+  prometheus::Registry registry;
+  Publisher publisher(set.families(), 1, registry);
   for (int i = 0; i < 300; ++i) set.set(a, "uid" + std::to_string(i), job_lines("a", i, 1));
   const std::size_t slice_bytes = set.take_changes().bytes();
   auto has_buffers = [&](const ChangeBatch& b) { return b.capacity() >= slice_bytes; };

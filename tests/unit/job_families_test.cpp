@@ -11,7 +11,7 @@ namespace {
 
 class JobFamiliesTest : public ::testing::Test {
  protected:
-  JobFamiliesTest() : model_(Config{}, nullptr, [] { return 5000.0; }) {
+  JobFamiliesTest() : model_(Config{}, [] { return 5000.0; }) {
     JobObject j;
     j.uid = "u-1";
     j.kind = "ModalJob";

@@ -84,7 +84,7 @@ class UpstreamSourceTest : public ::testing::Test {
 };
 
 TEST_F(UpstreamSourceTest, PassesTheFullSetEachScrape) {
-  UpstreamSource source(io_, config_, backoff_, sink_);
+  UpstreamSource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.upstream_sets.size() >= 2; }));
   for (std::size_t i = 0; i < 2; ++i) {
@@ -114,7 +114,7 @@ TEST_F(UpstreamSourceTest, PassesTheFullSetEachScrape) {
 
 TEST_F(UpstreamSourceTest, ConnectionRefusedIsCounted) {
   config_.url = "http://127.0.0.1:" + std::to_string(testing::closed_port()) + "/metrics";
-  UpstreamSource source(io_, config_, backoff_, sink_);
+  UpstreamSource source(io_, config_, backoff_, sink_, sink_);
   source.start();
   ASSERT_TRUE(run_until(io_, [&] { return sink_.error_count("upstream", "connection") >= 2; }));
   EXPECT_TRUE(sink_.upstream_sets.empty());
@@ -123,11 +123,11 @@ TEST_F(UpstreamSourceTest, ConnectionRefusedIsCounted) {
 
 TEST_F(UpstreamSourceTest, DisabledOrWithoutUrlDoesNothing) {
   config_.enabled = false;
-  UpstreamSource disabled(io_, config_, backoff_, sink_);
+  UpstreamSource disabled(io_, config_, backoff_, sink_, sink_);
   disabled.start();
   config_.enabled = true;
   config_.url.clear();
-  UpstreamSource without_url(io_, config_, backoff_, sink_);
+  UpstreamSource without_url(io_, config_, backoff_, sink_, sink_);
   without_url.start();
   io_.poll();
   EXPECT_EQ(webhook_count_, 0);

@@ -35,11 +35,13 @@ constexpr std::size_t kMaxPodBytes = 4 * 1024 * 1024;
 }  // namespace
 
 struct KubernetesSource::State : std::enable_shared_from_this<KubernetesSource::State> {
-  State(asio::io_context& io, KubernetesConfig c, BackoffConfig b, KubernetesSink& s)
+  State(asio::io_context& io, KubernetesConfig c, BackoffConfig b, KubernetesSink& s,
+        SourceHealth& h)
       : io(io),
         config(std::move(c)),
         backoff(b),
         sink(s),
+        health(h),
         connect_timer(io),
         operator_timer(io),
         operator_namespace(env_or_empty("POD_NAMESPACE")),
@@ -49,6 +51,7 @@ struct KubernetesSource::State : std::enable_shared_from_this<KubernetesSource::
   KubernetesConfig config;
   BackoffConfig backoff;
   KubernetesSink& sink;
+  SourceHealth& health;
   kube::InClusterPaths in_cluster;
   asio::steady_timer connect_timer;
   asio::steady_timer operator_timer;
@@ -89,10 +92,10 @@ void KubernetesSource::State::informer_listed(double list_seconds) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
     log::info("Kubernetes initial sync complete",
               {{"seconds", seconds}, {"informers", informers.size()}});
-    sink.source_succeeded("kubernetes", seconds);
+    health.source_succeeded("kubernetes", seconds);
     return;
   }
-  sink.source_succeeded("kubernetes", list_seconds);
+  health.source_succeeded("kubernetes", list_seconds);
 }
 
 void KubernetesSource::State::create_informers() {
@@ -164,7 +167,7 @@ void KubernetesSource::State::create_informers() {
     if (auto st = weak.lock(); st && !st->stopped) st->informer_listed(seconds);
   };
   hooks.failed = [weak](kube::Informer&) {
-    if (auto st = weak.lock(); st && !st->stopped) st->sink.source_failed("kubernetes");
+    if (auto st = weak.lock(); st && !st->stopped) st->health.source_failed("kubernetes");
   };
   for (const auto& ns : namespaces) {
     for (const auto& k : kinds) {
@@ -188,7 +191,7 @@ asio::awaitable<void> KubernetesSource::State::connect(std::shared_ptr<State> se
       error = e.what();
     }
     if (error.empty()) break;
-    self->sink.source_failed("kubernetes");
+    self->health.source_failed("kubernetes");
     const Duration delay = backoff.next();
     log::error("cannot use the Kubernetes API",
                {{"error", error}, {"retry_in", format_duration(delay)}});
@@ -272,7 +275,7 @@ asio::awaitable<void> KubernetesSource::State::poll_operator(std::shared_ptr<Sta
     if (e) {
       self->operator_healthy = false;
       self->sink.count_error("kubernetes_api", kube::error_type(e));
-      self->sink.source_failed("kubernetes");
+      self->health.source_failed("kubernetes");
       if (e.kind == ErrorKind::http && e.status == 401) self->client->tokens().reload();
       delay = backoff.next(e.retry_after);
       kube::log_api_failure("get", pods, e, delay);
@@ -281,7 +284,7 @@ asio::awaitable<void> KubernetesSource::State::poll_operator(std::shared_ptr<Sta
       if (!self->operator_healthy) {
         self->operator_healthy = true;
         if (self->initial_sync_reported && self->all_healthy()) {
-          self->sink.source_succeeded(
+          self->health.source_succeeded(
               "kubernetes",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         }
@@ -294,8 +297,9 @@ asio::awaitable<void> KubernetesSource::State::poll_operator(std::shared_ptr<Sta
 }
 
 KubernetesSource::KubernetesSource(asio::io_context& io, KubernetesConfig config,
-                                   BackoffConfig backoff, KubernetesSink& sink)
-    : state_(std::make_shared<State>(io, std::move(config), backoff, sink)) {}
+                                   BackoffConfig backoff, KubernetesSink& sink,
+                                   SourceHealth& health)
+    : state_(std::make_shared<State>(io, std::move(config), backoff, sink, health)) {}
 
 KubernetesSource::~KubernetesSource() {
   stop();

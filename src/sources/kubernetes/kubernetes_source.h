@@ -17,7 +17,7 @@ namespace mx {
 class KubernetesSource {
  public:
   KubernetesSource(boost::asio::io_context& io, KubernetesConfig config, BackoffConfig backoff,
-                   KubernetesSink& sink);
+                   KubernetesSink& sink, SourceHealth& health);
   ~KubernetesSource();
   KubernetesSource(const KubernetesSource&) = delete;
   KubernetesSource& operator=(const KubernetesSource&) = delete;

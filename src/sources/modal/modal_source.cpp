@@ -200,11 +200,12 @@ class BillingReader final : public CallThread::Op {
 class ModalSource::Impl {
  public:
   Impl(boost::asio::io_context& io, ModalConfig config, BackoffConfig backoff, ModalSink& sink,
-       CallObserver observer)
+       SourceHealth& health, CallObserver observer)
       : io_(io),
         config_(std::move(config)),
         backoff_config_(backoff),
         sink_(sink),
+        health_(health),
         observer_(std::move(observer)),
         budget_(config_.stats_interval),
         budget_timer_(io),
@@ -476,12 +477,12 @@ class ModalSource::Impl {
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - p.started).count();
     if (!p.failure) {
       p.backoff.reset();
-      if (p.kind == Kind::apps) sink_.source_succeeded(kSource, seconds);
+      if (p.kind == Kind::apps) health_.source_succeeded(kSource, seconds);
       if (p.kind == Kind::tasks) forget_unlisted_tasks(p.listed_tasks);
       schedule(p, p.interval);
       return;
     }
-    sink_.source_failed(kSource);
+    health_.source_failed(kSource);
     Duration delay = p.interval;
     switch (p.pace) {
       case Poller::Pace::interval:
@@ -603,7 +604,7 @@ class ModalSource::Impl {
           const Duration delay =
               honour_hint(is_auth(code) ? backoff_config_.max : budget_backoff_.next(), hint);
           budget_paused_until_ = std::max(budget_paused_until_, SteadyClock::now() + delay);
-          sink_.source_failed(kSource);
+          health_.source_failed(kSource);
           log::warn("modal call budget paused", {{"method", method},
                                                  {"error_type", error_type(code)},
                                                  {"detail", scrub(status.error_message())},
@@ -1049,6 +1050,7 @@ class ModalSource::Impl {
   ModalConfig config_;
   BackoffConfig backoff_config_;
   ModalSink& sink_;
+  SourceHealth& health_;
   CallObserver observer_;
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   std::vector<Endpoint> endpoints_;
@@ -1084,8 +1086,9 @@ class ModalSource::Impl {
 };
 
 ModalSource::ModalSource(boost::asio::io_context& io, ModalConfig config, BackoffConfig backoff,
-                         ModalSink& sink, CallObserver observer)
-    : impl_(std::make_unique<Impl>(io, std::move(config), backoff, sink, std::move(observer))) {}
+                         ModalSink& sink, SourceHealth& health, CallObserver observer)
+    : impl_(std::make_unique<Impl>(io, std::move(config), backoff, sink, health,
+                                   std::move(observer))) {}
 
 ModalSource::~ModalSource() = default;
 

@@ -59,9 +59,9 @@ class ModalSource {
   using CallObserver = std::function<void(std::string_view method, std::string_view code)>;
 
   // Throws ConfigError when config.server_url cannot be used (see parse_modal_server_urls).
-  // `io` and `sink` must outlive this object.
+  // `io`, `sink` and `health` must outlive this object.
   ModalSource(boost::asio::io_context& io, ModalConfig config, BackoffConfig backoff,
-              ModalSink& sink, CallObserver observer = {});
+              ModalSink& sink, SourceHealth& health, CallObserver observer = {});
   ~ModalSource();  // stop()s
 
   ModalSource(const ModalSource&) = delete;

@@ -19,7 +19,7 @@ __attribute__((visibility("default"))) void mx_modal_module_make_source(
   }
   try {
     made.source = std::make_unique<SourceAdapter<ModalSource>>(std::make_unique<ModalSource>(
-        *host.io, *host.config, *host.backoff, *host.sink, host.observer));
+        *host.io, *host.config, *host.backoff, *host.sink, *host.health, host.observer));
   } catch (const std::exception& e) {
     made.error = e.what();
   }

@@ -37,6 +37,7 @@ struct Host {
   const ModalConfig* config = nullptr;
   const BackoffConfig* backoff = nullptr;
   ModalSink* sink = nullptr;
+  SourceHealth* health = nullptr;
   ModalSource::CallObserver observer;
   // The host's logger: the module's log calls go through it (log::forward_to).
   log::WriteFunction log_write = nullptr;

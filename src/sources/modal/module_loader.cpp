@@ -91,6 +91,7 @@ modal_module::MakeSourceFunction load_module() {
 
 std::unique_ptr<Source> make_modal_source(boost::asio::io_context& io, const ModalConfig& config,
                                           const BackoffConfig& backoff, ModalSink& sink,
+                                          SourceHealth& health,
                                           ModalSource::CallObserver observer) {
   // Loaded once; a failed load is tried again at the next start (a reload after installing it).
   static std::mutex mutex;
@@ -103,6 +104,7 @@ std::unique_ptr<Source> make_modal_source(boost::asio::io_context& io, const Mod
   host.config = &config;
   host.backoff = &backoff;
   host.sink = &sink;
+  host.health = &health;
   host.observer = std::move(observer);
   host.log_write = &log::write;
   host.log_enabled = &log::enabled;

@@ -20,6 +20,6 @@ namespace mx {
 // or the source rejects its config.
 std::unique_ptr<Source> make_modal_source(boost::asio::io_context& io, const ModalConfig& config,
                                           const BackoffConfig& backoff, ModalSink& sink,
-                                          ModalSource::CallObserver observer);
+                                          SourceHealth& health, ModalSource::CallObserver observer);
 
 }  // namespace mx

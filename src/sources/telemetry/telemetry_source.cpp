@@ -37,10 +37,11 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   using Clock = std::chrono::steady_clock;
 
   Impl(boost::asio::io_context& io, TelemetryConfig config, BackoffConfig backoff,
-       TelemetrySink& sink, std::shared_ptr<boost::asio::ssl::context> tls)
+       TelemetrySink& sink, SourceHealth& health, std::shared_ptr<boost::asio::ssl::context> tls)
       : config_(std::move(config)),
         backoff_(backoff),
         sink_(sink),
+        source_health_(health),
         http_(net::HttpClient::create(io.get_executor(), {{}, std::move(tls)})),
         timer_(io) {
     // A zero interval would spin the io_context; config validation should prevent it anyway.
@@ -213,9 +214,9 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
 
   void finish_round() {
     if (round_ok_) {
-      sink_.source_succeeded(kComponent, seconds_since(round_start_));
+      source_health_.source_succeeded(kComponent, seconds_since(round_start_));
     } else {
-      sink_.source_failed(kComponent);
+      source_health_.source_failed(kComponent);
     }
     timer_.expires_at(round_start_ + config_.interval);
     timer_.async_wait(
@@ -229,6 +230,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   TelemetryConfig config_;
   BackoffConfig backoff_;
   TelemetrySink& sink_;
+  SourceHealth& source_health_;
   std::shared_ptr<net::HttpClient> http_;
   boost::asio::steady_timer timer_;
   bool running_ = false;
@@ -243,9 +245,9 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
 };
 
 TelemetrySource::TelemetrySource(boost::asio::io_context& io, TelemetryConfig config,
-                                 BackoffConfig backoff, TelemetrySink& sink,
+                                 BackoffConfig backoff, TelemetrySink& sink, SourceHealth& health,
                                  std::shared_ptr<boost::asio::ssl::context> tls)
-    : impl_(std::make_shared<Impl>(io, std::move(config), backoff, sink, std::move(tls))) {}
+    : impl_(std::make_shared<Impl>(io, std::move(config), backoff, sink, health, std::move(tls))) {}
 
 TelemetrySource::~TelemetrySource() {
   impl_->stop();

@@ -19,7 +19,8 @@ class TelemetrySource {
 
   // `tls`: the TLS context for https:// targets; null uses the system CA store.
   TelemetrySource(boost::asio::io_context& io, TelemetryConfig config, BackoffConfig backoff,
-                  TelemetrySink& sink, std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
+                  TelemetrySink& sink, SourceHealth& health,
+                  std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
   ~TelemetrySource();
   TelemetrySource(const TelemetrySource&) = delete;
   TelemetrySource& operator=(const TelemetrySource&) = delete;

@@ -41,9 +41,10 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
   using Clock = std::chrono::steady_clock;
 
   Impl(boost::asio::io_context& io, UpstreamConfig config, BackoffConfig backoff,
-       UpstreamSink& sink, std::shared_ptr<boost::asio::ssl::context> tls)
+       UpstreamSink& sink, SourceHealth& health, std::shared_ptr<boost::asio::ssl::context> tls)
       : config_(std::move(config)),
         sink_(sink),
+        source_health_(health),
         health_(backoff),
         http_(net::HttpClient::create(io.get_executor(), {{}, std::move(tls)})),
         timer_(io) {
@@ -102,8 +103,8 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
                             std::to_string(parsed.errors[0].line) + ": " + parsed.errors[0].reason);
       } else {
         sink_.upstream_samples(upstream_samples_from(parsed.samples));
-        sink_.source_succeeded(kComponent,
-                               std::chrono::duration<double>(Clock::now() - started_).count());
+        source_health_.source_succeeded(
+            kComponent, std::chrono::duration<double>(Clock::now() - started_).count());
         if (health_.succeed()) {
           log::info("upstream scrape recovered", {{"url", net::redact_url(config_.url)}});
         }
@@ -122,7 +123,7 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
 
   void failed(std::string_view type, const std::string& detail) {
     sink_.count_error(kComponent, type);
-    sink_.source_failed(kComponent);
+    source_health_.source_failed(kComponent);
     if (health_.fail(type, Clock::now())) {
       log::warn("upstream scrape failed",
                 {{"url", net::redact_url(config_.url)}, {"error_type", type}, {"detail", detail}});
@@ -131,6 +132,7 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
 
   UpstreamConfig config_;
   UpstreamSink& sink_;
+  SourceHealth& source_health_;
   ScrapeHealth health_;
   std::shared_ptr<net::HttpClient> http_;
   boost::asio::steady_timer timer_;
@@ -140,9 +142,9 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
 };
 
 UpstreamSource::UpstreamSource(boost::asio::io_context& io, UpstreamConfig config,
-                               BackoffConfig backoff, UpstreamSink& sink,
+                               BackoffConfig backoff, UpstreamSink& sink, SourceHealth& health,
                                std::shared_ptr<boost::asio::ssl::context> tls)
-    : impl_(std::make_shared<Impl>(io, std::move(config), backoff, sink, std::move(tls))) {}
+    : impl_(std::make_shared<Impl>(io, std::move(config), backoff, sink, health, std::move(tls))) {}
 
 UpstreamSource::~UpstreamSource() {
   impl_->stop();

@@ -27,7 +27,8 @@ class UpstreamSource {
  public:
   // `tls`: the TLS context for an https:// URL; null uses the system CA store.
   UpstreamSource(boost::asio::io_context& io, UpstreamConfig config, BackoffConfig backoff,
-                 UpstreamSink& sink, std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
+                 UpstreamSink& sink, SourceHealth& health,
+                 std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
   ~UpstreamSource();
   UpstreamSource(const UpstreamSource&) = delete;
   UpstreamSource& operator=(const UpstreamSource&) = delete;

@@ -1,4 +1,4 @@
-#include "metrics/cost.h"
+#include "model/cost.h"
 
 #include <algorithm>
 #include <cctype>
