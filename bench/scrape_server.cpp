@@ -21,7 +21,7 @@
 #include <string_view>
 
 #include "common/log.h"
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "http/routes.h"
 #include "http/server.h"
 #include "metrics/derivation.h"

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <string>
 
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "fuzz_support.h"
 #include "http/routes.h"
 

@@ -6,8 +6,8 @@
 #include <future>
 #include <thread>
 
-#include "exposition/family_set.h"
 #include "exposition/gzip.h"
+#include "exposition/snapshot_builder.h"
 #include "http/routes.h"
 #include "http/server.h"
 #include "support/http_client.h"

@@ -10,7 +10,7 @@
 
 #include "common/base64.h"
 #include "config/web_config.h"
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "http/basic_auth.h"
 #include "http/routes.h"
 #include "http/server.h"
