@@ -8,8 +8,10 @@
 
 #include "exposition/gzip.h"
 #include "exposition/snapshot_builder.h"
+#include "http/listen_address.h"
 #include "http/routes.h"
 #include "http/server.h"
+#include "metrics/self_metrics.h"
 #include "support/http_client.h"
 
 namespace mx {
@@ -43,7 +45,7 @@ class HttpServerTest : public ::testing::Test {
       why = ready_ ? "" : "kubernetes, modal";
       return ready_.load();
     };
-    server_ = std::make_unique<HttpServer>(io_, web, make_exporter_handler(routes));
+    server_ = std::make_unique<HttpServer>(io_, web, make_exporter_handler(routes), registry_);
     server_->start();
     port_ = server_->local_endpoint().port();
     thread_ = std::thread([this] { io_.run(); });
@@ -56,11 +58,13 @@ class HttpServerTest : public ::testing::Test {
     }
   }
   // The server's self-metrics, rendered on its own thread.
+  // The server's self metrics as the exporter renders its registry, on the server's thread: a
+  // deadline closes the socket before its handler counts it, and the handler runs first.
   std::string server_metrics() {
     std::promise<std::string> out;
     boost::asio::post(io_, [&] {
       std::string m;
-      server_->render_metrics(m, ExpositionFormat::text);
+      append_prometheus_families(m, ExpositionFormat::text, registry_.Collect());
       out.set_value(std::move(m));
     });
     return out.get_future().get();
@@ -70,6 +74,7 @@ class HttpServerTest : public ::testing::Test {
     ::setsockopt(c.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
 
+  prometheus::Registry registry_;  // outlives the io_context
   boost::asio::io_context io_;
   FamilySet set_;
   std::shared_ptr<const Snapshot> snapshot_;
