@@ -261,6 +261,21 @@ TEST_F(HttpServerTest, AtTheCapTheLongestIdleConnectionMakesRoomForANewcomer) {
   EXPECT_NE(m.find("modal_exporter_http_connections_max 2\n"), std::string::npos) << m;
 }
 
+// The auth, rate limit, TLS and reload families exist only with a web config file (see
+// web_security_test.cpp for them with one).
+TEST_F(HttpServerTest, WithoutAWebConfigFileOnlyTheConnectionFamiliesAreDeclared) {
+  start();
+  EXPECT_EQ(http_get(port_, "/healthz").status, 200u);
+  const std::string m = server_metrics();
+  EXPECT_NE(m.find("modal_exporter_http_connections_accepted_total 1\n"), std::string::npos) << m;
+  for (const char* absent :
+       {"modal_exporter_http_auth_failures_total", "modal_exporter_http_rate_limited_total",
+        "modal_exporter_http_tls_handshake_failures_total",
+        "modal_exporter_web_config_last_reload_successful"}) {
+    EXPECT_EQ(m.find(absent), std::string::npos) << absent;
+  }
+}
+
 TEST(ListenAddress, Parses) {
   EXPECT_EQ(parse_listen_address(":8081").port(), 8081);
   EXPECT_TRUE(parse_listen_address(":8081").address().is_unspecified());
