@@ -19,8 +19,8 @@
 #include <utility>
 
 #include "common/log.h"
-#include "exposition/family_set.h"
 #include "exposition/gzip.h"
+#include "exposition/snapshot_builder.h"
 #include "http/routes.h"
 #include "metrics/derivation.h"
 #include "metrics/self_metrics.h"

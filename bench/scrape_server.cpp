@@ -21,7 +21,7 @@
 #include <string_view>
 
 #include "common/log.h"
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "http/routes.h"
 #include "http/server.h"
 #include "metrics/derivation.h"
@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   routes.snapshot = [&snapshot] { return snapshot; };
   routes.self_metrics = [&self](mx::ExpositionFormat f) { return self.render(f); };
   routes.ready = [&self](std::string& why) { return self.ready(why); };
-  mx::HttpServer server(io, config.web, mx::make_exporter_handler(routes));
+  mx::HttpServer server(io, config.web, mx::make_exporter_handler(routes), self.registry());
   try {
     server.start();
   } catch (const std::exception& e) {

@@ -65,10 +65,9 @@ int Application::run() {
   routes.snapshot = [this] { return publisher_->current(); };
   routes.self_metrics = [this](ExpositionFormat f) { return self_.render(f); };
   routes.ready = [this](std::string& why) { return self_.ready(why); };
-  server_ = std::make_unique<HttpServer>(io_, config_.web, make_exporter_handler(routes));
+  server_ = std::make_unique<HttpServer>(io_, config_.web, make_exporter_handler(routes),
+                                         self_.registry());
   server_->start();
-  self_.add_renderer(
-      [s = server_.get()](std::string& out, ExpositionFormat f) { s->render_metrics(out, f); });
   const auto endpoint = server_->local_endpoint();
   log::info("Metrics server listening",
             {{"address", endpoint.address().to_string() + ":" + std::to_string(endpoint.port())},

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "config/config.h"
-#include "exposition/family_set.h"
 #include "exposition/publisher.h"
+#include "exposition/snapshot_builder.h"
 #include "http/server.h"
 #include "metrics/derivation.h"
 #include "metrics/self_metrics.h"

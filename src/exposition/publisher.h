@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "exposition/family_set.h"
 #include "exposition/snapshot.h"
+#include "exposition/snapshot_builder.h"
 
 namespace mx {
 

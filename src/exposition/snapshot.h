@@ -2,7 +2,7 @@
 // as they are (scatter-gather), plain or as stored deflate pieces stitched into one gzip
 // stream. Sample lines are the same in both formats, so the text and OpenMetrics views share
 // every sample chunk and differ only in their family headers. Built by SnapshotBuilder
-// (exposition/family_set.h); a new snapshot re-uses every chunk that did not change.
+// (exposition/snapshot_builder.h); a new snapshot re-uses every chunk that did not change.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,8 @@ namespace mx {
 
 // A piece of the body: its text and, for a piece sent alone (a family header), that text's raw
 // deflate ending on a full flush. A family's sample chunks leave `deflated` empty: their deflate
-// pieces exist once, inside the joined piece of their group of buckets (exposition/family_set.h).
+// pieces exist once, inside the joined piece of their group of buckets
+// (exposition/snapshot_builder.h).
 struct Chunk {
   std::string text;
   DeflatedPart deflated;

@@ -4,6 +4,10 @@
 // cap. With a web config file (config/web_config.h): TLS (re-read when the files change), basic
 // auth, rate limit and security headers. Routing lives in routes.h; this file only speaks HTTP.
 // Connections are accepted on a thread of the server's own and served on the io_context.
+//
+// The parts: session.h (one connection), admission.h (accepting, the cap and eviction),
+// web_config_watcher.h (loading and re-loading the web config file), listen_address.h and
+// server_metrics.h (the self metrics, in the exporter's prometheus-cpp registry).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -18,7 +22,10 @@
 #include <vector>
 
 #include "config/config.h"
-#include "exposition/text_format.h"
+
+namespace prometheus {
+class Registry;
+}  // namespace prometheus
 
 namespace mx {
 
@@ -42,12 +49,12 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
-// "HOST:PORT", ":PORT" (all addresses), "[v6]:PORT". Throws ConfigError when malformed.
-boost::asio::ip::tcp::endpoint parse_listen_address(const std::string& address);
-
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, WebConfig config, HttpHandler handler);
+  // The server's self metrics are registered in `registry`, which outlives the server and the
+  // io_context's handlers.
+  HttpServer(boost::asio::io_context& io, WebConfig config, HttpHandler handler,
+             prometheus::Registry& registry);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -58,8 +65,6 @@ class HttpServer {
   // Re-reads the web config file (SIGHUP). An invalid file is logged and the running one kept.
   // The listener stays open; new connections use the new settings. No-op without a file.
   void reload_web_config();
-  // The server's self-metrics (connections accepted/evicted/timed out, auth failures, ...).
-  void render_metrics(std::string& out, ExpositionFormat format) const;
   // The connection cap after the fd limit is applied (known after start()).
   std::size_t max_connections() const;
   // Closes the listener; idle keep-alive connections close now, requests in flight finish.
@@ -67,7 +72,7 @@ class HttpServer {
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   std::size_t active_connections() const;
 
-  struct State;  // shared with sessions, which may outlive a stopped server briefly
+  struct State;  // http/server_state.h
 
  private:
   std::shared_ptr<State> state_;

@@ -22,16 +22,6 @@ std::string openssl_error() {
   return buf;
 }
 
-std::string read_pem(const std::string& file, const std::string& inline_pem,
-                     const std::string& key) {
-  if (file.empty()) return inline_pem;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw ConfigError{"tls_server_config." + key + ": cannot read " + file};
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 struct BioDeleter {
   void operator()(BIO* b) const { BIO_free(b); }
 };
@@ -42,9 +32,53 @@ struct KeyDeleter {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
 
-std::unique_ptr<BIO, BioDeleter> memory_bio(const std::string& pem) {
-  return std::unique_ptr<BIO, BioDeleter>(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+// A tls_server_config item given inline (`cert`) or as a file (`cert_file`).
+struct Pem {
+  std::string key;  // the one given, for messages: "tls_server_config.cert_file"
+  std::string text;
+
+  std::unique_ptr<BIO, BioDeleter> bio() const {
+    return std::unique_ptr<BIO, BioDeleter>(
+        BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+  }
+};
+
+Pem read_pem(const std::string& file, const std::string& inline_pem, const std::string& name) {
+  if (file.empty()) return {"tls_server_config." + name, inline_pem};
+  Pem pem{"tls_server_config." + name + "_file", {}};
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError{pem.key + ": cannot read " + file};
+  std::ostringstream s;
+  s << in.rdbuf();
+  pem.text = s.str();
+  return pem;
+}
+
+// The first PEM block is the leaf, the rest are intermediates.
+void use_certificate_chain(SSL_CTX* h, const Pem& cert) {
+  auto bio = cert.bio();
+  std::unique_ptr<X509, X509Deleter> leaf(
+      PEM_read_bio_X509_AUX(bio.get(), nullptr, nullptr, nullptr));
+  if (!leaf || SSL_CTX_use_certificate(h, leaf.get()) != 1) {
+    throw ConfigError{cert.key + ": not a PEM certificate: " + openssl_error()};
+  }
+  SSL_CTX_clear_chain_certs(h);
+  while (X509* extra = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    SSL_CTX_add0_chain_cert(h, extra);  // takes ownership
+  }
+  ERR_clear_error();  // the loop ends on "no start line"
+}
+
+// The messages never quote the key material.
+void use_private_key(SSL_CTX* h, const Pem& key, const Pem& cert) {
+  std::unique_ptr<EVP_PKEY, KeyDeleter> pkey(
+      PEM_read_bio_PrivateKey(key.bio().get(), nullptr, nullptr, nullptr));
+  if (!pkey || SSL_CTX_use_PrivateKey(h, pkey.get()) != 1) {
+    throw ConfigError{key.key + ": not a usable PEM private key"};
+  }
+  if (SSL_CTX_check_private_key(h) != 1) {
+    throw ConfigError{key.key + ": does not match the certificate in " + cert.key};
+  }
 }
 
 int version_number(const std::string& name) {
@@ -94,38 +128,9 @@ std::shared_ptr<ssl::context> make_tls_context(const TlsServerConfig& c) {
   SSL_CTX_set_session_id_context(h, kContext, sizeof kContext - 1);
   SSL_CTX_set_alpn_select_cb(h, select_alpn, nullptr);
 
-  // Certificate chain: the first PEM block is the leaf, the rest are intermediates.
-  const std::string cert_key = c.cert_file.empty() ? "cert" : "cert_file";
-  const std::string cert_pem = read_pem(c.cert_file, c.cert, cert_key);
-  {
-    auto bio = memory_bio(cert_pem);
-    std::unique_ptr<X509, X509Deleter> leaf(
-        PEM_read_bio_X509_AUX(bio.get(), nullptr, nullptr, nullptr));
-    if (!leaf || SSL_CTX_use_certificate(h, leaf.get()) != 1) {
-      throw ConfigError{"tls_server_config." + cert_key +
-                        ": not a PEM certificate: " + openssl_error()};
-    }
-    SSL_CTX_clear_chain_certs(h);
-    while (X509* extra = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-      SSL_CTX_add0_chain_cert(h, extra);  // takes ownership
-    }
-    ERR_clear_error();  // the loop ends on "no start line"
-  }
-  const std::string key_key = c.key_file.empty() ? "key" : "key_file";
-  {
-    const std::string key_pem = read_pem(c.key_file, c.key, key_key);
-    auto bio = memory_bio(key_pem);
-    std::unique_ptr<EVP_PKEY, KeyDeleter> key(
-        PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-    // The message never quotes the key material.
-    if (!key || SSL_CTX_use_PrivateKey(h, key.get()) != 1) {
-      throw ConfigError{"tls_server_config." + key_key + ": not a usable PEM private key"};
-    }
-    if (SSL_CTX_check_private_key(h) != 1) {
-      throw ConfigError{"tls_server_config." + key_key + ": does not match the certificate in " +
-                        "tls_server_config." + cert_key};
-    }
-  }
+  const Pem cert = read_pem(c.cert_file, c.cert, "cert");
+  use_certificate_chain(h, cert);
+  use_private_key(h, read_pem(c.key_file, c.key, "key"), cert);
 
   if (!c.cipher_suites.empty()) {
     std::string list;
@@ -154,9 +159,8 @@ std::shared_ptr<ssl::context> make_tls_context(const TlsServerConfig& c) {
 
   const bool has_ca = !c.client_ca.empty() || !c.client_ca_file.empty();
   if (has_ca) {
-    const std::string ca_key = c.client_ca_file.empty() ? "client_ca" : "client_ca_file";
-    const std::string pem = read_pem(c.client_ca_file, c.client_ca, ca_key);
-    auto bio = memory_bio(pem);
+    const Pem pem = read_pem(c.client_ca_file, c.client_ca, "client_ca");
+    auto bio = pem.bio();
     X509_STORE* store = SSL_CTX_get_cert_store(h);
     STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
     int added = 0;
@@ -168,7 +172,7 @@ std::shared_ptr<ssl::context> make_tls_context(const TlsServerConfig& c) {
     ERR_clear_error();
     if (added == 0) {
       sk_X509_NAME_pop_free(names, X509_NAME_free);
-      throw ConfigError{"tls_server_config." + ca_key + ": no PEM certificate found"};
+      throw ConfigError{pem.key + ": no PEM certificate found"};
     }
     SSL_CTX_set_client_CA_list(h, names);  // takes ownership
   }

@@ -10,7 +10,7 @@
 #include <set>
 #include <string>
 
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "model/model.h"
 
 namespace mx {

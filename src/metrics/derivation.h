@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "metrics/app_cost.h"
 #include "model/model.h"
 

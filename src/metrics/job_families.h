@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "model/model.h"
 
 namespace mx {

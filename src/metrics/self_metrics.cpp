@@ -121,12 +121,7 @@ std::string SelfMetrics::render(ExpositionFormat format) const {
   std::string out;
   append_prometheus_families(out, format, registry_->Collect());
   append_prometheus_families(out, format, process_.Collect());
-  for (const auto& r : renderers_) r(out, format);
   return out;
-}
-
-void SelfMetrics::add_renderer(std::function<void(std::string&, ExpositionFormat)> renderer) {
-  renderers_.push_back(std::move(renderer));
 }
 
 void append_prometheus_families(std::string& out, ExpositionFormat format,

@@ -52,10 +52,6 @@ class SelfMetrics {
   // HELP/TYPE + samples of every self-metric family, in `format`.
   std::string render(ExpositionFormat format) const;
 
-  // Text appended by render(): only the HTTP server's hand-written families use it, until they
-  // are declared in registry() too. Called on the thread that renders.
-  void add_renderer(std::function<void(std::string&, ExpositionFormat)> renderer);
-
  private:
   struct SourceState {
     bool ever_succeeded = false;
@@ -72,7 +68,6 @@ class SelfMetrics {
   prometheus::Family<prometheus::Counter>& modal_calls_;
   std::map<std::string, SourceState, std::less<>> sources_;
   ProcessCollector process_;
-  std::vector<std::function<void(std::string&, ExpositionFormat)>> renderers_;
 };
 
 // Renders prometheus-cpp families with this project's writer (both formats).

@@ -1,5 +1,5 @@
 // The server's request path without a socket: the bytes a client sends, fed in fragments into a
-// Boost.Beast request parser set up as src/http/server.cpp sets it up (header and body limits of
+// Boost.Beast request parser set up as src/http/session.cpp sets it up (header and body limits of
 // web.max_request_bytes, several pipelined requests per connection), each parsed request turned
 // into an HttpRequest as the server does and answered by the exporter's routes
 // (make_exporter_handler). Invariants: the response serialises as valid HTTP, and a gzip body
@@ -12,7 +12,7 @@
 #include <sstream>
 #include <string>
 
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "fuzz_support.h"
 #include "http/routes.h"
 

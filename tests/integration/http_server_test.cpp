@@ -6,10 +6,12 @@
 #include <future>
 #include <thread>
 
-#include "exposition/family_set.h"
 #include "exposition/gzip.h"
+#include "exposition/snapshot_builder.h"
+#include "http/listen_address.h"
 #include "http/routes.h"
 #include "http/server.h"
+#include "metrics/self_metrics.h"
 #include "support/http_client.h"
 
 namespace mx {
@@ -43,7 +45,7 @@ class HttpServerTest : public ::testing::Test {
       why = ready_ ? "" : "kubernetes, modal";
       return ready_.load();
     };
-    server_ = std::make_unique<HttpServer>(io_, web, make_exporter_handler(routes));
+    server_ = std::make_unique<HttpServer>(io_, web, make_exporter_handler(routes), registry_);
     server_->start();
     port_ = server_->local_endpoint().port();
     thread_ = std::thread([this] { io_.run(); });
@@ -56,11 +58,13 @@ class HttpServerTest : public ::testing::Test {
     }
   }
   // The server's self-metrics, rendered on its own thread.
+  // The server's self metrics as the exporter renders its registry, on the server's thread: a
+  // deadline closes the socket before its handler counts it, and the handler runs first.
   std::string server_metrics() {
     std::promise<std::string> out;
     boost::asio::post(io_, [&] {
       std::string m;
-      server_->render_metrics(m, ExpositionFormat::text);
+      append_prometheus_families(m, ExpositionFormat::text, registry_.Collect());
       out.set_value(std::move(m));
     });
     return out.get_future().get();
@@ -70,6 +74,7 @@ class HttpServerTest : public ::testing::Test {
     ::setsockopt(c.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
 
+  prometheus::Registry registry_;  // outlives the io_context
   boost::asio::io_context io_;
   FamilySet set_;
   std::shared_ptr<const Snapshot> snapshot_;
@@ -254,6 +259,21 @@ TEST_F(HttpServerTest, AtTheCapTheLongestIdleConnectionMakesRoomForANewcomer) {
   EXPECT_NE(m.find("modal_exporter_http_connections_evicted_total 1\n"), std::string::npos) << m;
   EXPECT_NE(m.find("modal_exporter_http_connections_accepted_total 3\n"), std::string::npos) << m;
   EXPECT_NE(m.find("modal_exporter_http_connections_max 2\n"), std::string::npos) << m;
+}
+
+// The auth, rate limit, TLS and reload families exist only with a web config file (see
+// web_security_test.cpp for them with one).
+TEST_F(HttpServerTest, WithoutAWebConfigFileOnlyTheConnectionFamiliesAreDeclared) {
+  start();
+  EXPECT_EQ(http_get(port_, "/healthz").status, 200u);
+  const std::string m = server_metrics();
+  EXPECT_NE(m.find("modal_exporter_http_connections_accepted_total 1\n"), std::string::npos) << m;
+  for (const char* absent :
+       {"modal_exporter_http_auth_failures_total", "modal_exporter_http_rate_limited_total",
+        "modal_exporter_http_tls_handshake_failures_total",
+        "modal_exporter_web_config_last_reload_successful"}) {
+    EXPECT_EQ(m.find(absent), std::string::npos) << absent;
+  }
 }
 
 TEST(ListenAddress, Parses) {

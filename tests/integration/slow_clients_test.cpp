@@ -1,8 +1,10 @@
 // Connection handling that favours real clients (README "Securing /metrics"): with 1,000 and
 // 5,000 connections held open by slowloris-style and silent clients, a fresh client scraping once
 // a second is still served, each scrape within a 1 s deadline; the exporter's fds and memory stay
-// bounded and fall back when the attackers leave. Runs the real binary on loopback.
+// bounded and fall back when the attackers leave. At the connection cap, the connection idle the
+// longest makes room for a newcomer. Runs the real binary on loopback.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -15,8 +17,10 @@
 #include <filesystem>
 #include <fstream>
 #include <list>
+#include <memory>
 #include <regex>
 #include <thread>
+#include <vector>
 
 #include "support/http_client.h"
 #include "support/process.h"
@@ -293,9 +297,54 @@ TEST_F(SlowClients, FiveThousandHeldOpenConnections) {
   run(2500, 2500, 10000);
 }
 
-TEST_F(SlowClients, AtTheCapTheLongestIdleIsEvictedNotTheNewcomer) {
+// 1,000 attackers against a cap of 200: they are evicted to make room, the scrapes are served.
+TEST_F(SlowClients, AFloodAtTheCapEvictsAttackersNotScrapers) {
   start_exporter("  max_connections: 200\n");
   run(500, 500, 200);
+}
+
+// Keep-alive connections idle in a known order fill the cap; a newcomer is served and the one
+// idle the longest, only it, is closed to make room. Read through the real binary's /metrics.
+TEST_F(SlowClients, AtTheCapTheLongestIdleIsEvictedNotTheNewcomer) {
+  constexpr int kCap = 4;
+  // No deadline closes an idle connection while the test runs.
+  start_exporter("  max_connections: " + std::to_string(kCap) + "\n  idle_timeout: 10m\n");
+  std::vector<std::unique_ptr<testing::TestConnection>> idle;
+  auto connect = [&] { idle.push_back(std::make_unique<testing::TestConnection>(port_)); };
+  // The first one alone is open (the exporter's start-up left no other connection behind)...
+  connect();
+  ASSERT_TRUE(wait_until([&] {
+    const auto r = idle[0]->get("/metrics");
+    return r.status == 200 && metric(r.body, "modal_exporter_http_connections_open") == 1;
+  }));
+  // ...and the others are active after it, in order: the first is idle the longest.
+  for (int i = 1; i < kCap; ++i) {
+    connect();
+    ASSERT_EQ(idle.back()->get("/healthz").status, 200u);
+  }
+
+  testing::TestConnection newcomer(port_);
+  const auto r = newcomer.get("/metrics");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(metric(r.body, "modal_exporter_http_connections_evicted_total"), 1) << r.body;
+  EXPECT_EQ(metric(r.body, "modal_exporter_http_connections_refused_total"), 0) << r.body;
+  EXPECT_EQ(metric(r.body, "modal_exporter_http_connections_open"), kCap) << r.body;
+  EXPECT_EQ(metric(r.body, "modal_exporter_http_connections_max"), kCap) << r.body;
+  auto served = [](testing::TestConnection& c) {
+    try {
+      return c.get("/healthz").status == 200;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  // Closed by now: the eviction came before the newcomer was served.
+  pollfd first{idle[0]->socket().native_handle(), POLLIN, 0};
+  EXPECT_TRUE(::poll(&first, 1, 5000) == 1 && idle[0]->closed_by_peer())
+      << "the longest idle connection is still open";
+  for (std::size_t i = 1; i < idle.size(); ++i) {
+    EXPECT_TRUE(served(*idle[i])) << "connection " << i << " was closed";
+  }
+  EXPECT_TRUE(served(newcomer));
 }
 
 }  // namespace

@@ -10,10 +10,11 @@
 
 #include "common/base64.h"
 #include "config/web_config.h"
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 #include "http/basic_auth.h"
 #include "http/routes.h"
 #include "http/server.h"
+#include "metrics/self_metrics.h"
 #include "support/http_client.h"
 #include "support/tls.h"
 
@@ -82,7 +83,7 @@ class WebSecurityTest : public ::testing::Test {
     routes.snapshot = [this] { return snapshot_; };
     routes.self_metrics = [](ExpositionFormat) { return std::string(); };
     routes.ready = [](std::string&) { return true; };
-    server_ = std::make_unique<HttpServer>(io_, web, make_exporter_handler(routes));
+    server_ = std::make_unique<HttpServer>(io_, web, make_exporter_handler(routes), registry_);
     server_->start();
     port_ = server_->local_endpoint().port();
     thread_ = std::thread([this] { io_.run(); });
@@ -103,12 +104,14 @@ class WebSecurityTest : public ::testing::Test {
     });
     done.get_future().wait();
   }
+  // The server's self metrics as the exporter renders its registry, on the server's thread: a
+  // deadline closes the socket before its handler counts it, and the handler runs first.
   std::string server_metrics() {
     std::promise<std::string> out;
     boost::asio::post(io_, [&] {
-      std::string s;
-      server_->render_metrics(s, ExpositionFormat::text);
-      out.set_value(s);
+      std::string m;
+      append_prometheus_families(m, ExpositionFormat::text, registry_.Collect());
+      out.set_value(std::move(m));
     });
     return out.get_future().get();
   }
@@ -134,6 +137,7 @@ class WebSecurityTest : public ::testing::Test {
   }
 
   std::string dir_;
+  prometheus::Registry registry_;  // outlives the io_context
   boost::asio::io_context io_;
   FamilySet set_;
   std::shared_ptr<const Snapshot> snapshot_;
@@ -280,7 +284,8 @@ TEST_F(WebSecurityTest, InvalidFileAtStartIsAConfigError) {
   WebConfig web;
   web.listen_address = "127.0.0.1:0";
   web.config_file = config_path();
-  HttpServer server(io_, web, [](const HttpRequest&) { return HttpResponse::text(200, ""); });
+  HttpServer server(
+      io_, web, [](const HttpRequest&) { return HttpResponse::text(200, ""); }, registry_);
   try {
     server.start();
     FAIL() << "started with an invalid web config";
@@ -289,7 +294,8 @@ TEST_F(WebSecurityTest, InvalidFileAtStartIsAConfigError) {
     EXPECT_EQ(e.message.find("notbcrypt"), std::string::npos) << "the hash is not echoed";
   }
   write_file(config_path(), "tls_server_config:\n  cert_file: missing.crt\n  key_file: x.key\n");
-  HttpServer missing(io_, web, [](const HttpRequest&) { return HttpResponse::text(200, ""); });
+  HttpServer missing(
+      io_, web, [](const HttpRequest&) { return HttpResponse::text(200, ""); }, registry_);
   EXPECT_THROW(missing.start(), ConfigError);
 }
 

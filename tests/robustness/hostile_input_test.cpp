@@ -161,7 +161,7 @@ TEST(HostileInput, KubernetesObjectsWithEveryFieldBroken) {
         const JobObject& parsed = *j->object;
         EXPECT_FALSE(parsed.uid.empty());
         EXPECT_GE(parsed.gpu_count, 0) << o.dump();
-        EXPECT_GE(parsed.replicas, 0) << o.dump();
+        EXPECT_GE(parsed.replicas, 1) << o.dump();
         EXPECT_TRUE(sane(parsed.cpu_cores)) << o.dump();
         EXPECT_TRUE(sane(parsed.memory_gib)) << o.dump();
         for (auto t : {parsed.created_at, parsed.started_at, parsed.finished_at}) {

@@ -45,15 +45,13 @@ std::set<std::string> declared_families() {
   self.count_modal_call("AppList", "ok");
   mx::Publisher publisher({}, 1, self.registry());
 
-  // The HTTP server's families; the auth, rate-limit and TLS ones only exist with a web config
-  // file, which is not read before start().
+  // The HTTP server's families (the auth, rate-limit, TLS and reload ones exist only with a web
+  // config file): declared in the registry when the server is made.
   boost::asio::io_context io;
   mx::WebConfig web;
   web.config_file = "web-config.yml";
-  mx::HttpServer server(io, web, [](const mx::HttpRequest&) { return mx::HttpResponse{}; });
-  std::string http;
-  server.render_metrics(http, mx::ExpositionFormat::text);
-  add_type_lines(http, names);
+  mx::HttpServer server(
+      io, web, [](const mx::HttpRequest&) { return mx::HttpResponse{}; }, self.registry());
 
   // Every family of the registry, with or without samples yet; process_* are rendered.
   for (const auto& family : self.registry().Collect()) names.insert(family.name);

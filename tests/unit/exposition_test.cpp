@@ -7,10 +7,10 @@
 #include <set>
 #include <sstream>
 
-#include "exposition/family_set.h"
 #include "exposition/gzip.h"
 #include "exposition/negotiation.h"
 #include "exposition/publisher.h"
+#include "exposition/snapshot_builder.h"
 #include "exposition/text_format.h"
 
 namespace mx {

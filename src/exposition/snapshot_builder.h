@@ -1,4 +1,5 @@
-// Rendered metric families, kept so that a snapshot costs what changed (docs/design.md, step 4).
+// The snapshot builder: keeps the rendered metric families so that the next exposition snapshot
+// costs what changed (docs/design.md, step 4).
 //
 // The derivation writes the lines each object (a job UID, or "" for an aggregate) contributes to
 // each family into a FamilySet, which only records the change. A SnapshotBuilder applies the

@@ -1,4 +1,4 @@
-#include "exposition/family_set.h"
+#include "exposition/snapshot_builder.h"
 
 #include <algorithm>
 #include <functional>
