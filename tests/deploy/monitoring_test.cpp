@@ -248,6 +248,26 @@ TEST_F(Dashboard, PanelsHaveUniqueIdsTheDatasourceVariableAndDoNotOverlap) {
   }
 }
 
+// Every panel says what it shows and in which unit; a series of another unit than the panel's
+// (an override of its unit) is drawn on an axis of its own.
+TEST_F(Dashboard, EveryPanelHasADescriptionAndAUnit) {
+  for (const auto& p : panels()) {
+    if (p["type"] == "row") continue;
+    const auto title = p.value("title", std::string());
+    EXPECT_FALSE(p.value("description", std::string()).empty()) << title;
+    const auto defaults = p["fieldConfig"]["defaults"];
+    EXPECT_FALSE(defaults.value("unit", std::string()).empty()) << title << " has no unit";
+    for (const auto& o : p["fieldConfig"].value("overrides", nlohmann::json::array())) {
+      bool unit = false, axis = false;
+      for (const auto& prop : o["properties"]) {
+        unit |= prop["id"] == "unit";
+        axis |= prop["id"] == "custom.axisPlacement";
+      }
+      EXPECT_TRUE(!unit || axis) << title << ": a second unit on the same axis";
+    }
+  }
+}
+
 TEST(Coverage, EveryDocumentedMetricIsOnTheDashboardOrInAnAlert) {
   std::set<std::string> used;
   auto exprs = mx::deploy::rule_file_exprs(read_source("monitoring/prometheus-rules.yaml"));
