@@ -1,8 +1,12 @@
 # modal-exporter container image: built and run from Debian 12 (bookworm) packages only.
-#   docker build -t modal-exporter:0.1.0 .
+# VERSION is CMakeLists.txt's project(VERSION), the one place the version is written; the build
+# fails when it differs from what the binary reports (docs/container-image.md: tags and labels).
+#   VERSION=$(sed -n 's/^project(modal-exporter VERSION \([^ ]*\).*/\1/p' CMakeLists.txt)
+#   docker build --build-arg VERSION="$VERSION" --build-arg REVISION="$(git rev-parse --short=12 HEAD)" \
+#     -t modal-exporter:"$VERSION" .
 #   docker run --rm -p 8081:8081 -e MODAL_TOKEN_ID -e MODAL_TOKEN_SECRET \
 #     -v ~/.kube/config:/etc/modal-exporter/kubeconfig:ro \
-#     modal-exporter:0.1.0 --config=/etc/modal-exporter/modal-exporter.yaml \
+#     modal-exporter:"$VERSION" --config=/etc/modal-exporter/modal-exporter.yaml \
 #     --kubeconfig=/etc/modal-exporter/kubeconfig --state.file=/var/lib/modal-exporter/state.json
 # The image runs as UID 65532 and works with a read-only root filesystem: the only writable
 # path it needs is the state file's directory (a volume / emptyDir at /var/lib/modal-exporter).
@@ -25,6 +29,7 @@ COPY . /src
 # .git is not in the build context: pass the revision for modal_exporter_build_info, e.g.
 #   docker build --build-arg REVISION="$(git rev-parse --short=12 HEAD)" .
 ARG REVISION=unknown
+ARG VERSION
 # Tests are built and run in CI, not in the image build. The compiler cache lives in a build
 # cache mount (BuildKit and buildah both keep it between builds): a rebuild after a source
 # change recompiles only what changed. CCACHE_DIR may name another directory instead:
@@ -40,10 +45,21 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
     cmake --build /src/build --target modal-exporter -j"$(nproc)" \
  && cmake --install /src/build --prefix /usr/local \
  && strip /usr/local/bin/modal-exporter /usr/local/lib/modal-exporter/modal-source.so \
- && /usr/local/bin/modal-exporter --version
+ && /usr/local/bin/modal-exporter --version \
+ && { /usr/local/bin/modal-exporter --version | grep -q "^modal-exporter ${VERSION} " \
+      || { echo "--build-arg VERSION=${VERSION} is not the version built (CMakeLists.txt)" >&2; exit 1; }; }
 
 # ---- runtime stage ---------------------------------------------------------------------------
 FROM debian:12-slim
+
+ARG VERSION
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="modal-exporter" \
+      org.opencontainers.image.description="Prometheus exporter of the Modal operator's metrics" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/debian:12-slim"
 
 # Only the shared libraries the binary and its Modal source module link (the runtime packages of
 # the -dev packages above; apt pulls their own dependencies: libgrpc29, libabsl, libre2,

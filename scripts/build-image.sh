@@ -124,6 +124,8 @@ fi
 B=(buildah "${store[@]}")
 P=(podman "${store[@]}")
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# The one version (CMakeLists.txt project(VERSION)); the image labels and the build check it.
+project_version=$(sed -n 's/^project(modal-exporter VERSION \([^ ]*\).*/\1/p' CMakeLists.txt)
 
 # ---- base image -----------------------------------------------------------------------------
 # The buildah path has no registry: Debian 12 minbase from mmdebstrap stands in for both
@@ -243,7 +245,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     ensure_base_buildah
     cache_args=(--layers)
     [[ "$refresh" == 1 ]] && cache_args+=(--no-cache)
-    build_args=(--build-arg REVISION="$revision")
+    build_args=(--build-arg REVISION="$revision" --build-arg VERSION="$project_version")
     if [[ -n "$ccache_dir" ]]; then
       [[ "$ccache_dir" == /* ]] || ccache_dir=$root/$ccache_dir
       mkdir -p "$ccache_dir"
@@ -287,6 +289,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     [[ "$refresh" == 1 ]] && cache_args+=(--no-cache --pull)
     log "docker build -t $IMAGE (revision $revision)"
     DOCKER_BUILDKIT=1 docker build "${cache_args[@]}" --build-arg REVISION="$revision" \
+      --build-arg VERSION="$project_version" \
       -t "$IMAGE" .
   fi
   log "image built in $((SECONDS - t0)) s"
@@ -298,19 +301,25 @@ if [[ "$engine" == buildah ]]; then
   size=$("${B[@]}" images --format '{{.Size}}' "$IMAGE" | sed -n 1p)
   user=$("${B[@]}" inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")
   entrypoint=$("${B[@]}" inspect --type image --format '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}' "$IMAGE")
+  label_version=$("${B[@]}" inspect --type image \
+    --format '{{index .OCIv1.Config.Labels "org.opencontainers.image.version"}}' "$IMAGE")
   base_size=$("${B[@]}" images --format '{{.Size}}' "$BASE_SLIM" | sed -n 1p)
 else
   docker image inspect "$IMAGE" >/dev/null 2>&1 || fail "no image $IMAGE"
   size="$(($(docker image inspect -f '{{.Size}}' "$IMAGE") / 1000000)) MB"
   user=$(docker image inspect -f '{{.Config.User}}' "$IMAGE")
   entrypoint=$(docker image inspect -f '{{range .Config.Entrypoint}}{{.}} {{end}}' "$IMAGE")
+  label_version=$(docker image inspect \
+    -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "$IMAGE")
   base_size="$(($(docker image inspect -f '{{.Size}}' debian:12-slim) / 1000000)) MB"
 fi
 log "image $IMAGE: $size (base debian:12-slim here: $base_size)"
 [[ "$user" == 65532:65532 ]] || fail "image USER is '$user', expected 65532:65532"
 [[ "$entrypoint" == "/usr/local/bin/modal-exporter " ]] ||
   fail "image ENTRYPOINT is $entrypoint"
-log "ok: USER $user, ENTRYPOINT $entrypoint"
+[[ "$label_version" == "$project_version" ]] ||
+  fail "image label org.opencontainers.image.version is '$label_version', CMakeLists.txt says $project_version"
+log "ok: USER $user, ENTRYPOINT $entrypoint, version label $label_version"
 
 # ---- run inside the image -------------------------------------------------------------------
 work=$(mktemp -d /tmp/build-image.XXXXXX)

@@ -2,6 +2,7 @@
 # systemd unit checks.
 #   check-systemd.sh verify   UNIT [EXEC_BINARY]
 #   check-systemd.sh security UNIT MAX_EXPOSURE
+#   check-systemd.sh credentials UNIT ENV_FILE
 # `verify` checks that ExecStart's binary exists, and /usr/local/bin/modal-exporter is not
 # installed on a build machine: the unit is verified as a copy (same file name, in a temp dir)
 # whose ExecStart path is replaced by EXEC_BINARY — the freshly built modal-exporter when CMake
@@ -49,8 +50,31 @@ case "$mode" in
     fi
     echo "ok: $line (max $max)"
     ;;
+  credentials)
+    # kubeconfig, Modal token and TLS key reach the dynamic user through LoadCredential=, and
+    # nothing tells an admin to make a credential readable by other users.
+    env_file="$3"
+    status=0
+    for id in kubeconfig modal-token-id modal-token-secret web.key; do
+      grep -Eq "^#?LoadCredential=$id:/etc/modal-exporter/credentials/$id\$" "$unit" ||
+        { echo "FAIL: $unit: no LoadCredential=$id:/etc/modal-exporter/credentials/$id" >&2; status=1; }
+    done
+    grep -q -- '--kubeconfig=%d/kubeconfig' "$unit" ||
+      { echo "FAIL: $unit: ExecStart does not read the kubeconfig credential (%d/kubeconfig)" >&2; status=1; }
+    if grep -En '^(MODAL_TOKEN_ID|MODAL_TOKEN_SECRET|KUBECONFIG)=' "$env_file"; then
+      echo "FAIL: $env_file sets a credential (use LoadCredential=)" >&2
+      status=1
+    fi
+    if grep -EniH '0644|0444|world-readable|group-readable|readable by (all|everyone|other)' \
+      "$unit" "$env_file" | grep -Ei 'kubeconfig|token|key|credential|secret'; then
+      echo "FAIL: advice to open a credential's mode (above)" >&2
+      status=1
+    fi
+    ((status == 0)) && echo "ok: credentials through LoadCredential= only"
+    exit $status
+    ;;
   *)
-    echo "usage: check-systemd.sh verify UNIT [EXE] | security UNIT MAX" >&2
+    echo "usage: check-systemd.sh verify UNIT [EXE] | security UNIT MAX | credentials UNIT ENV" >&2
     exit 2
     ;;
 esac

@@ -26,8 +26,18 @@ fi
 
 chart="$1" out="$2"
 shift 2
+# helm lint has no --api-versions (the cluster's APIs, which decide whether ServiceMonitor and
+# PrometheusRule are rendered): lint gets the other arguments.
+args=("$@") lint_args=()
+for ((i = 0; i < ${#args[@]}; i++)); do
+  if [[ "${args[i]}" == --api-versions ]]; then
+    ((++i))
+    continue
+  fi
+  lint_args+=("${args[i]}")
+done
 # --strict: warnings (e.g. a value the templates never read) fail too.
-"$HELM" lint --strict "$chart" --namespace modal-system "$@"
+"$HELM" lint --strict "$chart" --namespace modal-system "${lint_args[@]}"
 mkdir -p "$(dirname "$out")"
 "$HELM" template modal-operator "$chart" --namespace modal-system "$@" >"$out.tmp"
 mv "$out.tmp" "$out"

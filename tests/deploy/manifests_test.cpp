@@ -2,11 +2,15 @@
 // `deploy_rendered` writes them to MX_RENDERED_DIR, one file per values scenario; see
 // tests/deploy/CMakeLists.txt): sidecar, ports, probes, security context, env, volumes, the
 // exporter's config file (parsed by the exporter's own config loader), Service, ServiceMonitor,
-// PrometheusRule and the exporter's read-only RBAC.
+// PrometheusRule, dashboard ConfigMap and the exporter's read-only RBAC; and the chart's own
+// files: the values schema and the values table of its README.
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -168,8 +172,43 @@ bool yaml_equal(const YAML::Node& a, const YAML::Node& b) {
   }
 }
 
+// Every Secret the exporter container reads (env, envFrom, volumes) is one this install renders,
+// or its reference is optional: a missing Secret must not keep the pod from starting.
+void expect_exporter_secrets_created_or_optional(const Rendered& r) {
+  std::set<std::string> created;
+  for (const auto& s : r.all("Secret")) created.insert(s["metadata"]["name"].as<std::string>());
+  const auto exporter = r.container("modal-exporter");
+  auto check = [&](const YAML::Node& ref, const std::string& name_key, const std::string& what) {
+    const auto name = ref[name_key].as<std::string>();
+    const bool optional = ref["optional"] && ref["optional"].as<bool>();
+    EXPECT_TRUE(created.count(name) == 1 || optional)
+        << what << " reads Secret " << name << ", which this install does not create, and is "
+        << "not optional";
+  };
+  for (const auto& e : exporter["env"]) {
+    if (e["valueFrom"] && e["valueFrom"]["secretKeyRef"]) {
+      check(e["valueFrom"]["secretKeyRef"], "name", "env " + e["name"].as<std::string>());
+    }
+  }
+  for (const auto& e : exporter["envFrom"]) {
+    if (e["secretRef"]) check(e["secretRef"], "name", "envFrom");
+  }
+  std::set<std::string> mounted;
+  for (const auto& m : exporter["volumeMounts"]) mounted.insert(m["name"].as<std::string>());
+  for (const auto& v : r.pod_spec()["volumes"]) {
+    if (v["secret"] && mounted.count(v["name"].as<std::string>())) {
+      check(v["secret"], "secretName", "volume " + v["name"].as<std::string>());
+    }
+  }
+}
+
+std::string default_container(const Rendered& r) {
+  const auto a = r.workload()["spec"]["template"]["metadata"]["annotations"];
+  return a["kubectl.kubernetes.io/default-container"].as<std::string>("");
+}
+
 mx::Config exporter_config(const Rendered& r) {
-  const auto cm = r.one("ConfigMap");
+  const auto cm = r.named("ConfigMap", "modal-operator-exporter");
   return mx::parse_config(cm["data"]["modal-exporter.yaml"].as<std::string>(), "ConfigMap");
 }
 
@@ -220,7 +259,7 @@ void expect_config_and_state_volumes(const Rendered& r) {
   EXPECT_TRUE(cfg_mount["readOnly"].as<bool>());
   const auto cfg_vol = find_by(volumes, "name", cfg_mount["name"].as<std::string>());
   EXPECT_EQ(cfg_vol["configMap"]["name"].as<std::string>(),
-            r.one("ConfigMap")["metadata"]["name"].as<std::string>());
+            r.named("ConfigMap", "modal-operator-exporter")["metadata"]["name"].as<std::string>());
   const auto state_mount = find_by(exporter["volumeMounts"], "mountPath", kStateMount);
   EXPECT_FALSE(state_mount["readOnly"] && state_mount["readOnly"].as<bool>());
   const auto state_vol = find_by(volumes, "name", state_mount["name"].as<std::string>());
@@ -264,6 +303,29 @@ TEST_F(DefaultChart, ResourceRequestsAndLimits) {
   expect_resources(r);
 }
 
+TEST_F(DefaultChart, NoServiceMonitorOrPrometheusRuleWithoutTheMonitoringApi) {
+  // helm template without --api-versions monitoring.coreos.com/v1: a cluster without
+  // prometheus-operator, where these kinds would fail the install.
+  EXPECT_TRUE(r.all("ServiceMonitor").empty());
+  EXPECT_TRUE(r.all("PrometheusRule").empty());
+  // Annotation-based discovery still finds the Service.
+  EXPECT_EQ(r.one("Service")["metadata"]["annotations"]["prometheus.io/scrape"].as<std::string>(),
+            "true");
+}
+
+TEST_F(DefaultChart, DefaultContainerIsTheOperator) {
+  EXPECT_EQ(default_container(r), "modal-operator");
+}
+
+TEST_F(DefaultChart, StartsWithoutAnyModalSecret) {
+  // No Secret is created by default and none is assumed to exist.
+  EXPECT_TRUE(r.all("Secret").empty());
+  expect_exporter_secrets_created_or_optional(r);
+  // The operator's references are optional too: the pod starts; NOTES.txt says what to create.
+  const auto op = r.container("modal-operator");
+  EXPECT_TRUE(env_var(op, "MODAL_TOKEN_ID")["valueFrom"]["secretKeyRef"]["optional"].as<bool>());
+}
+
 TEST_F(DefaultChart, EnvFromDownwardApiAndTheOperatorsSecret) {
   const auto exporter = r.container("modal-exporter");
   EXPECT_EQ(env_var(exporter, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>(),
@@ -280,9 +342,8 @@ TEST_F(DefaultChart, EnvFromDownwardApiAndTheOperatorsSecret) {
     EXPECT_EQ(mine["name"].as<std::string>(), theirs["name"].as<std::string>());
     EXPECT_EQ(mine["key"].as<std::string>(), theirs["key"].as<std::string>());
     EXPECT_FALSE(env_var(exporter, name)["value"]) << "a token must never be inlined";
+    EXPECT_EQ(mine["name"].as<std::string>(), "modal-operator-modal-token");
   }
-  // No Secret is created by default: the operator's existing Secret is used.
-  EXPECT_TRUE(r.all("Secret").empty());
 }
 
 TEST_F(DefaultChart, ConfigFromConfigMapAndStateOnEmptyDir) {
@@ -305,7 +366,7 @@ TEST_F(DefaultChart, ServiceWithMetricsPort) {
   const auto svc = r.one("Service");
   EXPECT_EQ(svc["metadata"]["labels"]["app.kubernetes.io/name"].as<std::string>(),
             "modal-operator");
-  // metrics.labels of the seed.
+  // metrics.labels of the modal-operator metrics documentation.
   EXPECT_EQ(svc["metadata"]["labels"]["prometheus.io/scrape"].as<std::string>(), "true");
   const auto port = find_by(svc["spec"]["ports"], "name", "metrics");
   EXPECT_EQ(port["port"].as<int>(), 8081);
@@ -321,7 +382,13 @@ TEST_F(DefaultChart, ServiceWithMetricsPort) {
   EXPECT_EQ(svc["metadata"]["name"].as<std::string>(), "modal-operator");
 }
 
-TEST_F(DefaultChart, ServiceMonitor) {
+// The default values on a cluster that serves monitoring.coreos.com/v1.
+class DefaultChartWithMonitoringApi : public ::testing::Test {
+ protected:
+  Rendered r{"default-crds"};
+};
+
+TEST_F(DefaultChartWithMonitoringApi, ServiceMonitor) {
   const auto sm = r.one("ServiceMonitor");
   EXPECT_EQ(sm["apiVersion"].as<std::string>(), "monitoring.coreos.com/v1");
   ASSERT_EQ(sm["spec"]["endpoints"].size(), 1u);
@@ -341,17 +408,30 @@ TEST_F(DefaultChart, ServiceMonitor) {
             "modal-operator");
 }
 
-TEST_F(DefaultChart, PrometheusRuleIsTheMonitoringRuleFile) {
+TEST_F(DefaultChartWithMonitoringApi, PrometheusRuleIsTheMonitoringRuleFile) {
   const auto rule = r.one("PrometheusRule");
   EXPECT_EQ(rule["metadata"]["name"].as<std::string>(), "modal-operator-alerts");
   const auto source =
       YAML::Load(read_file(std::string(MX_SOURCE_DIR) + "/monitoring/prometheus-rules.yaml"));
   EXPECT_TRUE(yaml_equal(rule["spec"], source))
-      << "the PrometheusRule's spec differs from monitoring/prometheus-rules.yaml";
+      << "the PrometheusRule's spec differs from monitoring/prometheus-rules.yaml:\n"
+      << rule["spec"];
+  EXPECT_EQ(rule["metadata"]["namespace"].as<std::string>(), "modal-system");
   // Alert templates reach Prometheus untouched by Helm.
   const auto first = rule["spec"]["groups"][0]["rules"][0];
   EXPECT_NE(first["annotations"]["description"].as<std::string>().find("{{ $value"),
             std::string::npos);
+}
+
+TEST_F(DefaultChartWithMonitoringApi, NoDashboardConfigMapUnlessAsked) {
+  EXPECT_THROW(r.named("ConfigMap", "modal-operator-dashboard"), std::runtime_error);
+}
+
+// metrics.assumeMonitoringCRDs renders them without the API (offline rendering).
+TEST(CrdsAssumedChart, ServiceMonitorAndPrometheusRuleRendered) {
+  Rendered r("crds-assumed");
+  EXPECT_NO_THROW(r.one("ServiceMonitor"));
+  EXPECT_NO_THROW(r.one("PrometheusRule"));
 }
 
 TEST_F(DefaultChart, ClusterWideReadOnlyRbacForTheExporter) {
@@ -389,6 +469,8 @@ TEST(StandaloneChart, ExporterAloneWhenTheOperatorIsDisabled) {
   const auto exporter = r.container("modal-exporter");
   EXPECT_TRUE(env_var(exporter, "MODAL_TOKEN_ID")["valueFrom"]["secretKeyRef"]);
   EXPECT_NO_THROW(exporter_config(r));
+  EXPECT_EQ(default_container(r), "modal-exporter");
+  expect_exporter_secrets_created_or_optional(r);
 }
 
 TEST(OneNamespaceChart, RoleInsteadOfClusterRole) {
@@ -448,6 +530,10 @@ TEST(CustomValuesChart, ValuesReachTheManifests) {
   EXPECT_EQ(find_by(r.one("Service")["spec"]["ports"], "name", "metrics")["port"].as<int>(), 9100);
   EXPECT_TRUE(has_string(exporter["args"], "--web.listen-address=:9100"));
   EXPECT_EQ(exporter["image"].as<std::string>(), "registry.example/modal-exporter:1.2.3");
+  EXPECT_EQ(r.container("operator")["image"].as<std::string>(),
+            "registry.example/modal-operator@sha256:"
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(default_container(r), "operator");
   const mx::Config c = exporter_config(r);
   EXPECT_EQ(c.web.telemetry_path, "/exporter-metrics");
   EXPECT_FALSE(c.modal.enabled);
@@ -456,12 +542,92 @@ TEST(CustomValuesChart, ValuesReachTheManifests) {
   EXPECT_EQ(r.container_names(), (std::vector<std::string>{"operator", "modal-exporter"}));
   EXPECT_EQ(env_var(r.container("operator"), "MODAL_ENVIRONMENT")["value"].as<std::string>(),
             "staging");
+  // exporter.config is merged over the file's defaults: the keys not given keep them.
+  EXPECT_EQ(c.modal.max_calls_per_second, 2);
+  EXPECT_EQ(c.web.gzip_level, 6);
+}
+
+TEST(CustomValuesChart, PodValues) {
+  Rendered r("custom");
+  const auto spec = r.workload()["spec"];
+  EXPECT_EQ(spec["revisionHistoryLimit"].as<int>(), 3);
+  const auto pod = r.pod_spec();
+  EXPECT_EQ(pod["topologySpreadConstraints"][0]["topologyKey"].as<std::string>(),
+            "topology.kubernetes.io/zone");
+  EXPECT_EQ(find_by(pod["volumes"], "name", "ca-bundle")["configMap"]["name"].as<std::string>(),
+            "ca-bundle");
+  EXPECT_EQ(find_by(r.container("modal-exporter")["volumeMounts"], "name", "ca-bundle")["mountPath"]
+                .as<std::string>(),
+            "/etc/ssl/custom");
+}
+
+TEST(CustomValuesChart, CommonLabelsOnEveryObjectAndPod) {
+  Rendered r("custom");
+  for (const char* kind : {"ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding",
+                           "Service", "Deployment", "PrometheusRule", "ServiceMonitor"}) {
+    for (const auto& o : r.all(kind)) {
+      EXPECT_EQ(o["metadata"]["labels"]["team"].as<std::string>(""), "ml-platform") << kind;
+    }
+  }
+  EXPECT_EQ(r.workload()["spec"]["template"]["metadata"]["labels"]["team"].as<std::string>(""),
+            "ml-platform");
+}
+
+TEST(CustomValuesChart, ServiceMonitorNamespaceAndJobLabel) {
+  Rendered r("custom");
+  const auto sm = r.one("ServiceMonitor");
+  EXPECT_EQ(sm["metadata"]["namespace"].as<std::string>(), "monitoring");
+  EXPECT_EQ(sm["spec"]["jobLabel"].as<std::string>(), "app.kubernetes.io/instance");
+  // From another namespace it still selects the Service in the release namespace.
+  EXPECT_EQ(strings(sm["spec"]["namespaceSelector"]["matchNames"]),
+            std::vector<std::string>{"modal-system"});
+}
+
+// Thresholds, job selector and runbook base URL are values of the PrometheusRule.
+TEST(CustomValuesChart, RuleThresholdsAndSelectorFromValues) {
+  Rendered r("custom");
+  const auto rule = r.one("PrometheusRule");
+  EXPECT_EQ(rule["metadata"]["namespace"].as<std::string>(), "monitoring");
+  std::map<std::string, YAML::Node> alerts;
+  for (const auto& g : rule["spec"]["groups"]) {
+    for (const auto& a : g["rules"]) {
+      if (a["alert"]) alerts.emplace(a["alert"].as<std::string>(), YAML::Node(a));
+    }
+  }
+  auto expr = [&](const std::string& name) { return alerts.at(name)["expr"].as<std::string>(); };
+  EXPECT_NE(expr("ModalJobFailureRate").find("> 0.25"), std::string::npos);
+  EXPECT_NE(expr("ModalJobQueueTimeHigh").find("> 300"), std::string::npos);
+  EXPECT_NE(expr("ModalHighCost").find("> 250"), std::string::npos);
+  EXPECT_EQ(expr("ModalOperatorDown"), "up{job=\"modal-operator\"} == 0");
+  EXPECT_EQ(expr("ModalExporterAbsent"), "absent(up{job=\"modal-operator\"})");
+  // Thresholds not given keep their defaults.
+  EXPECT_NE(expr("HighErrorRate").find("> 0.05"), std::string::npos);
+  EXPECT_NE(alerts.at("ModalJobFailureRate")["annotations"]["description"].as<std::string>().find(
+                "(threshold 25%)"),
+            std::string::npos);
+  for (const auto& [name, a] : alerts) {
+    std::string lower = name;
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    EXPECT_EQ(a["annotations"]["runbook_url"].as<std::string>(),
+              "https://wiki.example/runbooks.md#" + lower);
+  }
+}
+
+TEST(CustomValuesChart, DashboardConfigMapForGrafanasSidecar) {
+  Rendered r("custom");
+  const auto cm = r.named("ConfigMap", "modal-operator-dashboard");
+  EXPECT_EQ(cm["metadata"]["labels"]["grafana_dashboard"].as<std::string>(), "1");
+  const auto json = cm["data"]["modal-operator.json"].as<std::string>();
+  const auto file = read_file(std::string(MX_SOURCE_DIR) + "/monitoring/grafana-dashboard.json");
+  // Same text up to the trailing newline YAML's `|-` strips.
+  EXPECT_EQ(json + "\n", file);
 }
 
 TEST(TokenSecretChart, CreatedSecretIsTheOneBothContainersUse) {
   Rendered r("token-secret");
   const auto secret = r.one("Secret");
   const auto name = secret["metadata"]["name"].as<std::string>();
+  EXPECT_EQ(name, "modal-operator-modal-token");
   EXPECT_TRUE(secret["data"]["token-id"]);
   EXPECT_TRUE(secret["data"]["token-secret"]);
   for (const char* c : {"modal-operator", "modal-exporter"}) {
@@ -470,6 +636,25 @@ TEST(TokenSecretChart, CreatedSecretIsTheOneBothContainersUse) {
               name)
         << c;
   }
+  // The operator's Secret exists: a wrong key must stop it rather than run it without a token.
+  EXPECT_FALSE(env_var(r.container("modal-operator"),
+                       "MODAL_TOKEN_ID")["valueFrom"]["secretKeyRef"]["optional"]
+                   .as<bool>());
+  expect_exporter_secrets_created_or_optional(r);
+}
+
+TEST(ExistingSecretChart, BothContainersReadTheNamedSecret) {
+  Rendered r("existing-secret");
+  EXPECT_TRUE(r.all("Secret").empty());
+  for (const char* c : {"modal-operator", "modal-exporter"}) {
+    for (const char* var : {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"}) {
+      EXPECT_EQ(env_var(r.container(c), var)["valueFrom"]["secretKeyRef"]["name"].as<std::string>(),
+                "modal-token")
+          << c << " " << var;
+    }
+  }
+  // The exporter serves the Kubernetes metrics even when the named Secret is missing.
+  expect_exporter_secrets_created_or_optional(r);
 }
 
 // ---------------------------------------------------------------- sharded mode
@@ -586,6 +771,8 @@ TEST(ShardedDefaultsChart, TwoShardsPreferredAntiAffinity) {
   expect_selects_pods(pref["podAffinityTerm"]["labelSelector"]["matchLabels"], r);
   expect_hardened(r);
   EXPECT_NO_THROW(r.one("PodDisruptionBudget"));
+  EXPECT_EQ(default_container(r), "modal-exporter");
+  expect_exporter_secrets_created_or_optional(r);
 }
 
 // ---------------------------------------------------------------- TLS and basic auth
@@ -689,6 +876,105 @@ TEST(UnshardedCharts, NoStatefulSetNoPodDisruptionBudget) {
     EXPECT_FALSE(r.one("Service")["spec"]["clusterIP"]);
     EXPECT_FALSE(has_string(r.container("modal-exporter")["args"], "--shard.from-pod-name"));
   }
+}
+
+// ---------------------------------------------------------------- the chart's own files
+
+const std::string kChart = std::string(MX_SOURCE_DIR) + "/charts/modal-operator";
+
+nlohmann::json values_schema() {
+  return nlohmann::json::parse(read_file(kChart + "/values.schema.json"));
+}
+
+// A schema node with its $ref (only "#/definitions/NAME" is used) resolved.
+const nlohmann::json& resolve(const nlohmann::json& root, const nlohmann::json& node) {
+  if (!node.contains("$ref")) return node;
+  const auto ref = node["$ref"].get<std::string>();
+  const std::string prefix = "#/definitions/";
+  if (ref.rfind(prefix, 0) != 0) throw std::runtime_error("unsupported $ref " + ref);
+  return root["definitions"][ref.substr(prefix.size())];
+}
+
+bool strict_object(const nlohmann::json& node) {
+  return node.contains("properties") && node.value("additionalProperties", true) == false;
+}
+
+// A misspelt key must fail: every object the schema lists properties of allows no others.
+TEST(ChartSchema, EveryObjectWithPropertiesIsClosed) {
+  const auto root = values_schema();
+  EXPECT_TRUE(strict_object(root));
+  std::function<void(const nlohmann::json&, const std::string&)> walk =
+      [&](const nlohmann::json& node, const std::string& path) {
+        if (!node.is_object()) return;
+        if (node.contains("properties")) {
+          EXPECT_EQ(node.value("additionalProperties", nlohmann::json(true)), false)
+              << path << " lists properties but accepts others";
+          for (const auto& [k, v] : node["properties"].items()) walk(v, path + "." + k);
+        }
+        if (node.contains("definitions")) {
+          for (const auto& [k, v] : node["definitions"].items()) walk(v, "definitions." + k);
+        }
+      };
+  walk(root, "");
+}
+
+// exporter.config is checked against the exporter's own keys: the schema's tree of
+// exporter.config equals the tree of config/modal-exporter.yaml (which documents every key).
+TEST(ChartSchema, ExporterConfigMirrorsTheConfigFile) {
+  const auto root = values_schema();
+  const auto file =
+      YAML::Load(read_file(std::string(MX_SOURCE_DIR) + "/config/modal-exporter.yaml"));
+  std::function<void(const nlohmann::json&, const YAML::Node&, const std::string&)> walk =
+      [&](const nlohmann::json& schema, const YAML::Node& cfg, const std::string& path) {
+        if (!schema.contains("properties")) return;  // a map of free keys (prices.gpu_per_hour)
+        ASSERT_TRUE(cfg.IsMap()) << path << " is an object in the schema, not in the file";
+        std::set<std::string> in_schema, in_file;
+        for (const auto& [k, v] : schema["properties"].items()) in_schema.insert(k);
+        for (const auto& kv : cfg) in_file.insert(kv.first.as<std::string>());
+        EXPECT_EQ(in_schema, in_file) << "keys of " << path;
+        for (const auto& k : in_file) {
+          if (in_schema.count(k)) walk(schema["properties"][k], cfg[k], path + "." + k);
+        }
+      };
+  walk(root["properties"]["exporter"]["properties"]["config"], file, "exporter.config");
+}
+
+// The value paths a user can set: descends into objects the schema closes (their keys are the
+// chart's), stops at free-form ones (resources, labels, ...), sequences and scalars.
+void value_paths(const nlohmann::json& root, const nlohmann::json& schema_node,
+                 const YAML::Node& values, const std::string& prefix,
+                 std::vector<std::string>& out) {
+  const auto& schema = resolve(root, schema_node);
+  if (values.IsMap() && values.size() > 0 && strict_object(schema)) {
+    for (const auto& kv : values) {
+      const auto key = kv.first.as<std::string>();
+      ASSERT_TRUE(schema["properties"].contains(key)) << prefix + key << " is not in the schema";
+      value_paths(root, schema["properties"][key], kv.second, prefix + key + ".", out);
+    }
+    return;
+  }
+  out.push_back(prefix.substr(0, prefix.size() - 1));
+}
+
+// The chart's README documents every value in its table: `| \`path\` | ...`. A value added to
+// values.yaml without a row fails, and so does a row for a value that no longer exists.
+TEST(ChartReadme, ValuesTableIsComplete) {
+  const auto root = values_schema();
+  const auto values = YAML::Load(read_file(kChart + "/values.yaml"));
+  std::vector<std::string> paths;
+  value_paths(root, root, values, "", paths);
+  ASSERT_GT(paths.size(), 50u);
+  const auto readme = read_file(kChart + "/README.md");
+  std::set<std::string> rows;
+  std::istringstream in(readme);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("| `", 0) != 0) continue;
+    const auto end = line.find('`', 3);
+    if (end != std::string::npos) rows.insert(line.substr(3, end - 3));
+  }
+  for (const auto& p : paths) EXPECT_EQ(rows.count(p), 1u) << p << " has no row in the README";
+  const std::set<std::string> known(paths.begin(), paths.end());
+  for (const auto& row : rows) EXPECT_EQ(known.count(row), 1u) << row << " is not a value";
 }
 
 }  // namespace

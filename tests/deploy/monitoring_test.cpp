@@ -24,21 +24,21 @@ std::string read_source(const std::string& rel) {
   return ss.str();
 }
 
-// The operator's documented metric set (docs/metrics.md); every one must be on the
-// dashboard or in an alert, so none of them is exported without anyone looking at it.
-const std::set<std::string> kSeedMetrics = {"modal_jobs_total",
-                                            "modal_jobs_active",
-                                            "modal_job_duration_seconds",
-                                            "modal_job_replicas",
-                                            "modal_job_queue_seconds",
-                                            "modal_function_cold_starts_total",
-                                            "modal_gpu_utilization",
-                                            "modal_network_bandwidth_mbps",
-                                            "modal_cost_estimate_usd",
-                                            "modal_i6pn_jobs_total",
-                                            "modal_operator_errors_total",
-                                            "modal_operator_restarts_total",
-                                            "modal_webhook_requests_total"};
+// The metric set of the modal-operator metrics documentation (docs/metrics.md); every one must
+// be on the dashboard or in an alert, so none of them is exported without anyone looking at it.
+const std::set<std::string> kDocumentedMetrics = {"modal_jobs_total",
+                                                  "modal_jobs_active",
+                                                  "modal_job_duration_seconds",
+                                                  "modal_job_replicas",
+                                                  "modal_job_queue_seconds",
+                                                  "modal_function_cold_starts_total",
+                                                  "modal_gpu_utilization",
+                                                  "modal_network_bandwidth_mbps",
+                                                  "modal_cost_estimate_usd",
+                                                  "modal_i6pn_jobs_total",
+                                                  "modal_operator_errors_total",
+                                                  "modal_operator_restarts_total",
+                                                  "modal_webhook_requests_total"};
 
 std::string family(const std::string& name) {
   for (const char* suffix : {"_bucket", "_sum", "_count"}) {
@@ -51,20 +51,45 @@ std::string family(const std::string& name) {
   return name;
 }
 
-TEST(AlertRules, EveryAlertHasSeverityAndAnnotations) {
+// The alerting rules of the standalone rule file (recording rules skipped).
+std::vector<YAML::Node> alert_rules() {
   const auto root = YAML::Load(read_source("monitoring/prometheus-rules.yaml"));
-  std::set<std::string> alerts;
+  std::vector<YAML::Node> out;
   for (const auto& g : root["groups"]) {
     for (const auto& r : g["rules"]) {
-      ASSERT_TRUE(r["alert"]) << "only alerting rules are expected";
-      const auto name = r["alert"].as<std::string>();
-      EXPECT_TRUE(alerts.insert(name).second) << "duplicate alert " << name;
-      EXPECT_TRUE(r["labels"]["severity"]) << name;
-      EXPECT_FALSE(r["annotations"]["summary"].as<std::string>("").empty()) << name;
-      EXPECT_FALSE(r["annotations"]["description"].as<std::string>("").empty()) << name;
+      if (r["alert"]) out.push_back(r);
     }
   }
-  // The seed's alerts and alerting queries, plus the exporter's own health.
+  return out;
+}
+
+TEST(AlertRules, EveryAlertHasSeverityForAndAnnotations) {
+  std::set<std::string> alerts;
+  for (const auto& r : alert_rules()) {
+    const auto name = r["alert"].as<std::string>();
+    EXPECT_TRUE(alerts.insert(name).second) << "duplicate alert " << name;
+    EXPECT_TRUE(r["labels"]["severity"]) << name;
+    EXPECT_FALSE(r["for"].as<std::string>("").empty()) << name << " has no for:";
+    for (const char* a : {"summary", "description", "runbook_url"}) {
+      EXPECT_FALSE(r["annotations"][a].as<std::string>("").empty()) << name << " has no " << a;
+    }
+    // The project's own alerts are Modal-prefixed; the documented HighErrorRate keeps its name.
+    EXPECT_TRUE(name.rfind("Modal", 0) == 0 || name == "HighErrorRate") << name;
+  }
+  // The alerts of the modal-operator metrics documentation keep their name, severity, for: and
+  // threshold (alert routing keys on them).
+  const std::map<std::string, std::array<std::string, 3>> documented = {
+      {"ModalJobFailureRate", {"warning", "2m", "> 0.1"}},
+      {"ModalOperatorDown", {"critical", "1m", "== 0"}},
+      {"HighErrorRate", {"warning", "2m", "> 0.05"}}};
+  for (const auto& r : alert_rules()) {
+    const auto it = documented.find(r["alert"].as<std::string>());
+    if (it == documented.end()) continue;
+    EXPECT_EQ(r["labels"]["severity"].as<std::string>(), it->second[0]) << it->first;
+    EXPECT_EQ(r["for"].as<std::string>(), it->second[1]) << it->first;
+    EXPECT_NE(r["expr"].as<std::string>().find(it->second[2]), std::string::npos) << it->first;
+  }
+  // The documentation's alerts and alerting queries, plus the exporter's own health.
   for (const char* want :
        {"ModalJobFailureRate", "ModalOperatorDown", "HighErrorRate", "ModalJobQueueTimeHigh",
         "ModalHighColdStartRate", "ModalHighCost", "ModalLongRunningJob", "ModalOperatorRestarts",
@@ -86,9 +111,53 @@ TEST(AlertRules, EveryAlertIsExercisedByThePromtoolTests) {
   }
   for (const auto& g : rules["groups"]) {
     for (const auto& r : g["rules"]) {
+      if (!r["alert"]) continue;
       const auto name = r["alert"].as<std::string>();
       EXPECT_EQ(fires.count(name), 1u) << name << " is never tested firing";
       EXPECT_EQ(silent.count(name), 1u) << name << " is never tested silent";
+    }
+  }
+}
+
+// GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to dashes.
+std::string heading_anchor(const std::string& heading) {
+  std::string out;
+  for (const unsigned char c : heading) {
+    if (std::isalnum(c) || c == '-' || c == '_') {
+      out += static_cast<char>(std::tolower(c));
+    } else if (c == ' ') {
+      out += '-';
+    }
+  }
+  return out;
+}
+
+// Every runbook_url points into docs/runbooks.md at a heading of that alert, and the heading
+// has the three parts a responder needs.
+TEST(AlertRules, EveryRunbookUrlResolvesToAHeadingInDocsRunbooks) {
+  const auto runbooks = read_source("docs/runbooks.md");
+  std::map<std::string, std::string> sections;  // anchor -> text up to the next "## "
+  std::istringstream in(runbooks);
+  std::string current;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("## ", 0) == 0) {
+      current = heading_anchor(line.substr(3));
+      sections[current];
+    } else if (!current.empty()) {
+      sections[current] += line + "\n";
+    }
+  }
+  for (const auto& r : alert_rules()) {
+    const auto name = r["alert"].as<std::string>();
+    const auto url = r["annotations"]["runbook_url"].as<std::string>("");
+    const auto hash = url.find('#');
+    ASSERT_NE(hash, std::string::npos) << name << ": " << url;
+    EXPECT_TRUE(url.substr(0, hash).ends_with("docs/runbooks.md")) << name << ": " << url;
+    const auto anchor = url.substr(hash + 1);
+    EXPECT_EQ(anchor, heading_anchor(name)) << name;
+    ASSERT_EQ(sections.count(anchor), 1u) << name << ": no heading #" << anchor;
+    for (const char* part : {"**Meaning**", "**Diagnose**", "**Act**"}) {
+      EXPECT_NE(sections[anchor].find(part), std::string::npos) << name << " lacks " << part;
     }
   }
 }
@@ -132,13 +201,13 @@ TEST_F(Dashboard, Importable) {
   }
 }
 
-TEST_F(Dashboard, SeedPanelsAndMore) {
+TEST_F(Dashboard, DocumentedPanelsAndMore) {
   std::set<std::string> titles;
   for (const auto& p : panels()) titles.insert(p.value("title", ""));
-  for (const char* seed : {"Active Modal Jobs", "Jobs by Status", "GPU Utilization by Type",
-                           "Job Duration Distribution", "i6pn Networking Usage", "Error Rate",
-                           "Replica Distribution"}) {
-    EXPECT_EQ(titles.count(seed), 1u) << seed;
+  for (const char* documented : {"Active Modal Jobs", "Jobs by Status", "GPU Utilization by Type",
+                                 "Job Duration Distribution", "i6pn Networking Usage", "Error Rate",
+                                 "Replica Distribution"}) {
+    EXPECT_EQ(titles.count(documented), 1u) << documented;
   }
   // Cost, queueing, cold starts and source health panels, found by what they query.
   std::map<std::string, int> topics;
@@ -179,7 +248,27 @@ TEST_F(Dashboard, PanelsHaveUniqueIdsTheDatasourceVariableAndDoNotOverlap) {
   }
 }
 
-TEST(Coverage, EverySeedMetricIsOnTheDashboardOrInAnAlert) {
+// Every panel says what it shows and in which unit; a series of another unit than the panel's
+// (an override of its unit) is drawn on an axis of its own.
+TEST_F(Dashboard, EveryPanelHasADescriptionAndAUnit) {
+  for (const auto& p : panels()) {
+    if (p["type"] == "row") continue;
+    const auto title = p.value("title", std::string());
+    EXPECT_FALSE(p.value("description", std::string()).empty()) << title;
+    const auto defaults = p["fieldConfig"]["defaults"];
+    EXPECT_FALSE(defaults.value("unit", std::string()).empty()) << title << " has no unit";
+    for (const auto& o : p["fieldConfig"].value("overrides", nlohmann::json::array())) {
+      bool unit = false, axis = false;
+      for (const auto& prop : o["properties"]) {
+        unit |= prop["id"] == "unit";
+        axis |= prop["id"] == "custom.axisPlacement";
+      }
+      EXPECT_TRUE(!unit || axis) << title << ": a second unit on the same axis";
+    }
+  }
+}
+
+TEST(Coverage, EveryDocumentedMetricIsOnTheDashboardOrInAnAlert) {
   std::set<std::string> used;
   auto exprs = mx::deploy::rule_file_exprs(read_source("monitoring/prometheus-rules.yaml"));
   for (auto& e : mx::deploy::dashboard_exprs(read_source("monitoring/grafana-dashboard.json"))) {
@@ -188,7 +277,7 @@ TEST(Coverage, EverySeedMetricIsOnTheDashboardOrInAnAlert) {
   for (const auto& e : exprs) {
     for (const auto& n : mx::deploy::promql_metric_names(e.expr)) used.insert(family(n));
   }
-  for (const auto& m : kSeedMetrics) EXPECT_EQ(used.count(m), 1u) << m;
+  for (const auto& m : kDocumentedMetrics) EXPECT_EQ(used.count(m), 1u) << m;
 }
 
 }  // namespace

@@ -36,7 +36,7 @@
       valueFrom:
         fieldRef:
           fieldPath: metadata.namespace
-    {{- include "modal-operator.modalEnv" .root | nindent 4 }}
+    {{- include "modal-operator.modalEnv" (dict "root" .root "optional" true) | nindent 4 }}
     {{- with $v.exporter.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -73,6 +73,9 @@
       readOnly: true
     {{- end }}
     {{- end }}
+    {{- with $v.exporter.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/* The volumes exporterContainer mounts. */}}
@@ -93,5 +96,61 @@
   secret:
     secretName: {{ .Values.exporter.webConfig.tls.secretName }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Pod metadata and the pod-level fields both workloads share. Takes (dict "root" $
+     "defaultContainer" NAME). */}}
+{{- define "modal-operator.podMetadata" -}}
+{{- $v := .root.Values -}}
+labels:
+  {{- include "modal-operator.selectorLabels" .root | nindent 2 }}
+  {{- with $v.commonLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+  {{- with $v.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  # kubectl logs/exec pick this container without -c.
+  kubectl.kubernetes.io/default-container: {{ .defaultContainer }}
+  {{- if $v.exporter.enabled }}
+  # Rolls the pod when the exporter's config changes (a mounted ConfigMap is updated in
+  # place, but the exporter re-reads it only on SIGHUP).
+  checksum/exporter-config: {{ include "modal-operator.exporterConfig" .root | sha256sum }}
+  {{- end }}
+  {{- with $v.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* Service account, pull secrets, priority and security context of the pod. */}}
+{{- define "modal-operator.podHead" -}}
+serviceAccountName: {{ include "modal-operator.serviceAccountName" . }}
+automountServiceAccountToken: true
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+
+{{/* Scheduling fields of the pod except affinity (which the sharded mode defaults). */}}
+{{- define "modal-operator.podScheduling" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}

@@ -29,6 +29,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{ include "modal-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Labels of the objects Prometheus selects on: the common labels + metrics.labels. */}}
@@ -47,12 +50,55 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The one Secret holding the Modal token: modal.existingSecret, else <fullname>-modal-token
+     (created by the chart when modal.tokenId/tokenSecret are given). */}}
 {{- define "modal-operator.tokenSecretName" -}}
-{{- default (printf "%s-modal-token" (include "modal-operator.fullname" .)) .Values.modal.tokenSecret.name }}
+{{- default (printf "%s-modal-token" (include "modal-operator.fullname" .)) .Values.modal.existingSecret }}
+{{- end }}
+
+{{/* "true" when the chart creates the token Secret from modal.tokenId/tokenSecret. */}}
+{{- define "modal-operator.createTokenSecret" -}}
+{{- $m := .Values.modal -}}
+{{- if or $m.tokenId $m.tokenSecret }}
+{{- if $m.existingSecret }}
+{{- fail "modal.existingSecret and modal.tokenId/tokenSecret are both set: give one of them" }}
+{{- end }}
+{{- if not (and $m.tokenId $m.tokenSecret) }}
+{{- fail "modal.tokenId and modal.tokenSecret must be given together" }}
+{{- end -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* "true" when the Secret is known to exist: given by name, or created by this release. */}}
+{{- define "modal-operator.tokenSecretKnown" -}}
+{{- if or .Values.modal.existingSecret (include "modal-operator.createTokenSecret" .) }}true{{ end }}
+{{- end }}
+
+{{/* registry/repository:tag or registry/repository@digest, from an image value. */}}
+{{- define "modal-operator.image" -}}
+{{- $img := .image -}}
+{{- $ref := $img.repository -}}
+{{- with $img.registry }}{{ $ref = printf "%s/%s" . $ref }}{{ end -}}
+{{- if $img.digest }}
+{{- printf "%s@%s" $ref $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $ref (toString (default .default $img.tag)) }}
+{{- end }}
 {{- end }}
 
 {{- define "modal-operator.exporterImage" -}}
-{{- printf "%s:%s" .Values.exporter.image.repository (default .Chart.AppVersion .Values.exporter.image.tag) }}
+{{- include "modal-operator.image" (dict "image" .Values.exporter.image "default" .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "modal-operator.operatorImage" -}}
+{{- include "modal-operator.image" (dict "image" .Values.operator.image "default" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* "true" when ServiceMonitor/PrometheusRule may be rendered: the cluster serves
+     monitoring.coreos.com/v1, or metrics.assumeMonitoringCRDs says to render them anyway. */}}
+{{- define "modal-operator.monitoringApi" -}}
+{{- if and .Values.metrics.enabled (or .Values.metrics.assumeMonitoringCRDs (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{ end }}
 {{- end }}
 
 {{/* Telemetry path the ServiceMonitor scrapes: the one the exporter serves. */}}
@@ -60,9 +106,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- (((.Values.exporter.config).web).telemetry_path) | default "/metrics" }}
 {{- end }}
 
-{{/* The exporter's config file: exporter.config plus the keys the chart owns. */}}
+{{/* The exporter's config file: files/modal-exporter.yaml (a copy of config/modal-exporter.yaml,
+     kept equal by the test deploy.chart_config_copy_identical), exporter.config merged over it,
+     and the keys the chart owns. */}}
 {{- define "modal-operator.exporterConfig" -}}
-{{- $cfg := deepCopy (.Values.exporter.config | default dict) }}
+{{- $base := .Files.Get "files/modal-exporter.yaml" | fromYaml }}
+{{- if not $base.sources }}
+{{- fail "files/modal-exporter.yaml is missing or has no sources" }}
+{{- end }}
+{{- $cfg := mergeOverwrite $base (deepCopy (.Values.exporter.config | default dict)) }}
 {{- $web := get $cfg "web" | default dict }}
 {{- $_ := set $web "listen_address" (printf ":%d" (int .Values.exporter.port)) }}
 {{- $_ := set $cfg "web" $web }}
@@ -79,21 +131,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- toYaml $cfg }}
 {{- end }}
 
-{{/* MODAL_TOKEN_ID / MODAL_TOKEN_SECRET (+ MODAL_SERVER_URL) from the shared Secret. */}}
+{{/* MODAL_TOKEN_ID / MODAL_TOKEN_SECRET (+ MODAL_SERVER_URL) from the shared Secret. Takes
+     (dict "root" $ "optional" bool). The exporter's references are always optional: without a
+     token it serves the Kubernetes metrics and reports its Modal source down. */}}
 {{- define "modal-operator.modalEnv" -}}
+{{- $v := .root.Values -}}
 - name: MODAL_TOKEN_ID
   valueFrom:
     secretKeyRef:
-      name: {{ include "modal-operator.tokenSecretName" . }}
-      key: {{ .Values.modal.tokenSecret.tokenIdKey }}
-      optional: {{ .Values.modal.tokenSecret.optional }}
+      name: {{ include "modal-operator.tokenSecretName" .root }}
+      key: {{ $v.modal.existingSecretKeys.tokenId }}
+      optional: {{ .optional }}
 - name: MODAL_TOKEN_SECRET
   valueFrom:
     secretKeyRef:
-      name: {{ include "modal-operator.tokenSecretName" . }}
-      key: {{ .Values.modal.tokenSecret.tokenSecretKey }}
-      optional: {{ .Values.modal.tokenSecret.optional }}
-{{- with .Values.modal.serverUrl }}
+      name: {{ include "modal-operator.tokenSecretName" .root }}
+      key: {{ $v.modal.existingSecretKeys.tokenSecret }}
+      optional: {{ .optional }}
+{{- with $v.modal.serverUrl }}
 - name: MODAL_SERVER_URL
   value: {{ . | quote }}
 {{- end }}
