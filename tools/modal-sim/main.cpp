@@ -9,6 +9,7 @@
 // /telemetry/<uid> (what jobs announce in modal-operator.io/telemetry-url), /truth (ground truth
 // as JSON) and /control/{pause,resume,kubernetes-down,kubernetes-up,modal-down,modal-up,
 // warning-events,operator-restart,expire-watches}.
+#include <prometheus/registry.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -91,40 +92,45 @@ int main(int argc, char** argv) {
   mx::WebConfig web;
   web.listen_address = http_address;
   web.max_connections = 4096;
-  mx::HttpServer server(io, web, [&](const mx::HttpRequest& req) {
-    const std::string path = req.target.substr(0, req.target.find('?'));
-    if (path.rfind("/telemetry/", 0) == 0) {
-      auto body = sim.telemetry(path.substr(11), now_seconds());
-      if (body.empty()) return mx::HttpResponse::text(404, "no such job\n");
-      auto r = mx::HttpResponse::text(200, std::move(body));
-      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-      return r;
-    }
-    if (path == "/truth") {
-      auto r = mx::HttpResponse::text(200, sim.truth(now_seconds()).dump(1) + "\n");
-      r.content_type = "application/json";
-      return r;
-    }
-    const std::map<std::string, std::function<void()>> controls = {
-        {"/control/pause", [&] { sim.set_paused(true); }},
-        {"/control/resume", [&] { sim.set_paused(false); }},
-        {"/control/kubernetes-down", [&] { sim.set_kubernetes_down(true); }},
-        {"/control/kubernetes-up", [&] { sim.set_kubernetes_down(false); }},
-        {"/control/modal-down", [&] { sim.set_modal_down(true); }},
-        {"/control/modal-up", [&] { sim.set_modal_down(false); }},
-        {"/control/warning-events", [&] { sim.warn_every_job(); }},
-        {"/control/operator-restart", [&] { sim.restart_operator(); }},
-        // Every resourceVersion becomes too old and open watches end: clients must re-list.
-        {"/control/expire-watches", [&] {
-           sim.kube().compact();
-           sim.kube().end_open_watches();
-         }}};
-    if (auto it = controls.find(path); it != controls.end()) {
-      it->second();
-      return mx::HttpResponse::text(200, "ok\n");
-    }
-    return mx::HttpResponse::text(404, "not found\n");
-  });
+  // The control server's own connection counters are not served anywhere.
+  prometheus::Registry unserved_metrics;
+  mx::HttpServer server(
+      io, web,
+      [&](const mx::HttpRequest& req) {
+        const std::string path = req.target.substr(0, req.target.find('?'));
+        if (path.rfind("/telemetry/", 0) == 0) {
+          auto body = sim.telemetry(path.substr(11), now_seconds());
+          if (body.empty()) return mx::HttpResponse::text(404, "no such job\n");
+          auto r = mx::HttpResponse::text(200, std::move(body));
+          r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+          return r;
+        }
+        if (path == "/truth") {
+          auto r = mx::HttpResponse::text(200, sim.truth(now_seconds()).dump(1) + "\n");
+          r.content_type = "application/json";
+          return r;
+        }
+        const std::map<std::string, std::function<void()>> controls = {
+            {"/control/pause", [&] { sim.set_paused(true); }},
+            {"/control/resume", [&] { sim.set_paused(false); }},
+            {"/control/kubernetes-down", [&] { sim.set_kubernetes_down(true); }},
+            {"/control/kubernetes-up", [&] { sim.set_kubernetes_down(false); }},
+            {"/control/modal-down", [&] { sim.set_modal_down(true); }},
+            {"/control/modal-up", [&] { sim.set_modal_down(false); }},
+            {"/control/warning-events", [&] { sim.warn_every_job(); }},
+            {"/control/operator-restart", [&] { sim.restart_operator(); }},
+            // Every resourceVersion becomes too old and open watches end: clients must re-list.
+            {"/control/expire-watches", [&] {
+               sim.kube().compact();
+               sim.kube().end_open_watches();
+             }}};
+        if (auto it = controls.find(path); it != controls.end()) {
+          it->second();
+          return mx::HttpResponse::text(200, "ok\n");
+        }
+        return mx::HttpResponse::text(404, "not found\n");
+      },
+      unserved_metrics);
   server.start();
   const auto port = server.local_endpoint().port();
   sim.start("http://127.0.0.1:" + std::to_string(port));
