@@ -23,7 +23,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using mx::testing::FakeModalServer;
-namespace pb = ::modal::client;
 
 // Hands the source the jobs' ids and drops what it reports.
 class JobsSink : public mx::ModalSink {
@@ -50,18 +49,7 @@ void add_jobs(int n, FakeModalServer& fake, JobsSink& sink) {
     const std::string id = std::to_string(i);
     sink.apps.push_back("ap-" + id);
     sink.functions.push_back("fu-" + id);
-    pb::TaskStats task;
-    task.set_task_id("ta-" + id);
-    task.set_app_id("ap-" + id);
-    task.set_started_at(100);
-    fake.set_tasks("ap-" + id, {task});
-    pb::TaskGetInfoResponse info;
-    info.set_app_id("ap-" + id);
-    info.mutable_info()->set_id("ta-" + id);
-    fake.set_task_info("ta-" + id, info);
-    pb::FunctionStats stats;
-    stats.set_backlog(static_cast<unsigned>(i % 7));
-    fake.set_function_stats("fu-" + id, stats);
+    fake.add_job(id, static_cast<unsigned>(i % 7));
   }
 }
 

@@ -218,18 +218,7 @@ class ModalSourceTest : public ::testing::Test {
       sink_.active_apps.push_back("ap-" + id);
       sink_.known_apps.push_back("ap-" + id);
       sink_.functions.push_back("fu-" + id);
-      pb::TaskStats t;
-      t.set_task_id("ta-" + id);
-      t.set_app_id("ap-" + id);
-      t.set_started_at(100);
-      fake_.set_tasks("ap-" + id, {t});
-      pb::TaskGetInfoResponse info;
-      info.set_app_id("ap-" + id);
-      info.mutable_info()->set_id("ta-" + id);
-      fake_.set_task_info("ta-" + id, info);
-      pb::FunctionStats stats;
-      stats.set_backlog(static_cast<unsigned>(i % 7));
-      fake_.set_function_stats("fu-" + id, stats);
+      fake_.add_job(id, static_cast<unsigned>(i % 7));
     }
   }
 
