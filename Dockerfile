@@ -44,7 +44,7 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
  && CCACHE_DIR="${CCACHE_DIR}" CCACHE_BASEDIR=/src \
     cmake --build /src/build --target modal-exporter -j"$(nproc)" \
  && cmake --install /src/build --prefix /usr/local \
- && strip /usr/local/bin/modal-exporter /usr/local/lib/modal-exporter/modal-source.so \
+ && strip /usr/local/bin/modal-exporter \
  && /usr/local/bin/modal-exporter --version \
  && { /usr/local/bin/modal-exporter --version | grep -q "^modal-exporter ${VERSION} " \
       || { echo "--build-arg VERSION=${VERSION} is not the version built (CMakeLists.txt)" >&2; exit 1; }; }
@@ -61,10 +61,9 @@ LABEL org.opencontainers.image.title="modal-exporter" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/debian:12-slim"
 
-# Only the shared libraries the binary and its Modal source module link (the runtime packages of
-# the -dev packages above; apt pulls their own dependencies: libgrpc29, libabsl, libre2,
-# libcares, ...; gRPC and protobuf are the module's, mapped only when Modal is enabled) + CA
-# roots for the TLS connections to the Kubernetes and Modal APIs.
+# Only the shared libraries the binary links (the runtime packages of the -dev packages above;
+# apt pulls their own dependencies: libgrpc29, libabsl, libre2, libcares, ...) + CA roots for
+# the TLS connections to the Kubernetes and Modal APIs.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates \
@@ -82,13 +81,9 @@ RUN apt-get update \
  && chown 65532:65532 /var/lib/modal-exporter
 
 COPY --from=build /usr/local/bin/modal-exporter /usr/local/bin/modal-exporter
-# The Modal source module, where the binary looks for it (<prefix>/lib/modal-exporter).
-COPY --from=build /usr/local/lib/modal-exporter/modal-source.so /usr/local/lib/modal-exporter/modal-source.so
 COPY config/modal-exporter.yaml /etc/modal-exporter/modal-exporter.yaml
-# Fails the build when a shared library the binary or the module needs is missing from the
-# runtime stage (ldd names what is "not found").
+# Fails the build when a shared library the binary needs is missing from the runtime stage.
 RUN ["/usr/local/bin/modal-exporter", "--version"]
-RUN ["/bin/sh", "-c", "! ldd /usr/local/lib/modal-exporter/modal-source.so | grep 'not found'"]
 
 # Numeric UID/GID (no passwd entry needed), so Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532

@@ -1,6 +1,5 @@
 #include "common/log.h"
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -20,10 +19,6 @@ LogState& state() {
   static LogState s;
   return s;
 }
-
-// Set once in a loaded module before any of its threads log; read on every call.
-std::atomic<log::WriteFunction> forwarded_write{nullptr};
-std::atomic<log::EnabledFunction> forwarded_enabled{nullptr};
 
 std::string timestamp_now() {
   using namespace std::chrono;
@@ -128,17 +123,12 @@ void configure(LogLevel level, LogFormat format) {
 }
 
 bool enabled(LogLevel level) {
-  if (auto forward = forwarded_enabled.load(std::memory_order_acquire)) return forward(level);
   auto& s = state();
   std::lock_guard lock(s.mutex);
   return level >= s.level;
 }
 
 void write(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
-  if (auto forward = forwarded_write.load(std::memory_order_acquire)) {
-    forward(level, message, fields);
-    return;
-  }
   auto& s = state();
   std::lock_guard lock(s.mutex);
   if (level < s.level) return;
@@ -185,11 +175,6 @@ void set_sink(std::function<void(std::string_view line)> sink) {
   auto& s = state();
   std::lock_guard lock(s.mutex);
   s.sink = std::move(sink);
-}
-
-void forward_to(WriteFunction write, EnabledFunction enabled) {
-  forwarded_enabled.store(enabled, std::memory_order_release);
-  forwarded_write.store(write, std::memory_order_release);
 }
 
 }  // namespace log

@@ -69,12 +69,5 @@ inline void error(std::string_view m, std::initializer_list<LogField> f = {}) {
 // Tests capture lines instead of writing them to stderr; pass an empty function to restore.
 void set_sink(std::function<void(std::string_view line)> sink);
 
-// A module loaded with dlopen (the Modal source, sources/modal/module.h) links its own copy of
-// this file. It hands every call to the host's copy instead, so the two share one level, one
-// format, one sink and one lock, and a reload's new level reaches the module too.
-using WriteFunction = void (*)(LogLevel, std::string_view, std::initializer_list<LogField>);
-using EnabledFunction = bool (*)(LogLevel);
-void forward_to(WriteFunction write, EnabledFunction enabled);
-
 }  // namespace log
 }  // namespace mx

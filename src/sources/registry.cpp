@@ -1,9 +1,13 @@
 #include "sources/registry.h"
 
+#include <stdexcept>
+
 #include "metrics/self_metrics.h"
 #include "model/model.h"
 #include "sources/kubernetes/kubernetes_source.h"
-#include "sources/modal/module_loader.h"
+#ifdef MX_WITH_MODAL
+#include "sources/modal/modal_source.h"
+#endif
 #include "sources/telemetry/telemetry_source.h"
 #include "sources/upstream/upstream_source.h"
 
@@ -21,6 +25,28 @@ std::unique_ptr<Source> make_source(boost::asio::io_context& io, const SourceCon
 std::vector<std::string> http_errors() {
   return {"timeout", "connection", "http_4xx", "http_5xx", "parse"};
 }
+
+#ifdef MX_WITH_MODAL
+std::unique_ptr<Source> make_modal(boost::asio::io_context& io, const Config& config, Model& model,
+                                   SourceHealth& health, SelfMetrics& self) {
+  // Every Modal call is counted in modal_exporter_modal_calls_total{method, code}.
+  auto observe = [&self](std::string_view method, std::string_view code) {
+    self.count_modal_call(method, code);
+  };
+  return std::make_unique<SourceAdapter<ModalSource>>(
+      std::make_unique<ModalSource>(io, config.modal, config.backoff, model, health, observe));
+}
+#else
+// A build without the Modal source (-DMODAL_EXPORTER_WITH_MODAL=OFF) still knows the section:
+// enabling it reports the source down with this reason instead of being ignored.
+std::unique_ptr<Source> make_modal(boost::asio::io_context&, const Config&, Model&, SourceHealth&,
+                                   SelfMetrics&) {
+  throw std::runtime_error(
+      "this modal-exporter was built without the Modal source (cmake "
+      "-DMODAL_EXPORTER_WITH_MODAL=OFF); set sources.modal.enabled to false or use a build with "
+      "it");
+}
+#endif
 
 }  // namespace
 
@@ -43,14 +69,7 @@ const std::vector<SourceEntry>& source_registry() {
         "grpc_unknown", "parse", "auth"},
        [](const Config& c) { return c.modal.enabled; },
        [](boost::asio::io_context& io, const Config& c, Model& m, SourceHealth& h,
-          SelfMetrics& self) {
-         // Every Modal call is counted in modal_exporter_modal_calls_total{method, code}.
-         auto observe = [&self](std::string_view method, std::string_view code) {
-           self.count_modal_call(method, code);
-         };
-         // gRPC and Modal's API code live in a module loaded only now (module.h says why).
-         return make_modal_source(io, c.modal, c.backoff, m, h, observe);
-       }},
+          SelfMetrics& self) { return make_modal(io, c, m, h, self); }},
       {"telemetry", "telemetry", http_errors(), [](const Config& c) { return c.telemetry.enabled; },
        [](boost::asio::io_context& io, const Config& c, Model& m, SourceHealth& h, SelfMetrics&) {
          return make_source<TelemetrySource>(io, c.telemetry, c, m, h);

@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
-# The runtime stage of the Dockerfile must install every shared library the binary and its Modal
-# source module (modal-source.so, loaded when Modal is enabled) need.
-# Every library `ldd FILE` resolves is mapped to its Debian package (dpkg -S); each such
+# The runtime stage of the Dockerfile must install every shared library the binary needs.
+# Every library `ldd BINARY` resolves is mapped to its Debian package (dpkg -S); each such
 # package must be one the runtime stage installs, or a dependency of those (apt-cache depends
 # --recurse), or part of the base image (Priority: required, e.g. libc6, libstdc++6, libgcc-s1).
-#   check-runtime-deps.sh DOCKERFILE BINARY [MODULE...]
+#   check-runtime-deps.sh DOCKERFILE BINARY
 set -euo pipefail
-df="$1"
-shift
+df="$1" bin="$2"
 for t in ldd dpkg dpkg-query apt-cache awk; do
   command -v "$t" >/dev/null || { echo "FAIL: $t not found" >&2; exit 1; }
 done
-for f in "$@"; do
-  [[ -f "$f" ]] || { echo "FAIL: $f is not built (build the modal-exporter target first)" >&2; exit 1; }
-done
+[[ -x "$bin" ]] || { echo "FAIL: $bin is not built (build the modal-exporter target first)" >&2; exit 1; }
 # Packages named in the apt-get install of the last stage (after the last FROM).
 runtime_pkgs="$(awk '/^FROM /{buf=""} {buf=buf"\n"$0} END{print buf}' "$df" |
   tr -d '\\' | tr ' ' '\n' | grep -E '^(lib[a-z0-9.+-]+|zlib1g|ca-certificates)$' | sort -u)"
@@ -48,6 +44,5 @@ while read -r lib; do
     echo "FAIL: $lib comes from $pkg, which the runtime stage of $df does not install" >&2
     bad=1
   fi
-done < <(for f in "$@"; do ldd "$f"; done |
-  awk '/=> \//{print $3} /^[ \t]*\/.*ld-linux/{print $1}' | sort -u)
+done < <(ldd "$bin" | awk '/=> \//{print $3} /^[ \t]*\/.*ld-linux/{print $1}')
 exit $bad

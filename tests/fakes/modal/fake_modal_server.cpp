@@ -351,6 +351,21 @@ void FakeModalServer::set_function_stats(const std::string& function_id,
   function_stats_[function_id] = std::move(stats);
 }
 
+void FakeModalServer::add_job(const std::string& id, unsigned backlog) {
+  modal_pb::TaskStats task;
+  task.set_task_id("ta-" + id);
+  task.set_app_id("ap-" + id);
+  task.set_started_at(100);
+  set_tasks("ap-" + id, {task});
+  modal_pb::TaskGetInfoResponse info;
+  info.set_app_id("ap-" + id);
+  info.mutable_info()->set_id("ta-" + id);
+  set_task_info("ta-" + id, info);
+  modal_pb::FunctionStats stats;
+  stats.set_backlog(backlog);
+  set_function_stats("fu-" + id, stats);
+}
+
 void FakeModalServer::set_billing_items(const std::string& resolution,
                                         std::vector<modal_pb::WorkspaceBillingReportItem> items) {
   std::lock_guard lock(mutex_);

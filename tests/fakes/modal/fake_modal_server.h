@@ -70,6 +70,9 @@ class FakeModalServer {
   void set_tasks(const std::string& app_id, std::vector<modal_pb::TaskStats> tasks);
   void set_task_info(const std::string& task_id, modal_pb::TaskGetInfoResponse info);
   void set_function_stats(const std::string& function_id, modal_pb::FunctionStats stats);
+  // One running job of a load test: app "ap-<id>" with one running task "ta-<id>" (and its
+  // TaskGetInfo), function "fu-<id>" with `backlog` inputs waiting.
+  void add_job(const std::string& id, unsigned backlog);
   // Items served for requests of `resolution` ("d" or "h"), filtered by the request's app_ids
   // (when non-empty) and by [start_timestamp, end_timestamp) on the item's interval (when set).
   void set_billing_items(const std::string& resolution,

@@ -1,0 +1,372 @@
+#include "sources/modal/rounds.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include "common/log.h"
+
+namespace mx::modal_client {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+constexpr std::string_view kComponent = "modal_api";
+constexpr std::string_view kSource = "modal";
+
+std::vector<std::string> unique(std::vector<std::string> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  ids.erase(std::remove(ids.begin(), ids.end(), std::string()), ids.end());
+  return ids;
+}
+
+google::protobuf::Timestamp to_timestamp(std::int64_t unix_seconds) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(unix_seconds);
+  return ts;
+}
+
+// Billing window for one resolution, in unix seconds: from the start of the interval 30 days
+// ("d") or 24 hours ("h") back to now. Modal bills complete intervals only; the model adds the
+// running estimate for the rest (docs/modal.md).
+std::pair<std::int64_t, std::int64_t> billing_window(const std::string& resolution) {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  if (resolution == "d") {
+    const std::int64_t midnight = now - now % 86400;
+    return {midnight - (Rounds::kBillingDailyLookbackDays - 1) * std::int64_t{86400}, now};
+  }
+  const std::int64_t hour = now - now % 3600;
+  return {hour - 24 * 3600, now};
+}
+
+}  // namespace
+
+Rounds::Rounds(boost::asio::io_context& io, const ModalConfig& config, const BackoffConfig& backoff,
+               ModalSink& sink, SourceHealth& health, Rpc& rpc, Budget& budget)
+    : config_(config),
+      backoff_config_(backoff),
+      sink_(sink),
+      health_(health),
+      rpc_(rpc),
+      budget_(budget),
+      watch_timer_(io) {
+  const std::pair<Kind, const char*> kinds[] = {{Kind::apps, "apps"},
+                                                {Kind::tasks, "tasks"},
+                                                {Kind::billing, "billing"},
+                                                {Kind::rates, "rates"}};
+  const Duration intervals[] = {config.apps_interval, config.tasks_interval,
+                                config.billing_interval, config.rates_interval};
+  for (std::size_t i = 0; i < 4; ++i) {
+    pollers_.push_back(
+        std::make_unique<Poller>(io, kinds[i].first, kinds[i].second, intervals[i], backoff));
+  }
+  const auto shortest =
+      std::min({config.apps_interval, config.tasks_interval, config.stats_interval});
+  watch_period_ =
+      std::clamp<Duration>(shortest / 4, std::chrono::milliseconds(10), std::chrono::seconds(1));
+}
+
+void Rounds::start() {
+  for (auto& p : pollers_) schedule(*p, Duration{0});
+  schedule_watch(Duration{0});
+}
+
+void Rounds::stop() {
+  for (auto& p : pollers_) p->timer.cancel();
+  watch_timer_.cancel();
+}
+
+Rounds::Poller& Rounds::poller(Kind kind) {
+  for (auto& p : pollers_) {
+    if (p->kind == kind) return *p;
+  }
+  return *pollers_.front();
+}
+
+void Rounds::schedule(Poller& p, Duration delay) {
+  p.timer.expires_after(delay);
+  p.timer.async_wait([this, life = rpc_.lifetime(), &p](const boost::system::error_code& ec) {
+    if (life->stopped || ec) return;
+    run_round(p);
+  });
+}
+
+void Rounds::run_round(Poller& p) {
+  p.started = SteadyClock::now();
+  p.running = true;
+  p.queue.clear();
+  p.in_flight = 0;
+  p.abort = false;
+  p.failure.reset();
+  p.server_hint.reset();
+  p.pace = Pace::go_on;
+  p.listed_tasks.clear();
+  queue_calls(p);
+  if (p.queue.empty()) {  // nothing to ask about: no call, nothing to fail
+    finish_round(p);
+    return;
+  }
+  p.last_call = p.started;
+  if (auto failure = rpc_.tokens().load_credentials()) {
+    note_failure(p, *failure);
+    finish_round(p);
+    return;
+  }
+  pump(p);
+}
+
+void Rounds::queue_calls(Poller& p) {
+  switch (p.kind) {
+    case Kind::apps:
+      p.queue.push_back([this, &p] { app_list(p); });
+      break;
+    case Kind::tasks: {
+      auto apps = unique(sink_.active_job_app_ids());
+      if (apps.empty()) break;
+      p.asked = {apps.begin(), apps.end()};
+      if (per_app_tasks_) {
+        for (const auto& app_id : apps) {
+          p.queue.push_back([this, &p, app_id] { task_list(p, app_id, {app_id}); });
+        }
+      } else {
+        p.queue.push_back([this, &p, apps] { task_list(p, "", apps); });
+      }
+      break;
+    }
+    case Kind::billing: {
+      auto app_ids = unique(sink_.known_job_app_ids());
+      if (app_ids.empty()) break;
+      p.asked = {app_ids.begin(), app_ids.end()};
+      p.queue.push_back([this, &p, app_ids] { billing_report(p, "d", app_ids); });
+      p.queue.push_back([this, &p, app_ids] { billing_report(p, "h", app_ids); });
+      break;
+    }
+    case Kind::rates:
+      p.queue.push_back([this, &p] { billing_rates(p); });
+      break;
+  }
+}
+
+// Starts queued calls up to the concurrency cap; ends the round when nothing is left.
+// Completions always arrive through io_context posts, so this never re-enters itself.
+void Rounds::pump(Poller& p) {
+  while (!p.abort && p.in_flight < Budget::kMaxConcurrentCalls && !p.queue.empty()) {
+    auto launch = std::move(p.queue.front());
+    p.queue.pop_front();
+    ++p.in_flight;
+    launch();
+  }
+  if (p.in_flight == 0 && (p.abort || p.queue.empty())) finish_round(p);
+}
+
+// Every launched call ends here exactly once.
+void Rounds::call_done(Poller& p, const Rpc::Result& result) {
+  --p.in_flight;
+  if (result) note_failure(p, *result);
+  pump(p);
+}
+
+void Rounds::note_failure(Poller& p, const Failure& failure) {
+  if (failure.kind == FailureKind::not_found && failure.method != "AppList") {
+    log::debug("modal object not found", {{"method", failure.method}});
+    return;
+  }
+  if (!p.failure) p.failure = failure;
+  if (failure.retry_after) p.server_hint = failure.retry_after;
+  p.pace = std::max(p.pace, failure.pace);
+  if (failure.pace != Pace::go_on) p.abort = true;
+}
+
+void Rounds::finish_round(Poller& p) {
+  p.running = false;
+  p.last_failed = p.failure.has_value();
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - p.started).count();
+  if (!p.failure) {
+    p.backoff.reset();
+    if (p.kind == Kind::apps) health_.source_succeeded(kSource, seconds);
+    if (p.kind == Kind::tasks) budget_.retain_tasks(p.listed_tasks);
+    schedule(p, p.interval);
+    return;
+  }
+  health_.source_failed(kSource);
+  Duration delay = p.interval;
+  switch (p.pace) {
+    case Pace::go_on:
+      break;
+    case Pace::back_off:
+      delay = honour_hint(p.backoff.next(), p.server_hint);
+      break;
+    case Pace::wait_max:
+      p.backoff.next();
+      delay = honour_hint(backoff_config_.max, p.server_hint);
+      break;
+  }
+  const auto& f = *p.failure;
+  log::warn("modal poll failed", {{"poll", p.name},
+                                  {"method", f.method},
+                                  {"error_type", f.error_type},
+                                  {"detail", f.detail},
+                                  {"attempt", p.backoff.attempt()},
+                                  {"retry_in", format_duration(delay)}});
+  schedule(p, delay);
+}
+
+// --- start-up and new jobs: early rounds, the budget's function list --------------------------
+
+void Rounds::schedule_watch(Duration delay) {
+  watch_timer_.expires_after(delay);
+  watch_timer_.async_wait([this, life = rpc_.lifetime()](const boost::system::error_code& ec) {
+    if (life->stopped || ec) return;
+    watch();
+    schedule_watch(watch_period_);
+  });
+}
+
+// A tasks or billing round runs early when the jobs bring app ids it has not asked about, it is
+// not running or backing off, and its last call is at least tasks_interval ago.
+void Rounds::maybe_run_early(Poller& p, const std::vector<std::string>& ids) {
+  if (p.running || p.last_failed) return;
+  if (p.last_call && SteadyClock::now() - *p.last_call < config_.tasks_interval) return;
+  bool grown = false;
+  for (const auto& id : ids) grown = grown || !p.asked.contains(id);
+  if (!grown) return;
+  log::debug("modal round started early for new apps", {{"poll", p.name}});
+  schedule(p, Duration{0});
+}
+
+void Rounds::watch() {
+  maybe_run_early(poller(Kind::tasks), unique(sink_.active_job_app_ids()));
+  maybe_run_early(poller(Kind::billing), unique(sink_.known_job_app_ids()));
+  budget_.set_functions(unique(sink_.job_function_ids()));
+  budget_.kick();
+}
+
+// --- the calls ---------------------------------------------------------------------------------
+
+void Rounds::app_list(Poller& p) {
+  pb::AppListRequest request;
+  request.set_environment_name(config_.environment);
+  rpc_.unary("AppList", std::move(request), &Stub::PrepareAsyncAppList,
+             [this, &p](pb::AppListResponse& response, const Rpc::Result& result) {
+               if (!result) {
+                 modal_convert::Issues issues;
+                 auto apps = modal_convert::apps(response, issues);
+                 report(issues, "AppList", "app without app_id skipped");
+                 sink_.modal_apps(std::move(apps));
+               }
+               call_done(p, result);
+             });
+}
+
+// app_id "": the environment-wide form, split by app; else one app.
+void Rounds::task_list(Poller& p, const std::string& app_id, std::vector<std::string> want) {
+  pb::TaskListRequest request;
+  request.set_environment_name(config_.environment);
+  request.set_app_id(app_id);
+  rpc_.unary("TaskList", std::move(request), &Stub::PrepareAsyncTaskList,
+             [this, &p, app_id, want](pb::TaskListResponse& response, const Rpc::Result& result) {
+               if (result && app_id.empty() &&
+                   (result->code == grpc::StatusCode::INVALID_ARGUMENT ||
+                    result->code == grpc::StatusCode::FAILED_PRECONDITION)) {
+                 // This server wants one app per TaskList: switch for good, and finish this round
+                 // so.
+                 per_app_tasks_ = true;
+                 log::warn("modal TaskList refuses the environment-wide form; listing per app",
+                           {{"error_type", result->error_type}, {"apps", want.size()}});
+                 for (const auto& id : want) {
+                   p.queue.push_back([this, &p, id] { task_list(p, id, {id}); });
+                 }
+                 call_done(p, std::nullopt);
+                 return;
+               }
+               if (!result) {
+                 modal_convert::Issues issues;
+                 auto by_app = modal_convert::tasks_by_app(response, app_id, want, issues);
+                 report(issues, "TaskList", "task without task id or app id skipped");
+                 for (auto& [id, tasks] : by_app) {
+                   for (const auto& t : tasks) {
+                     p.listed_tasks.insert(t.task_id);
+                     budget_.task_listed(t.task_id);
+                   }
+                   sink_.modal_tasks(id, std::move(tasks));
+                 }
+                 budget_.kick();
+               }
+               call_done(p, result);
+             });
+}
+
+void Rounds::billing_rates(Poller& p) {
+  rpc_.unary(
+      "WorkspaceBillingRates", pb::WorkspaceBillingRatesRequest{},
+      &Stub::PrepareAsyncWorkspaceBillingRates,
+      [this, &p](pb::WorkspaceBillingRatesResponse& response, const Rpc::Result& result) {
+        if (!result) {
+          modal_convert::Issues issues;
+          auto converted = modal_convert::rates(response, issues);
+          report(issues, "WorkspaceBillingRates", "rate that is not a finite decimal skipped");
+          for (const auto& key : converted.deprecated) {
+            if (deprecated_logged_.insert(key).second) {
+              log::warn("modal rate key is deprecated; ignored", {{"key", key.substr(0, 80)}});
+            }
+          }
+          sink_.modal_rates(std::move(converted.rates));
+        }
+        call_done(p, result);
+      });
+}
+
+void Rounds::billing_report(Poller& p, const std::string& resolution,
+                            const std::vector<std::string>& app_ids) {
+  const auto [start, end] = billing_window(resolution);
+  pb::WorkspaceBillingReportRequest request;
+  *request.mutable_start_timestamp() = to_timestamp(start);
+  *request.mutable_end_timestamp() = to_timestamp(end);
+  request.set_resolution(resolution);
+  for (const auto& id : app_ids) request.add_app_ids(id);
+  rpc_.billing_report(std::move(request), [this, &p, resolution, start = start, end = end](
+                                              BillingAttempt& stream, const Rpc::Result& result) {
+    if (!result && stream.overflow) {
+      sink_.count_error(kComponent, "parse");
+      Failure f;
+      f.method = "WorkspaceBillingReport";
+      f.code = grpc::StatusCode::OUT_OF_RANGE;
+      f.error_type = "parse";
+      f.detail = "more than 200000 billing items; report dropped";
+      note_failure(p, f);
+      call_done(p, std::nullopt);
+      return;
+    }
+    if (!result) {
+      modal_convert::Issues issues;
+      auto billing = modal_convert::billing(resolution, static_cast<double>(start),
+                                            static_cast<double>(end), stream.items, issues);
+      if (issues.total() > 0) {
+        for (int i = 0; i < issues.total(); ++i) sink_.count_error(kComponent, "parse");
+        log::warn("modal billing values skipped: not a finite decimal, or no app id / interval",
+                  {{"resolution", resolution},
+                   {"skipped", issues.malformed},
+                   {"not_finite", issues.not_finite},
+                   {"example_cost", issues.example}});
+      }
+      sink_.modal_billing(std::move(billing));
+    }
+    call_done(p, result);
+  });
+}
+
+// Data that no longer makes sense: counted as "parse" and logged once per response.
+void Rounds::report(const modal_convert::Issues& issues, std::string_view method,
+                    std::string_view what) {
+  if (issues.total() == 0) return;
+  for (int i = 0; i < issues.total(); ++i) sink_.count_error(kComponent, "parse");
+  log::warn("modal response item ignored", {{"method", method},
+                                            {"what", what},
+                                            {"count", issues.total()},
+                                            {"not_finite", issues.not_finite},
+                                            {"example", issues.example}});
+}
+
+}  // namespace mx::modal_client
