@@ -30,6 +30,7 @@ std::vector<schema::Key> keys(Config& c) {
   auto& u = c.upstream;
   auto& p = c.prices;
   const auto path_check = [](const std::string& v) { return telemetry_path_error(v); };
+  // One row per key; rows of the same type look alike by design (duplicates lists them).
   return {
       text("web.listen_address", w.listen_address, "HOST:PORT to serve on"),
       text("web.telemetry_path", w.telemetry_path, "path of the metrics endpoint", path_check),

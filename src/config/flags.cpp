@@ -33,6 +33,7 @@ int integer(std::string_view flag, const std::string& v, int min, int max) {
   return static_cast<int>(checked(flag, parse_integer(v, min, max, &error), error));
 }
 
+// One row per flag; the rows look alike by design (duplicates lists them).
 const std::vector<FlagSpec>& specs() {
   static const std::vector<FlagSpec> kFlags = {
       {{"--config"},

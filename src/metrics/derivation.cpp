@@ -37,7 +37,8 @@ double count(std::uint64_t n) {
   return static_cast<double>(n);
 }
 
-// The aggregates, in exposition order: the first four come before the per-job families.
+// The aggregates, in exposition order: the first four come before the per-job families. Rows of
+// one shape by design (duplicates lists the histogram rows).
 const std::vector<AggregateFamily>& aggregate_families() {
   static const std::vector<AggregateFamily> families = {
       {{"modal_jobs_total",

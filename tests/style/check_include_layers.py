@@ -16,26 +16,12 @@ HEADER_OWNERS = {
     "common/object_hash.h": "mx_common",
     "model/objects.h": "mx_sinks",
     "model/sinks.h": "mx_sinks",
-    "sources/modal/module.h": "mx_modal_loader",
     "sources/telemetry/scrape_health.h": "mx_telemetry",
 }
 
 # (including file, included header) pairs allowed across the graph, each with its reason.
-EXCEPTIONS = {
-    # The boundary between the binary and the Modal source module (sources/modal/module.h)
-    # names types of both sides: the Source the module makes (sources/registry.h, whose library
-    # links the loader) and the Modal source's call observer; the loader only passes them
-    # through, and the module side (module.cpp) links mx_modal itself.
-    ("sources/modal/module.h", "sources/registry.h"),
-    ("sources/modal/module.h", "sources/modal/modal_source.h"),
-    ("sources/modal/module_loader.h", "sources/registry.h"),
-    ("sources/modal/module_loader.h", "sources/modal/modal_source.h"),
-    ("sources/modal/module.cpp", "sources/modal/module.h"),
-    # The module reads its config structs only: linking mx_config (and with it yaml-cpp) into
-    # modal-source.so would map a library the module never calls.
-    ("sources/modal/modal_source.h", "config/config.h"),
-    ("sources/modal/modal_util.h", "config/config.h"),
-}
+# None today: a new one needs a reason written beside it.
+EXCEPTIONS = set()
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 

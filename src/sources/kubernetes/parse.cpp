@@ -313,6 +313,8 @@ GpuSpec parse_gpu(std::string_view spec) {
 }
 
 // --- objects ---------------------------------------------------------------------------------
+// Each parser starts alike (read_metadata, then the status object) and ends alike (hand the
+// object over); what lies between is what differs, so the shared frame stays written out.
 
 namespace {
 

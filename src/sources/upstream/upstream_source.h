@@ -1,6 +1,10 @@
 // Scrapes the operator's own /metrics (moved off :8081 when the exporter runs beside it) and
 // hands the model its modal_webhook_requests_total and modal_operator_errors_total samples, to be
 // merged into ours (docs/metrics.md). Runs on the io_context thread.
+//
+// Its lifecycle (start, stop, an Impl shared with pending callbacks) has the shape of
+// TelemetrySource's: what differs is a round (one target here, a bounded fan-out there), and a
+// common base would only share the few declarations below.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
