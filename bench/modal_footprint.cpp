@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 using mx::testing::FakeModalServer;
 
 // Hands the source the jobs' ids and drops what it reports.
-class JobsSink : public mx::ModalSink {
+class JobsSink : public mx::ModalSink, public mx::SourceHealth {
  public:
   void count_error(std::string_view, std::string_view) override {}
   void source_succeeded(std::string_view, double) override {}
@@ -77,7 +77,7 @@ void measure(int jobs, const std::filesystem::path& dir) {
 
   boost::asio::io_context io;
   auto guard = boost::asio::make_work_guard(io);
-  mx::ModalSource source(io, config, mx::BackoffConfig{}, sink);
+  mx::ModalSource source(io, config, mx::BackoffConfig{}, sink, sink);
   source.start();
   io.run_for(60s);
   print_minute(jobs, "first", fake);

@@ -34,7 +34,7 @@ using testing::FakeModalServer;
 namespace pb = ::modal::client;
 
 // Records what the source tells the model; the lists it is asked about are set by the test.
-class RecordingSink : public ModalSink {
+class RecordingSink : public ModalSink, public SourceHealth {
  public:
   void count_error(std::string_view component, std::string_view type) override {
     check_thread();
@@ -198,10 +198,11 @@ class ModalSourceTest : public ::testing::Test {
   }
 
   void start() {
-    source_ = std::make_unique<ModalSource>(
-        io_, config_, backoff_, sink_, [this](std::string_view method, std::string_view code) {
-          ++observed_[std::string(method) + "/" + std::string(code)];
-        });
+    source_ =
+        std::make_unique<ModalSource>(io_, config_, backoff_, sink_, sink_,
+                                      [this](std::string_view method, std::string_view code) {
+                                        ++observed_[std::string(method) + "/" + std::string(code)];
+                                      });
     source_->start();
   }
 
@@ -805,14 +806,14 @@ TEST_F(ModalSourceTest, StopRightAfterStartAndDestroyWithoutStart) {
   source_->stop();
   io_.run_for(50ms);
   EXPECT_EQ(sink_.total_calls(), 0);
-  source_ = std::make_unique<ModalSource>(io_, config_, backoff_, sink_);
+  source_ = std::make_unique<ModalSource>(io_, config_, backoff_, sink_, sink_);
   source_.reset();
   io_.run_for(20ms);
 }
 
 TEST_F(ModalSourceTest, UnsendableClientVersionIsAConfigError) {
   config_.client_version = "1.0\n";
-  EXPECT_THROW(std::make_unique<ModalSource>(io_, config_, backoff_, sink_), ConfigError);
+  EXPECT_THROW(std::make_unique<ModalSource>(io_, config_, backoff_, sink_, sink_), ConfigError);
 }
 
 TEST_F(ModalSourceTest, UnreachableServerIsUnavailable) {
