@@ -16,6 +16,7 @@ HEADER_OWNERS = {
     "common/object_hash.h": "mx_common",
     "model/objects.h": "mx_sinks",
     "model/sinks.h": "mx_sinks",
+    "http/server_state.h": "mx_http",
     "sources/telemetry/scrape_health.h": "mx_telemetry",
 }
 
