@@ -205,7 +205,7 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
   const TlsOptions& tls_options = client_->options_.tls;
   if (url.tls) {
     std::string why;
-    tls_context_ = client_->tls_context(why);
+    tls_context_ = request.tls_context ? request.tls_context : client_->tls_context(why);
     if (!tls_context_) co_return make_error(ErrorKind::connection, why);
     tls_ =
         std::make_unique<beast::ssl_stream<beast::tcp_stream>>(client_->executor_, *tls_context_);

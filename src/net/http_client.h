@@ -53,6 +53,9 @@ struct Request {
   HttpUrl url;
   std::string accept = "*/*";
   std::string bearer_token;  // sent as "Authorization: Bearer ..." when set; never logged
+  // Replaces the client's TLS context for this request (a client certificate that changes over
+  // time, such as one from a kubeconfig exec plugin).
+  std::shared_ptr<asio::ssl::context> tls_context;
 };
 
 struct FetchRequest {

@@ -1,5 +1,5 @@
 // kubeconfig and in-cluster configuration: the variants real clusters hand out, and the
-// refusals that must be clear (exec plugins, missing pieces).
+// refusals that must be clear (auth providers, impersonation, proxies, missing pieces).
 #include "sources/kubernetes/cluster_access.h"
 
 #include <gtest/gtest.h>
@@ -105,24 +105,47 @@ TEST(Kubeconfig, InsecureSkipOnlyWhenTrue) {
                    .insecure_skip_tls_verify);
 }
 
-TEST(Kubeconfig, ExecPluginIsRefusedClearly) {
-  try {
-    parse_kubeconfig(kubeconfig("",
-                                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
-                                "      command: aws\n"),
-                     "test", "");
-    FAIL() << "expected AccessError";
-  } catch (const AccessError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "kubeconfig user u1 uses an exec credential plugin, which modal-exporter does not "
-              "support; use a token or client certificate");
-  }
+TEST(Kubeconfig, ExecPluginIsUsedAuthProviderIsRefusedClearly) {
+  const auto a = parse_kubeconfig(kubeconfig("",
+                                             "    exec:\n      apiVersion: "
+                                             "client.authentication.k8s.io/v1\n"
+                                             "      command: aws\n      interactiveMode: Never\n"),
+                                  "test", "");
+  ASSERT_TRUE(a.exec.has_value());
+  EXPECT_EQ(a.exec->command, "aws");
+  // A static credential next to the plugin wins, as the plugin would not be needed.
+  EXPECT_FALSE(parse_kubeconfig(kubeconfig("",
+                                           "    token: t\n    exec:\n      apiVersion: "
+                                           "client.authentication.k8s.io/v1\n"
+                                           "      command: aws\n      interactiveMode: Never\n"),
+                                "test", "")
+                   .exec.has_value());
   try {
     parse_kubeconfig(kubeconfig("", "    auth-provider:\n      name: gcp\n"), "test", "");
     FAIL() << "expected AccessError";
   } catch (const AccessError& e) {
     EXPECT_NE(std::string(e.what()).find("auth-provider"), std::string::npos);
   }
+}
+
+TEST(Kubeconfig, UnsupportedFieldsAreRefusedByName) {
+  const auto message = [](const std::string& cluster_extra, const std::string& user_body) {
+    try {
+      parse_kubeconfig(kubeconfig(cluster_extra, user_body), "test", "");
+    } catch (const AccessError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  for (const char* key : {"username", "password", "as", "as-uid", "as-groups", "as-user-extra"}) {
+    const std::string m = message("", "    token: t\n    " + std::string(key) + ": x\n");
+    EXPECT_NE(m.find(std::string("sets ") + key + ", which modal-exporter does not support"),
+              std::string::npos)
+        << m;
+  }
+  EXPECT_NE(message("    proxy-url: http://proxy:3128\n", "    token: t\n").find("proxy-url"),
+            std::string::npos);
+  EXPECT_EQ(message("    disable-compression: true\n", "    token: t\n"), "accepted");
 }
 
 TEST(Kubeconfig, BrokenDocumentsNameTheProblem) {

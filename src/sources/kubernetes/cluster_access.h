@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "config/config.h"
 
@@ -26,6 +28,18 @@ struct ServerAddress {
 // "https://host:6443", "http://127.0.0.1:8080/prefix", "https://[::1]:6443". Throws AccessError.
 ServerAddress parse_server_url(std::string_view url);
 
+// A kubeconfig user's exec credential plugin (exec_credential.h runs it).
+struct ExecConfig {
+  std::string api_version;  // client.authentication.k8s.io/v1 or .../v1beta1
+  std::string command;      // a name looked up on PATH, or a path
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> env;  // added to the exporter's environment
+  std::string install_hint;
+  // KUBERNETES_EXEC_INFO: the ExecCredential the plugin gets (spec.cluster when
+  // provideClusterInfo).
+  std::string exec_info;
+};
+
 struct ClusterAccess {
   std::string origin;  // for logs: "kubeconfig /path (context ctx)" or "in-cluster"
   ServerAddress server;
@@ -35,8 +49,9 @@ struct ClusterAccess {
   bool insecure_skip_tls_verify = false;
   std::string client_cert_pem;
   std::string client_key_pem;
-  std::string token;       // static bearer token
-  std::string token_file;  // re-read periodically (projected service-account tokens rotate)
+  std::string token;               // static bearer token
+  std::string token_file;          // re-read periodically (projected service-account tokens rotate)
+  std::optional<ExecConfig> exec;  // set when the user has no static credential but a plugin
 };
 
 // The in-cluster locations; tests point them at temporary files and a fake server.
