@@ -143,8 +143,13 @@ TEST(Kubeconfig, UnsupportedFieldsAreRefusedByName) {
               std::string::npos)
         << m;
   }
-  EXPECT_NE(message("    proxy-url: http://proxy:3128\n", "    token: t\n").find("proxy-url"),
-            std::string::npos);
+  EXPECT_EQ(message("    proxy-url: http://proxy:3128\n", "    token: t\n"), "accepted");
+  const std::string socks =
+      message("    proxy-url: socks5://u:secret@proxy:1080\n", "    token: t\n");
+  EXPECT_NE(socks.find("proxy-url: SOCKS5 proxies (socks5://) are not supported"),
+            std::string::npos)
+      << socks;
+  EXPECT_EQ(socks.find("secret"), std::string::npos) << socks;
   EXPECT_EQ(message("    disable-compression: true\n", "    token: t\n"), "accepted");
 }
 

@@ -61,6 +61,7 @@ ApiSession::ApiSession(asio::any_io_executor executor, ClusterAccess access,
   options.tls.client_key_pem = access_.client_key_pem;
   options.tls.server_name = access_.tls_server_name;
   options.tls.insecure_skip_verify = access_.insecure_skip_tls_verify;
+  options.proxy_url = access_.proxy_url;
   tls_options_ = options.tls;
   if (access_.exec) exec_ = std::make_shared<ExecCredentialProvider>(executor, *access_.exec);
   if (server.tls) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
+#include "net/proxy.h"
 
 namespace mx::kube {
 namespace {
@@ -282,10 +283,13 @@ ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& 
                         "\" has no server");
     }
     a.server = parse_server_url(server);
-    if (has_key(cluster, "proxy-url")) {
-      throw AccessError("kubeconfig " + origin + ": cluster \"" + cluster_name +
-                        "\" sets proxy-url, which modal-exporter does not support; reach the "
-                        "API server directly");
+    a.proxy_url = scalar(cluster, "proxy-url");
+    if (!a.proxy_url.empty()) {
+      std::string why;
+      if (!net::parse_proxy_url(a.proxy_url, &why)) {
+        throw AccessError("kubeconfig " + origin + ": cluster \"" + cluster_name +
+                          "\" proxy-url: " + why);
+      }
     }
     a.tls_server_name = scalar(cluster, "tls-server-name");
     const std::string what = "kubeconfig " + origin + " cluster \"" + cluster_name + "\"";

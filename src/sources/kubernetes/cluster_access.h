@@ -44,6 +44,7 @@ struct ClusterAccess {
   std::string origin;  // for logs: "kubeconfig /path (context ctx)" or "in-cluster"
   ServerAddress server;
   std::string tls_server_name;  // overrides the name the certificate is checked against
+  std::string proxy_url;        // proxy-url: every request goes through it (else the environment)
   std::string ca_pem;           // certificate-authority-data (decoded)
   std::string ca_file;          // certificate-authority / in-cluster ca.crt
   bool insecure_skip_tls_verify = false;
