@@ -189,6 +189,33 @@ TEST(Kubeconfig, PathListUsesFirstExistingFile) {
   EXPECT_EQ(a.token, "t");
 }
 
+// Several files are merged as kubectl merges them: first definition (by name) and first
+// current-context win; relative paths stay relative to the file that holds them.
+TEST(Kubeconfig, PathListMergesFilesFirstDefinitionWins) {
+  TempDir first;
+  TempDir second;
+  const std::string a =
+      first.write("config",
+                  "current-context: prod\n"
+                  "contexts:\n- name: prod\n  context: {cluster: prod-cluster, user: admin}\n"
+                  "users:\n- name: admin\n  user:\n    tokenFile: token\n");
+  first.write("token", "first-token");
+  second.write("ca.crt", "CA FROM SECOND");
+  const std::string b = second.write(
+      "config",
+      "current-context: dev\n"
+      "clusters:\n- name: prod-cluster\n  cluster:\n    server: https://10.1.2.3:6443\n"
+      "    certificate-authority: ca.crt\n"
+      "contexts:\n- name: dev\n  context: {cluster: prod-cluster, user: dev}\n"
+      "users:\n- name: admin\n  user:\n    token: second-token-loses\n");
+  const auto merged = load_kubeconfig("/nonexistent:" + a + ":" + b);
+  EXPECT_EQ(merged.server.host, "10.1.2.3");
+  EXPECT_EQ(merged.ca_file, (fs::path(second.path()) / "ca.crt").string());
+  EXPECT_EQ(merged.token_file, (fs::path(first.path()) / "token").string());
+  EXPECT_TRUE(merged.token.empty());
+  EXPECT_NE(merged.origin.find("(context prod)"), std::string::npos) << merged.origin;
+}
+
 TEST(InCluster, ReadsServiceAccount) {
   TempDir dir;
   InClusterPaths paths;

@@ -1,5 +1,6 @@
 #include "sources/kubernetes/cluster_access.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -346,24 +347,83 @@ ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& 
   }
 }
 
+namespace {
+
+// Makes the file paths of a kubeconfig entry absolute against the directory of the file that
+// defined it, so that entries of several files can live in one merged document.
+void absolutize(YAML::Node item, const std::string& base_dir) {
+  if (!item || !item.IsMap()) return;
+  for (const char* key :
+       {"certificate-authority", "client-certificate", "client-key", "tokenFile"}) {
+    const std::string value = scalar(item, key);
+    if (!value.empty()) item[key] = resolve_path(value, base_dir);
+  }
+  YAML::Node exec = item["exec"];
+  if (exec && exec.IsMap()) {
+    const std::string command = scalar(exec, "command");
+    if (command.find('/') != std::string::npos) exec["command"] = resolve_path(command, base_dir);
+  }
+}
+
+}  // namespace
+
 ClusterAccess load_kubeconfig(const std::string& path_list) {
-  // $KUBECONFIG may list several files; merging them is kubectl's business, the first wins here.
-  std::string chosen;
+  // $KUBECONFIG may list several files; kubectl merges them: the first file to define a
+  // cluster, user or context (by name) or current-context wins; missing files are skipped.
+  std::vector<std::string> files;
   std::stringstream ss(path_list);
   std::string item;
   while (std::getline(ss, item, ':')) {
     if (item.empty()) continue;
     std::error_code ec;
-    if (std::filesystem::exists(item, ec)) {
-      chosen = item;
-      break;
+    if (std::filesystem::exists(item, ec) &&
+        std::find(files.begin(), files.end(), item) == files.end()) {
+      files.push_back(item);
     }
   }
-  if (chosen.empty()) throw AccessError("kubeconfig " + path_list + " does not exist");
-  auto text = read_file(chosen, 16 << 20);
-  if (!text) throw AccessError("cannot read kubeconfig " + chosen);
-  const std::string base_dir = std::filesystem::path(chosen).parent_path().string();
-  return parse_kubeconfig(*text, chosen, base_dir);
+  if (files.empty()) throw AccessError("kubeconfig " + path_list + " does not exist");
+  const auto read = [](const std::string& file) {
+    auto text = read_file(file, 16 << 20);
+    if (!text) throw AccessError("cannot read kubeconfig " + file);
+    return *text;
+  };
+  if (files.size() == 1) {
+    const std::string base_dir = std::filesystem::path(files[0]).parent_path().string();
+    return parse_kubeconfig(read(files[0]), files[0], base_dir);
+  }
+
+  YAML::Node merged(YAML::NodeType::Map);
+  std::string origin;
+  for (const auto& file : files) {
+    origin += (origin.empty() ? "" : ":") + file;
+    YAML::Node root;
+    try {
+      root = YAML::Load(read(file));
+    } catch (const YAML::Exception& e) {
+      throw AccessError("kubeconfig " + file + " is not valid YAML: " + e.what());
+    }
+    if (!root || root.IsNull()) continue;
+    if (!root.IsMap()) throw AccessError("kubeconfig " + file + " is not a YAML mapping");
+    const std::string base_dir = std::filesystem::path(file).parent_path().string();
+    if (scalar(merged, "current-context").empty() && !scalar(root, "current-context").empty()) {
+      merged["current-context"] = scalar(root, "current-context");
+    }
+    for (const auto& [list_key, item_key] :
+         {std::pair{"clusters", "cluster"}, std::pair{"users", "user"},
+          std::pair{"contexts", "context"}}) {
+      const YAML::Node list = root[list_key];
+      if (!list || !list.IsSequence()) continue;
+      YAML::Node out = merged[list_key];
+      for (const auto& entry : list) {
+        const std::string name = scalar(entry, "name");
+        if (name.empty() || named_entry(merged, list_key, item_key, name)) continue;
+        YAML::Node copy = YAML::Clone(entry);
+        absolutize(copy[item_key], base_dir);
+        out.push_back(copy);
+      }
+    }
+  }
+  return parse_kubeconfig(YAML::Dump(merged), origin, "");
 }
 
 ClusterAccess load_in_cluster(const InClusterPaths& paths) {

@@ -66,7 +66,8 @@ struct InClusterPaths {
 // Parses a kubeconfig document; relative file paths are resolved against `base_dir`.
 ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& origin,
                                const std::string& base_dir);
-// Reads the kubeconfig at `path` (a $KUBECONFIG-style list "a:b" uses the first existing file).
+// Reads the kubeconfig at `path`; a $KUBECONFIG-style list "a:b" is merged as kubectl merges it
+// (the first definition of a name and the first current-context win; missing files skipped).
 ClusterAccess load_kubeconfig(const std::string& path);
 ClusterAccess load_in_cluster(const InClusterPaths& paths);
 // config.kubeconfig when set, else in-cluster. Throws AccessError with a clear message.
