@@ -252,13 +252,19 @@ ExecCredentialProvider::ExecCredentialProvider(asio::any_io_executor executor, E
       wake_(executor_, asio::steady_timer::time_point::max()) {}
 
 ExecCredentialProvider::~ExecCredentialProvider() {
-  cancel_->store(true);
+  {
+    std::lock_guard lock(control_->mu);
+    control_->cancel = true;
+  }
   if (worker_.joinable()) worker_.join();
 }
 
 void ExecCredentialProvider::cancel() {
   cancelled_ = true;
-  cancel_->store(true);
+  {
+    std::lock_guard lock(control_->mu);
+    control_->cancel = true;
+  }
   wake_.cancel();
 }
 
@@ -281,14 +287,16 @@ asio::awaitable<ExecCredentialProvider::Result> ExecCredentialProvider::get() {
       argv.insert(argv.end(), config_.args.begin(), config_.args.end());
       auto env = config_.env;
       env.emplace_back("KUBERNETES_EXEC_INFO", config_.exec_info);
-      worker_ =
-          std::thread([argv = std::move(argv), env = std::move(env), timeout = timeout_,
-                       cancel = cancel_, executor = executor_, weak = weak_from_this()]() mutable {
-            ProcessResult result = run_process(argv, env, timeout, *cancel);
-            asio::post(executor, [weak, result = std::move(result)]() mutable {
-              if (auto provider = weak.lock()) provider->finish(std::move(result));
-            });
-          });
+      worker_ = std::thread([argv = std::move(argv), env = std::move(env), timeout = timeout_,
+                             control = control_, executor = executor_,
+                             weak = weak_from_this()]() mutable {
+        ProcessResult result = run_process(argv, env, timeout, control->cancel);
+        std::lock_guard lock(control->mu);
+        if (control->cancel) return;
+        asio::post(executor, [weak, result = std::move(result)]() mutable {
+          if (auto provider = weak.lock()) provider->finish(std::move(result));
+        });
+      });
     }
     // The run's outcome is returned as it is, even a credential that expired already: asking
     // again would only run the plugin in a loop.

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,7 +84,13 @@ class ExecCredentialProvider : public std::enable_shared_from_this<ExecCredentia
   ExecConfig config_;
   Duration timeout_;
   asio::steady_timer wake_;  // never expires: cancel() wakes every waiter
-  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
+  // Shared with the worker thread. Once `cancel` is set (under `mu`) the worker posts nothing
+  // more: the io_context may be shutting down by then.
+  struct WorkerControl {
+    std::mutex mu;
+    std::atomic<bool> cancel{false};
+  };
+  std::shared_ptr<WorkerControl> control_ = std::make_shared<WorkerControl>();
   std::thread worker_;
   bool running_ = false;
   bool cancelled_ = false;
