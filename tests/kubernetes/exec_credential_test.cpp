@@ -12,11 +12,8 @@
 #include "common/base64.h"
 #include "common/log.h"
 #include "fake_kube_api.h"
+#include "source_fixture.h"
 #include "sources/kubernetes/cluster_access.h"
-#include "sources/kubernetes/kubernetes_source.h"
-#include "support/io.h"
-#include "support/log_capture.h"
-#include "support/recording_sinks.h"
 #include "support/temp_dir.h"
 
 namespace mx::testing {
@@ -234,7 +231,7 @@ TEST(RunProcess, ExitStatusTimeoutAndMissingCommand) {
 
 // --- the source with a plugin ------------------------------------------------------------------
 
-class ExecSourceTest : public ::testing::Test {
+class ExecSourceTest : public KubeSourceTestBase {
  protected:
   void SetUp() override {
     api.start();
@@ -249,16 +246,10 @@ class ExecSourceTest : public ::testing::Test {
                        "if [ -f \"$MX_DIR/fail\" ]; then exit 3; fi\n"
                        "cat \"$MX_DIR/response.json\"\n");
     std::filesystem::permissions(plugin, std::filesystem::perms::owner_all);
-    config.request_timeout = 5s;
-    config.watch_timeout = 60s;
-    backoff.initial = 50ms;
-    backoff.max = 500ms;
   }
 
   void TearDown() override {
-    if (source) source->stop();
-    run_for(io, 20ms);
-    source.reset();
+    stop_source();
     api.stop();
   }
 
@@ -292,14 +283,8 @@ class ExecSourceTest : public ::testing::Test {
 
   void respond(const std::string& text) { dir.write("response.json", text); }
 
-  void start() {
-    source = std::make_unique<KubernetesSource>(io, config, backoff, sink, sink);
-    source->set_operator_pod("", "");
-    source->start();
-  }
-
   void start_and_sync() {
-    start();
+    start_source();
     ASSERT_TRUE(run_until(io, [&] { return !sink.successes.empty(); })) << logs.all();
     ASSERT_TRUE(run_until(io, [&] { return api.open_watch_count() == 4; }))
         << api.open_watch_count();
@@ -307,17 +292,11 @@ class ExecSourceTest : public ::testing::Test {
 
   std::string uid_of(const json& object) { return object["metadata"]["uid"].get<std::string>(); }
 
-  LogCapture logs;
   FakeKubeApi api;
   TempDir dir;
   std::string plugin;
   std::string runs_file;
   std::string response_file;
-  boost::asio::io_context io;
-  RecordingKubeSink sink;
-  KubernetesConfig config;
-  BackoffConfig backoff;
-  std::unique_ptr<KubernetesSource> source;
 };
 
 TEST_F(ExecSourceTest, V1PluginTokenSyncsWithOneRun) {
@@ -391,7 +370,7 @@ TEST_F(ExecSourceTest, UnauthorizedRunsThePluginAgainOnce) {
 TEST_F(ExecSourceTest, FailingPluginTakesOnlyTheSourceDownAndNamesTheFix) {
   write_kubeconfig(kV1, "      interactiveMode: Never\n");
   dir.write("fail", "");
-  start();
+  start_source();
   ASSERT_TRUE(run_until(io, [&] { return sink.failures > 0; })) << logs.all();
   ASSERT_TRUE(run_until(io, [&] { return logs.count("exec credential plugin failed") > 0; }));
   EXPECT_TRUE(sink.successes.empty());
@@ -413,7 +392,7 @@ TEST_F(ExecSourceTest, FailingPluginTakesOnlyTheSourceDownAndNamesTheFix) {
 TEST_F(ExecSourceTest, BadOutputNeverLogsTheToken) {
   write_kubeconfig(kV1, "      interactiveMode: Never\n");
   respond(credential(kV1beta1, "leaked-if-logged"));
-  start();
+  start_source();
   ASSERT_TRUE(run_until(io, [&] { return logs.count("exec credential plugin failed") > 0; }));
   EXPECT_GE(logs.count("apiVersion"), 1) << logs.all();
   EXPECT_EQ(logs.count("leaked-if-logged"), 0) << logs.all();
@@ -425,7 +404,7 @@ TEST_F(ExecSourceTest, UnusableClientCertificateIsNamedNotQuoted) {
                {"kind", "ExecCredential"},
                {"status", {{"clientCertificateData", "cert-junk"}, {"clientKeyData", "key-junk"}}}}
               .dump());
-  start();
+  start_source();
   ASSERT_TRUE(run_until(io, [&] { return logs.count("unusable client certificate") > 0; }))
       << logs.all();
   EXPECT_EQ(logs.count("key-junk"), 0) << logs.all();
@@ -436,7 +415,7 @@ TEST_F(ExecSourceTest, StopKillsASlowPlugin) {
   dir.write("plugin.sh", "#!/bin/sh\nexec sleep 60\n");
   std::filesystem::permissions(plugin, std::filesystem::perms::owner_all);
   write_kubeconfig(kV1, "      interactiveMode: Never\n");
-  start();
+  start_source();
   run_for(io, 300ms);
   const auto start_stop = std::chrono::steady_clock::now();
   source->stop();

@@ -18,11 +18,8 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "fake_kube_api.h"
-#include "sources/kubernetes/kubernetes_source.h"
-#include "support/io.h"
-#include "support/log_capture.h"
+#include "source_fixture.h"
 #include "support/process.h"
-#include "support/recording_sinks.h"
 #include "support/temp_dir.h"
 
 namespace mx::testing {
@@ -64,19 +61,10 @@ bool accepts_connections(unsigned short port) {
   return !ec;
 }
 
-class ProxyTest : public ::testing::Test {
+class ProxyTest : public KubeSourceTestBase {
  protected:
-  void SetUp() override {
-    backoff.initial = 50ms;
-    backoff.max = 500ms;
-    config.request_timeout = 5s;
-    config.watch_timeout = 60s;
-  }
-
   void TearDown() override {
-    if (source) source->stop();
-    run_for(io, 20ms);
-    source.reset();
+    stop_source();
     api->stop();
     for (const char* name : {"HTTPS_PROXY", "NO_PROXY"}) ::unsetenv(name);
   }
@@ -121,24 +109,16 @@ class ProxyTest : public ::testing::Test {
   }
 
   void start_and_sync() {
-    source = std::make_unique<KubernetesSource>(io, config, backoff, sink, sink);
-    source->set_operator_pod("", "");
-    source->start();
+    start_source();
     ASSERT_TRUE(run_until(io, [&] { return !sink.successes.empty(); }))
         << logs.all() << read_file(proxy_log);
   }
 
-  LogCapture logs;
   std::unique_ptr<FakeKubeApi> api = std::make_unique<FakeKubeApi>();
   TempDir dir;
   unsigned short proxy_port = 0;
   std::string proxy_log;
   std::unique_ptr<ChildProcess> proxy;
-  boost::asio::io_context io;
-  RecordingKubeSink sink;
-  KubernetesConfig config;
-  BackoffConfig backoff;
-  std::unique_ptr<KubernetesSource> source;
 };
 
 TEST_F(ProxyTest, KubeconfigProxyUrlTunnelsThroughTinyproxy) {
@@ -157,9 +137,7 @@ TEST_F(ProxyTest, WrongProxyPasswordIsNamedAndNotLogged) {
   api->start();
   ASSERT_NO_FATAL_FAILURE(start_proxy());
   write_kubeconfig(api->url(), "    proxy-url: " + proxy_url("wrong-pass") + "\n");
-  source = std::make_unique<KubernetesSource>(io, config, backoff, sink, sink);
-  source->set_operator_pod("", "");
-  source->start();
+  start_source();
   ASSERT_TRUE(run_until(io, [&] { return logs.count("proxy authentication required") > 0; }))
       << logs.all();
   EXPECT_TRUE(sink.successes.empty());
@@ -186,16 +164,12 @@ TEST_F(ProxyTest, HttpsProxyEnvironmentAndNoProxy) {
   EXPECT_EQ(logs.count(kProxyPassword), 0) << logs.all();
 
   // NO_PROXY naming the address: direct, the proxy sees nothing new.
-  source->stop();
-  run_for(io, 20ms);
-  source.reset();
+  stop_source();
   std::this_thread::sleep_for(500ms);  // tinyproxy logs the stopped source's tunnels late
   const std::size_t synced = sink.successes.size();
   const std::size_t before = read_file(proxy_log).size();
   ::setenv("NO_PROXY", ("example.com," + address).c_str(), 1);
-  source = std::make_unique<KubernetesSource>(io, config, backoff, sink, sink);
-  source->set_operator_pod("", "");
-  source->start();
+  start_source();
   ASSERT_TRUE(run_until(io, [&] { return sink.successes.size() > synced; })) << logs.all();
   EXPECT_EQ(read_file(proxy_log).substr(before).find("): CONNECT "), std::string::npos)
       << read_file(proxy_log).substr(before);
