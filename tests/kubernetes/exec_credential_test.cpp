@@ -315,6 +315,24 @@ TEST_F(ExecSourceTest, V1PluginTokenSyncsWithOneRun) {
   EXPECT_EQ(logs.count("exec-token-v1"), 0) << logs.all();
 }
 
+// kubectl reads the same kubeconfig the same way: it runs the plugin and lists with its token.
+TEST_F(ExecSourceTest, KubectlAgreesWithTheSameKubeconfig) {
+  api.set_token("shared-token");
+  write_kubeconfig(kV1, "      interactiveMode: IfAvailable\n");
+  respond(credential(kV1, "shared-token"));
+  api.upsert("v1", "pods",
+             json{{"metadata", {{"name", "seen-by-both"}, {"namespace", "default"}}}});
+  std::string out;
+  const auto code = kubectl(config.kubeconfig, dir.path() + "/kcache", "get pods -A -o name", out);
+  if (!code) GTEST_SKIP() << "kubectl is not installed";
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_NE(out.find("pod/seen-by-both"), std::string::npos) << out;
+  const int kubectl_runs = line_count(runs_file);  // one per kubectl client it builds
+  EXPECT_GE(kubectl_runs, 1);
+  start_and_sync();
+  EXPECT_EQ(line_count(runs_file), kubectl_runs + 1);
+}
+
 TEST_F(ExecSourceTest, V1beta1PluginTokenSyncs) {
   api.set_token("exec-token-beta");
   write_kubeconfig(kV1beta1);

@@ -133,6 +133,19 @@ TEST_F(ProxyTest, KubeconfigProxyUrlTunnelsThroughTinyproxy) {
   EXPECT_EQ(logs.count(kProxyPassword), 0) << logs.all();
 }
 
+TEST_F(ProxyTest, KubectlGoesThroughTheSameProxy) {
+  api->start();
+  ASSERT_NO_FATAL_FAILURE(start_proxy());
+  write_kubeconfig(api->url(), "    proxy-url: " + proxy_url() + "\n");
+  std::string out;
+  const auto code = kubectl(config.kubeconfig, dir.path() + "/kcache", "get pods -A -o name", out);
+  if (!code) GTEST_SKIP() << "kubectl is not installed";
+  EXPECT_EQ(*code, 0) << out;
+  const std::string log = read_file(proxy_log);
+  EXPECT_NE(log.find("): CONNECT 127.0.0.1:" + std::to_string(api->port())), std::string::npos)
+      << log;
+}
+
 TEST_F(ProxyTest, WrongProxyPasswordIsNamedAndNotLogged) {
   api->start();
   ASSERT_NO_FATAL_FAILURE(start_proxy());

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include <boost/asio/io_context.hpp>
 
 #include "sources/kubernetes/kubernetes_source.h"
 #include "support/io.h"
 #include "support/log_capture.h"
+#include "support/process.h"
 #include "support/recording_sinks.h"
 
 namespace mx::testing {
@@ -45,5 +48,15 @@ class KubeSourceTestBase : public ::testing::Test {
   BackoffConfig backoff;
   std::unique_ptr<KubernetesSource> source;
 };
+
+// kubectl, the reference client, with the same kubeconfig as the exporter: its exit code, with
+// its combined output in `output`; nullopt when kubectl is not installed.
+inline std::optional<int> kubectl(const std::string& kubeconfig, const std::string& cache_dir,
+                                  const std::string& args, std::string& output) {
+  if (run_command("command -v kubectl", output) != 0) return std::nullopt;
+  return run_command("kubectl --kubeconfig '" + kubeconfig + "' --cache-dir '" + cache_dir +
+                         "' --request-timeout=10s " + args,
+                     output);
+}
 
 }  // namespace mx::testing
