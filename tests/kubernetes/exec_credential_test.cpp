@@ -416,6 +416,20 @@ TEST_F(ExecSourceTest, BadOutputNeverLogsTheToken) {
   EXPECT_EQ(logs.count("leaked-if-logged"), 0) << logs.all();
 }
 
+TEST_F(ExecSourceTest, PluginClientCertificateAuthenticates) {
+  api.set_token("a-token-nobody-has");  // only the certificate can get in
+  write_kubeconfig(kV1beta1);
+  respond(json{
+      {"apiVersion", kV1beta1},
+      {"kind", "ExecCredential"},
+      {"status",
+       {{"clientCertificateData", api.client_cert_pem()}, {"clientKeyData", api.client_key_pem()}}}}
+              .dump());
+  start_and_sync();
+  EXPECT_EQ(line_count(runs_file), 1);
+  EXPECT_EQ(logs.count("PRIVATE KEY"), 0) << logs.all();
+}
+
 TEST_F(ExecSourceTest, UnusableClientCertificateIsNamedNotQuoted) {
   write_kubeconfig(kV1, "      interactiveMode: Never\n");
   respond(json{{"apiVersion", kV1},
