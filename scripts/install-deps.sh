@@ -29,6 +29,7 @@ test_packages=(
   apache2-utils openssl                        # htpasswd -B and certificates for the web config tests
   clang libclang-rt-14-dev                     # libFuzzer targets (scripts/fuzz.sh)
   ccache                                       # compiler cache, shared with the image build
+  tinyproxy                                    # a real CONNECT proxy for the kubeconfig proxy-url test
 )
 # nodejs/npm are not listed: a machine may carry a non-Debian nodejs (e.g. nodesource) that
 # bundles npm, and Debian's npm conflicts with it. install-check-tools.sh installs them only

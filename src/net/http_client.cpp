@@ -52,7 +52,21 @@ std::shared_ptr<HttpClient> HttpClient::create(asio::any_io_executor executor,
 }
 
 HttpClient::HttpClient(asio::any_io_executor executor, ClientOptions options)
-    : executor_(std::move(executor)), options_(std::move(options)) {}
+    : executor_(std::move(executor)), options_(std::move(options)) {
+  if (!options_.proxy_url.empty()) {
+    fixed_proxy_ = parse_proxy_url(options_.proxy_url, &fixed_proxy_error_);
+  } else {
+    proxy_environment_ = options_.proxy_environment.value_or(ProxyEnvironment::from_environment());
+  }
+}
+
+std::optional<ProxyUrl> HttpClient::proxy_for(const HttpUrl& url, std::string& error) const {
+  if (!options_.proxy_url.empty()) {
+    error = fixed_proxy_error_;
+    return fixed_proxy_;
+  }
+  return net::proxy_for(proxy_environment_, url, &error);
+}
 
 std::shared_ptr<asio::ssl::context> HttpClient::tls_context(std::string& error) {
   if (!options_.tls_context) {
@@ -194,18 +208,22 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
     self->resolve_timed_out_ = true;
     self->resolver_.cancel();
   });
-  auto endpoints =
-      co_await resolver_.async_resolve(url.host, url.port, redirect_error(use_awaitable, ec));
+  std::string proxy_error;
+  const std::optional<ProxyUrl> proxy = client_->proxy_for(url, proxy_error);
+  if (!proxy_error.empty()) co_return make_error(ErrorKind::connection, proxy_error);
+  const std::string& connect_host = proxy ? proxy->host : url.host;
+  auto endpoints = co_await resolver_.async_resolve(connect_host, proxy ? proxy->port : url.port,
+                                                    redirect_error(use_awaitable, ec));
   resolve_deadline_.cancel();
   if (resolve_timed_out_ && !cancelled_) {
-    co_return make_error(ErrorKind::timeout, "resolve " + url.host + " timed out");
+    co_return make_error(ErrorKind::timeout, "resolve " + connect_host + " timed out");
   }
-  if (ec || cancelled_) co_return map_error(ec, "resolve " + url.host);
+  if (ec || cancelled_) co_return map_error(ec, "resolve " + connect_host);
 
   const TlsOptions& tls_options = client_->options_.tls;
   if (url.tls) {
     std::string why;
-    tls_context_ = client_->tls_context(why);
+    tls_context_ = request.tls_context ? request.tls_context : client_->tls_context(why);
     if (!tls_context_) co_return make_error(ErrorKind::connection, why);
     tls_ =
         std::make_unique<beast::ssl_stream<beast::tcp_stream>>(client_->executor_, *tls_context_);
@@ -214,7 +232,12 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
   }
   tcp().expires_at(deadline);
   co_await tcp().async_connect(endpoints, redirect_error(use_awaitable, ec));
-  if (ec || cancelled_) co_return map_error(ec, "connect to " + authority_);
+  if (ec || cancelled_) {
+    co_return map_error(ec, "connect to " + (proxy ? "proxy " + proxy->display : authority_));
+  }
+  if (proxy && tls_) {
+    if (Error e = co_await open_tunnel(*proxy, url); e) co_return e;
+  }
 
   if (tls_) {
     const std::string& name = tls_options.server_name.empty() ? url.host : tls_options.server_name;
@@ -226,8 +249,14 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
     if (ec || cancelled_) co_return map_error(ec, "TLS handshake with " + authority_);
   }
 
-  http::request<http::empty_body> req{http::verb::get, url.target, 11};
+  // Through a proxy, a plain http:// request names its whole URL (absolute form).
+  const bool forward = proxy && !tls_;
+  http::request<http::empty_body> req{
+      http::verb::get, forward ? "http://" + url.host_header + url.target : url.target, 11};
   req.set(http::field::host, url.host_header);
+  if (forward && !proxy->authorization.empty()) {
+    req.set(http::field::proxy_authorization, proxy->authorization);
+  }
   req.set(http::field::user_agent, user_agent());
   req.set(http::field::accept, request.accept);
   req.set(http::field::connection, "close");
@@ -253,6 +282,40 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
   content_type_ = std::string(header[http::field::content_type]);
   retry_after_ = parse_retry_after(header[http::field::retry_after]);
   done_ = parser_.is_done();
+  co_return Error{};
+}
+
+asio::awaitable<Error> Exchange::open_tunnel(const ProxyUrl& proxy, const HttpUrl& url) {
+  const bool ipv6 = url.host.find(':') != std::string::npos;
+  const std::string target = (ipv6 ? "[" + url.host + "]" : url.host) + ":" + url.port;
+  http::request<http::empty_body> req{http::verb::connect, target, 11};
+  req.set(http::field::host, target);
+  req.set(http::field::user_agent, user_agent());
+  if (!proxy.authorization.empty()) {
+    req.set(http::field::proxy_authorization, proxy.authorization);
+  }
+  boost::system::error_code ec;
+  co_await http::async_write(tcp(), req, redirect_error(use_awaitable, ec));
+  const std::string step = "CONNECT " + target + " through proxy " + proxy.display;
+  if (ec || cancelled_) co_return map_error(ec, step);
+  // A buffer of its own: nothing the proxy sends after its header may be taken from TLS.
+  beast::flat_buffer buffer;
+  http::response_parser<http::empty_body> parser;
+  parser.skip(true);  // a 2xx answer to CONNECT has no body: the tunnel follows
+  parser.header_limit(kHeaderLimit);
+  co_await http::async_read_header(tcp(), buffer, parser, redirect_error(use_awaitable, ec));
+  if (ec || cancelled_) co_return map_error(ec, step);
+  const int status = static_cast<int>(parser.get().result_int());
+  if (status < 200 || status >= 300) {
+    // Some proxies (tinyproxy) answer a CONNECT with bad credentials with 401 instead of 407.
+    co_return make_error(
+        ErrorKind::connection,
+        step + " failed: HTTP " + std::to_string(status) +
+            (status == 407 || status == 401 ? " (proxy authentication required)" : ""));
+  }
+  if (buffer.size() != 0) {
+    co_return make_error(ErrorKind::connection, step + ": the proxy sent data before TLS");
+  }
   co_return Error{};
 }
 

@@ -32,6 +32,7 @@
 
 #include "common/duration.h"
 #include "net/errors.h"
+#include "net/proxy.h"
 #include "net/tls.h"
 #include "net/url.h"
 
@@ -41,18 +42,31 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 
 struct ClientOptions {
+  ClientOptions() = default;
+  // Trust and a ready context, the common case; the proxy comes from the environment.
+  ClientOptions(TlsOptions tls_options, std::shared_ptr<asio::ssl::context> context = nullptr)
+      : tls(std::move(tls_options)), tls_context(std::move(context)) {}
+
   // Trust, client certificate, server name, insecure-skip. Used to build the TLS context on the
   // first https:// request unless `tls_context` is given.
   TlsOptions tls;
   // A ready context (built with make_tls_client_context, or a test's private CA). The
   // verification mode and peer name still come from `tls`.
   std::shared_ptr<asio::ssl::context> tls_context;
+  // Where requests go: through `proxy_url` (a kubeconfig's proxy-url, for every request) when
+  // set, else as `proxy_environment` says (net/proxy.h); unset, the process environment is read
+  // when the client is created.
+  std::string proxy_url;
+  std::optional<ProxyEnvironment> proxy_environment;
 };
 
 struct Request {
   HttpUrl url;
   std::string accept = "*/*";
   std::string bearer_token;  // sent as "Authorization: Bearer ..." when set; never logged
+  // Replaces the client's TLS context for this request (a client certificate that changes over
+  // time, such as one from a kubeconfig exec plugin).
+  std::shared_ptr<asio::ssl::context> tls_context;
 };
 
 struct FetchRequest {
@@ -92,9 +106,15 @@ class HttpClient : public std::enable_shared_from_this<HttpClient> {
   friend class Exchange;
   // The TLS context, built on first use; null with `error` set when the options are unusable.
   std::shared_ptr<asio::ssl::context> tls_context(std::string& error);
+  // The proxy for `url`; nullopt for a direct connection, or with `error` set when the
+  // configured proxy is unusable.
+  std::optional<ProxyUrl> proxy_for(const HttpUrl& url, std::string& error) const;
 
   asio::any_io_executor executor_;
   ClientOptions options_;
+  std::optional<ProxyUrl> fixed_proxy_;  // options_.proxy_url parsed
+  std::string fixed_proxy_error_;
+  ProxyEnvironment proxy_environment_;
   std::vector<std::weak_ptr<Exchange>> exchanges_;
 };
 
@@ -126,6 +146,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
  private:
   Error map_error(const boost::system::error_code& ec, const std::string& step) const;
+  // CONNECT through the proxy the TCP stream is connected to; TLS then runs inside the tunnel.
+  asio::awaitable<Error> open_tunnel(const ProxyUrl& proxy, const HttpUrl& url);
   beast::tcp_stream& tcp();
 
   std::shared_ptr<HttpClient> client_;

@@ -1,5 +1,5 @@
 // kubeconfig and in-cluster configuration: the variants real clusters hand out, and the
-// refusals that must be clear (exec plugins, missing pieces).
+// refusals that must be clear (auth providers, impersonation, proxies, missing pieces).
 #include "sources/kubernetes/cluster_access.h"
 
 #include <gtest/gtest.h>
@@ -105,24 +105,52 @@ TEST(Kubeconfig, InsecureSkipOnlyWhenTrue) {
                    .insecure_skip_tls_verify);
 }
 
-TEST(Kubeconfig, ExecPluginIsRefusedClearly) {
-  try {
-    parse_kubeconfig(kubeconfig("",
-                                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
-                                "      command: aws\n"),
-                     "test", "");
-    FAIL() << "expected AccessError";
-  } catch (const AccessError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "kubeconfig user u1 uses an exec credential plugin, which modal-exporter does not "
-              "support; use a token or client certificate");
-  }
+TEST(Kubeconfig, ExecPluginIsUsedAuthProviderIsRefusedClearly) {
+  const auto a = parse_kubeconfig(kubeconfig("",
+                                             "    exec:\n      apiVersion: "
+                                             "client.authentication.k8s.io/v1\n"
+                                             "      command: aws\n      interactiveMode: Never\n"),
+                                  "test", "");
+  ASSERT_TRUE(a.exec.has_value());
+  EXPECT_EQ(a.exec->command, "aws");
+  // A static credential next to the plugin wins, as the plugin would not be needed.
+  EXPECT_FALSE(parse_kubeconfig(kubeconfig("",
+                                           "    token: t\n    exec:\n      apiVersion: "
+                                           "client.authentication.k8s.io/v1\n"
+                                           "      command: aws\n      interactiveMode: Never\n"),
+                                "test", "")
+                   .exec.has_value());
   try {
     parse_kubeconfig(kubeconfig("", "    auth-provider:\n      name: gcp\n"), "test", "");
     FAIL() << "expected AccessError";
   } catch (const AccessError& e) {
     EXPECT_NE(std::string(e.what()).find("auth-provider"), std::string::npos);
   }
+}
+
+TEST(Kubeconfig, UnsupportedFieldsAreRefusedByName) {
+  const auto message = [](const std::string& cluster_extra, const std::string& user_body) {
+    try {
+      parse_kubeconfig(kubeconfig(cluster_extra, user_body), "test", "");
+    } catch (const AccessError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  for (const char* key : {"username", "password", "as", "as-uid", "as-groups", "as-user-extra"}) {
+    const std::string m = message("", "    token: t\n    " + std::string(key) + ": x\n");
+    EXPECT_NE(m.find(std::string("sets ") + key + ", which modal-exporter does not support"),
+              std::string::npos)
+        << m;
+  }
+  EXPECT_EQ(message("    proxy-url: http://proxy:3128\n", "    token: t\n"), "accepted");
+  const std::string socks =
+      message("    proxy-url: socks5://u:secret@proxy:1080\n", "    token: t\n");
+  EXPECT_NE(socks.find("proxy-url: SOCKS5 proxies (socks5://) are not supported"),
+            std::string::npos)
+      << socks;
+  EXPECT_EQ(socks.find("secret"), std::string::npos) << socks;
+  EXPECT_EQ(message("    disable-compression: true\n", "    token: t\n"), "accepted");
 }
 
 TEST(Kubeconfig, BrokenDocumentsNameTheProblem) {
@@ -159,6 +187,33 @@ TEST(Kubeconfig, PathListUsesFirstExistingFile) {
   const std::string path = dir.write("config", kubeconfig("", "    token: t\n"));
   auto a = load_kubeconfig("/nonexistent/one:" + path);
   EXPECT_EQ(a.token, "t");
+}
+
+// Several files are merged as kubectl merges them: first definition (by name) and first
+// current-context win; relative paths stay relative to the file that holds them.
+TEST(Kubeconfig, PathListMergesFilesFirstDefinitionWins) {
+  TempDir first;
+  TempDir second;
+  const std::string a =
+      first.write("config",
+                  "current-context: prod\n"
+                  "contexts:\n- name: prod\n  context: {cluster: prod-cluster, user: admin}\n"
+                  "users:\n- name: admin\n  user:\n    tokenFile: token\n");
+  first.write("token", "first-token");
+  second.write("ca.crt", "CA FROM SECOND");
+  const std::string b = second.write(
+      "config",
+      "current-context: dev\n"
+      "clusters:\n- name: prod-cluster\n  cluster:\n    server: https://10.1.2.3:6443\n"
+      "    certificate-authority: ca.crt\n"
+      "contexts:\n- name: dev\n  context: {cluster: prod-cluster, user: dev}\n"
+      "users:\n- name: admin\n  user:\n    token: second-token-loses\n");
+  const auto merged = load_kubeconfig("/nonexistent:" + a + ":" + b);
+  EXPECT_EQ(merged.server.host, "10.1.2.3");
+  EXPECT_EQ(merged.ca_file, (fs::path(second.path()) / "ca.crt").string());
+  EXPECT_EQ(merged.token_file, (fs::path(first.path()) / "token").string());
+  EXPECT_TRUE(merged.token.empty());
+  EXPECT_NE(merged.origin.find("(context prod)"), std::string::npos) << merged.origin;
 }
 
 TEST(InCluster, ReadsServiceAccount) {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "fake_kube_api.h"
+#include "source_fixture.h"
 #include "support/io.h"
 #include "support/log_capture.h"
 #include "support/recording_sinks.h"
@@ -62,21 +63,15 @@ std::string uid_of(const json& object) {
   return object["metadata"]["uid"].get<std::string>();
 }
 
-class SourceTest : public ::testing::Test {
+class SourceTest : public KubeSourceTestBase {
  protected:
   void SetUp() override {
     api.start();
     config.kubeconfig = api.write_kubeconfig(dir.path());
-    config.request_timeout = 5s;
-    config.watch_timeout = 60s;
-    backoff.initial = 50ms;
-    backoff.max = 500ms;
   }
 
   void TearDown() override {
-    if (source) source->stop();
-    run_for(io, 20ms);
-    source.reset();
+    stop_source();
     api.stop();
   }
 
@@ -107,15 +102,9 @@ class SourceTest : public ::testing::Test {
     return n;
   }
 
-  LogCapture logs;
   FakeKubeApi api;
   TempDir dir;
-  boost::asio::io_context io;
-  RecordingKubeSink sink;
-  KubernetesConfig config;
-  BackoffConfig backoff;
   std::optional<mx::kube::InClusterPaths> in_cluster;
-  std::unique_ptr<KubernetesSource> source;
 };
 
 TEST_F(SourceTest, InitialSyncFeedsEveryKind) {

@@ -160,6 +160,67 @@ TEST_F(ExchangeTest, NoAuthorizationWithoutAToken) {
   EXPECT_THAT(server.request(), ::testing::Not(HasSubstr("Authorization")));
 }
 
+// A plain http:// request through a proxy names the whole URL and carries the proxy's
+// credentials from the proxy URL; the HTTPS_PROXY-style environment applies to non-loopback hosts.
+TEST_F(ExchangeTest, PlainRequestThroughAProxyUsesTheAbsoluteForm) {
+  RawServer proxy(io_, {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"});
+  ClientOptions options;
+  options.proxy_environment = ProxyEnvironment{};
+  options.proxy_environment->http_proxy =
+      "http://us%3Aer:pw@" + proxy.url("").substr(std::string("http://").size());
+  auto client = HttpClient::create(io_.get_executor(), options);
+  Error e;
+  std::string body;
+  run([&]() -> asio::awaitable<void> {
+    auto ex = client->exchange();
+    const Request request =
+        make_request(*parse_http_url("http://api.example.invalid:8080/x?y=1", nullptr), "*/*");
+    e = co_await ex->open(request, in(5s));
+    if (!e) e = co_await ex->read_body(body, 100, in(5s));
+  });
+  EXPECT_FALSE(e) << e.message;
+  EXPECT_EQ(body, "ok");
+  EXPECT_THAT(proxy.request(), HasSubstr("GET http://api.example.invalid:8080/x?y=1 HTTP/1.1\r\n"));
+  EXPECT_THAT(proxy.request(), HasSubstr("Host: api.example.invalid:8080\r\n"));
+  // base64("us:er:pw")
+  EXPECT_THAT(proxy.request(), HasSubstr("Proxy-Authorization: Basic dXM6ZXI6cHc=\r\n"));
+}
+
+TEST_F(ExchangeTest, AProxyRefusingConnectIsAConnectionErrorWithoutCredentials) {
+  RawServer proxy(io_, {"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"});
+  ClientOptions options;
+  options.proxy_url = "http://user:hunter2@" + proxy.url("").substr(std::string("http://").size());
+  auto client = HttpClient::create(io_.get_executor(), options);
+  Error e;
+  run([&]() -> asio::awaitable<void> {
+    auto ex = client->exchange();
+    const Request request =
+        make_request(*parse_http_url("https://api.example.invalid/x", nullptr), "*/*");
+    e = co_await ex->open(request, in(5s));
+  });
+  EXPECT_EQ(e.kind, ErrorKind::connection);
+  EXPECT_THAT(e.message,
+              HasSubstr("CONNECT api.example.invalid:443 through proxy http://127.0.0.1:"));
+  EXPECT_THAT(e.message, HasSubstr("HTTP 407 (proxy authentication required)"));
+  EXPECT_THAT(e.message, ::testing::Not(HasSubstr("hunter2")));
+  EXPECT_THAT(proxy.request(), HasSubstr("CONNECT api.example.invalid:443 HTTP/1.1\r\n"));
+  EXPECT_THAT(proxy.request(), HasSubstr("Proxy-Authorization: Basic dXNlcjpodW50ZXIy\r\n"));
+}
+
+TEST_F(ExchangeTest, AnUnusableProxyUrlFailsEveryRequest) {
+  ClientOptions options;
+  options.proxy_url = "socks5://127.0.0.1:1080";
+  auto client = HttpClient::create(io_.get_executor(), options);
+  Error e;
+  run([&]() -> asio::awaitable<void> {
+    auto ex = client->exchange();
+    const Request request = make_request(*parse_http_url("https://127.0.0.1:1/", nullptr), "*/*");
+    e = co_await ex->open(request, in(5s));
+  });
+  EXPECT_EQ(e.kind, ErrorKind::connection);
+  EXPECT_THAT(e.message, HasSubstr("SOCKS5"));
+}
+
 TEST_F(ExchangeTest, StreamsAChunkedBodyAsItArrives) {
   // The second event is held back until the first has been read: a watch stream.
   RawServer server(io_,

@@ -61,6 +61,9 @@ ApiSession::ApiSession(asio::any_io_executor executor, ClusterAccess access,
   options.tls.client_key_pem = access_.client_key_pem;
   options.tls.server_name = access_.tls_server_name;
   options.tls.insecure_skip_verify = access_.insecure_skip_tls_verify;
+  options.proxy_url = access_.proxy_url;
+  tls_options_ = options.tls;
+  if (access_.exec) exec_ = std::make_shared<ExecCredentialProvider>(executor, *access_.exec);
   if (server.tls) {
     // Built now, so that unusable material is a configuration error, not a failed request.
     try {
@@ -82,13 +85,53 @@ ApiSession::ApiSession(asio::any_io_executor executor, ClusterAccess access,
   if (!default_port) base_.host_header += ":" + server.port;
 }
 
-net::Request ApiSession::request(const std::string& target) {
-  net::Request r;
-  r.url = base_;
-  r.url.target += target;
-  r.accept = "application/json";
-  r.bearer_token = tokens_.current();
-  return r;
+asio::awaitable<ApiError> ApiSession::request(const std::string& target, net::Request& out) {
+  out = net::Request{};
+  out.url = base_;
+  out.url.target += target;
+  out.accept = "application/json";
+  if (!exec_) {
+    out.bearer_token = tokens_.current();
+    co_return ApiError{};
+  }
+  auto got = co_await exec_->get();
+  if (!got.credential) co_return ApiError{ErrorKind::connection, 0, got.error, std::nullopt};
+  if (got.credential != exec_credential_) {
+    exec_tls_.reset();
+    if (!got.credential->client_cert_pem.empty() && access_.server.tls) {
+      net::TlsOptions tls = tls_options_;
+      tls.client_cert_pem = got.credential->client_cert_pem;
+      tls.client_key_pem = got.credential->client_key_pem;
+      try {
+        exec_tls_ = net::make_tls_client_context(tls);
+      } catch (const net::TlsError& e) {
+        co_return ApiError{ErrorKind::connection, 0,
+                           "the exec credential plugin " + access_.exec->command +
+                               " returned an unusable client certificate: " + e.what(),
+                           std::nullopt};
+      }
+    }
+    exec_credential_ = got.credential;
+  }
+  out.bearer_token = exec_credential_->token;
+  out.tls_context = exec_tls_;
+  co_return ApiError{};
+}
+
+bool ApiSession::unauthorized(const net::Request& used) {
+  if (!exec_) {
+    tokens_.reload();
+    return tokens_.from_file() && tokens_.current() != used.bearer_token;
+  }
+  if (!exec_credential_ || used.bearer_token != exec_credential_->token ||
+      used.tls_context != exec_tls_) {
+    return true;  // made with an older credential than the latest
+  }
+  return exec_->rejected(exec_credential_);
+}
+
+void ApiSession::cancel() {
+  if (exec_) exec_->cancel();
 }
 
 // --- API helpers -------------------------------------------------------------------------------

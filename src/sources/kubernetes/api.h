@@ -9,11 +9,13 @@
 #include <string_view>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 
 #include "common/duration.h"
 #include "net/errors.h"
 #include "net/http_client.h"
 #include "sources/kubernetes/cluster_access.h"
+#include "sources/kubernetes/exec_credential.h"
 
 namespace mx::kube {
 
@@ -56,14 +58,26 @@ class ApiSession {
   TokenSource& tokens() { return tokens_; }
   // A new request on a new connection.
   std::shared_ptr<net::Exchange> exchange() { return http_->exchange(); }
-  // GET base_path + `target`, Accept: application/json, with the current bearer token.
-  net::Request request(const std::string& target);
+  // GET base_path + `target`, Accept: application/json, with the current credential: the bearer
+  // token, or what the exec plugin returns (running it when its credential is missing, expired
+  // or was rejected). An error (ErrorKind::connection) when the plugin fails.
+  asio::awaitable<ApiError> request(const std::string& target, net::Request& out);
+  // The API answered 401 to `used`: re-read the token file, or have the exec plugin run again.
+  // True when a retry would carry another credential.
+  bool unauthorized(const net::Request& used);
+  // Kills a running exec plugin; requests waiting for it fail.
+  void cancel();
 
  private:
   ClusterAccess access_;
   TokenSource tokens_;
   std::shared_ptr<net::HttpClient> http_;
   net::HttpUrl base_;  // target: the server's base path
+  net::TlsOptions tls_options_;
+  std::shared_ptr<ExecCredentialProvider> exec_;
+  // The exec credential last handed out, and the TLS context holding its client certificate.
+  std::shared_ptr<const ExecCredential> exec_credential_;
+  std::shared_ptr<asio::ssl::context> exec_tls_;
 };
 
 struct ResourceRef {

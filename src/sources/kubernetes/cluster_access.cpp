@@ -1,13 +1,16 @@
 #include "sources/kubernetes/cluster_access.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include "common/base64.h"
+#include "net/proxy.h"
 
 namespace mx::kube {
 namespace {
@@ -52,6 +55,19 @@ bool has_key(const YAML::Node& map, const char* key) {
   return map && map.IsMap() && map[key] && !map[key].IsNull();
 }
 
+nlohmann::json yaml_to_json(const YAML::Node& node) {
+  if (!node || node.IsNull()) return nullptr;
+  if (node.IsScalar()) return node.Scalar();
+  if (node.IsSequence()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : node) out.push_back(yaml_to_json(item));
+    return out;
+  }
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& kv : node) out[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+  return out;
+}
+
 std::string resolve_path(const std::string& path, const std::string& base_dir) {
   if (path.empty() || base_dir.empty()) return path;
   std::filesystem::path p(path);
@@ -77,6 +93,81 @@ std::string pem_from(const YAML::Node& map, const std::string& key, const std::s
   auto text = read_file(file);
   if (!text) throw AccessError(what + ": cannot read " + key + " file " + file);
   return *text;
+}
+
+// The ExecCredential the plugin reads from KUBERNETES_EXEC_INFO: never interactive (the exporter
+// has no terminal), and the cluster when the kubeconfig asks for it.
+std::string exec_info(const std::string& api_version, bool provide_cluster_info,
+                      const YAML::Node& cluster, const ClusterAccess& a) {
+  nlohmann::json spec{{"interactive", false}};
+  if (provide_cluster_info) {
+    nlohmann::json c{{"server", scalar(cluster, "server")}};
+    if (!a.tls_server_name.empty()) c["tlsServerName"] = a.tls_server_name;
+    if (a.insecure_skip_tls_verify) c["insecureSkipTLSVerify"] = true;
+    std::string ca = a.ca_pem;
+    if (ca.empty() && !a.ca_file.empty()) ca = read_file(a.ca_file).value_or("");
+    if (!ca.empty()) c["certificateAuthorityData"] = base64::encode(ca);
+    if (const std::string proxy = scalar(cluster, "proxy-url"); !proxy.empty()) {
+      c["proxyURL"] = proxy;
+    }
+    const YAML::Node extensions = cluster["extensions"];
+    if (extensions && extensions.IsSequence()) {
+      for (const auto& ext : extensions) {
+        if (scalar(ext, "name") != "client.authentication.k8s.io/exec") continue;
+        c["config"] = yaml_to_json(ext["extension"]);
+      }
+    }
+    spec["cluster"] = std::move(c);
+  }
+  return nlohmann::json{{"apiVersion", api_version}, {"kind", "ExecCredential"}, {"spec", spec}}
+      .dump();
+}
+
+ExecConfig parse_exec(const YAML::Node& exec, const YAML::Node& cluster, const ClusterAccess& a,
+                      const std::string& what, const std::string& base_dir) {
+  if (!exec.IsMap()) throw AccessError(what + ": exec is not a mapping");
+  ExecConfig e;
+  e.api_version = scalar(exec, "apiVersion");
+  if (e.api_version != "client.authentication.k8s.io/v1" &&
+      e.api_version != "client.authentication.k8s.io/v1beta1") {
+    throw AccessError(what + ": exec apiVersion \"" + e.api_version +
+                      "\" is not supported (client.authentication.k8s.io/v1 or v1beta1)");
+  }
+  e.command = scalar(exec, "command");
+  if (e.command.empty()) throw AccessError(what + ": exec has no command");
+  // As kubectl does: a command with a path separator is relative to the kubeconfig's directory.
+  if (e.command.find('/') != std::string::npos) e.command = resolve_path(e.command, base_dir);
+  if (const YAML::Node args = exec["args"]; args && !args.IsNull()) {
+    if (!args.IsSequence()) throw AccessError(what + ": exec args is not a list");
+    for (const auto& arg : args) e.args.push_back(arg.as<std::string>());
+  }
+  if (const YAML::Node env = exec["env"]; env && !env.IsNull()) {
+    if (!env.IsSequence()) throw AccessError(what + ": exec env is not a list");
+    for (const auto& var : env) {
+      const std::string name = scalar(var, "name");
+      if (name.empty()) throw AccessError(what + ": an exec env entry has no name");
+      e.env.emplace_back(name, scalar(var, "value"));
+    }
+  }
+  std::string mode = scalar(exec, "interactiveMode");
+  if (mode.empty()) {
+    if (e.api_version == "client.authentication.k8s.io/v1") {
+      throw AccessError(what + ": exec interactiveMode must be set for " + e.api_version);
+    }
+    mode = "IfAvailable";
+  }
+  if (mode == "Always") {
+    throw AccessError(what + ": exec interactiveMode Always needs a terminal, which " +
+                      "modal-exporter never has; use a plugin mode that runs without one");
+  }
+  if (mode != "Never" && mode != "IfAvailable") {
+    throw AccessError(what + ": exec interactiveMode \"" + mode + "\" is not valid");
+  }
+  e.install_hint = trim_copy(scalar(exec, "installHint"));
+  bool provide = false;
+  if (has_key(exec, "provideClusterInfo")) provide = exec["provideClusterInfo"].as<bool>();
+  e.exec_info = exec_info(e.api_version, provide, cluster, a);
+  return e;
 }
 
 }  // namespace
@@ -193,6 +284,14 @@ ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& 
                         "\" has no server");
     }
     a.server = parse_server_url(server);
+    a.proxy_url = scalar(cluster, "proxy-url");
+    if (!a.proxy_url.empty()) {
+      std::string why;
+      if (!net::parse_proxy_url(a.proxy_url, &why)) {
+        throw AccessError("kubeconfig " + origin + ": cluster \"" + cluster_name +
+                          "\" proxy-url: " + why);
+      }
+    }
     a.tls_server_name = scalar(cluster, "tls-server-name");
     const std::string what = "kubeconfig " + origin + " cluster \"" + cluster_name + "\"";
     a.ca_pem = pem_from(cluster, "certificate-authority", what, base_dir, &a.ca_file);
@@ -212,6 +311,15 @@ ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& 
                           "\" names user \"" + user_name + "\", which is not defined");
       }
       const std::string uwhat = "kubeconfig " + origin + " user \"" + user_name + "\"";
+      // Refused by name rather than ignored: without them the requests would run as someone else.
+      for (const char* key :
+           {"username", "password", "as", "as-uid", "as-groups", "as-user-extra"}) {
+        if (has_key(user, key)) {
+          throw AccessError(uwhat + " sets " + key +
+                            ", which modal-exporter does not support (basic authentication and "
+                            "impersonation); use a token, client certificate or exec plugin");
+        }
+      }
       a.token = trim_copy(scalar(user, "token"));
       a.token_file = resolve_path(scalar(user, "tokenFile"), base_dir);
       a.client_cert_pem = pem_from(user, "client-certificate", uwhat, base_dir);
@@ -222,9 +330,7 @@ ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& 
       const bool has_static =
           !a.token.empty() || !a.token_file.empty() || !a.client_cert_pem.empty();
       if (!has_static && has_key(user, "exec")) {
-        throw AccessError("kubeconfig user " + user_name +
-                          " uses an exec credential plugin, which modal-exporter does not support; "
-                          "use a token or client certificate");
+        a.exec = parse_exec(user["exec"], cluster, a, uwhat, base_dir);
       }
       if (!has_static && has_key(user, "auth-provider")) {
         throw AccessError("kubeconfig user " + user_name +
@@ -241,24 +347,83 @@ ClusterAccess parse_kubeconfig(const std::string& yaml_text, const std::string& 
   }
 }
 
+namespace {
+
+// Makes the file paths of a kubeconfig entry absolute against the directory of the file that
+// defined it, so that entries of several files can live in one merged document.
+void absolutize(YAML::Node item, const std::string& base_dir) {
+  if (!item || !item.IsMap()) return;
+  for (const char* key :
+       {"certificate-authority", "client-certificate", "client-key", "tokenFile"}) {
+    const std::string value = scalar(item, key);
+    if (!value.empty()) item[key] = resolve_path(value, base_dir);
+  }
+  YAML::Node exec = item["exec"];
+  if (exec && exec.IsMap()) {
+    const std::string command = scalar(exec, "command");
+    if (command.find('/') != std::string::npos) exec["command"] = resolve_path(command, base_dir);
+  }
+}
+
+}  // namespace
+
 ClusterAccess load_kubeconfig(const std::string& path_list) {
-  // $KUBECONFIG may list several files; merging them is kubectl's business, the first wins here.
-  std::string chosen;
+  // $KUBECONFIG may list several files; kubectl merges them: the first file to define a
+  // cluster, user or context (by name) or current-context wins; missing files are skipped.
+  std::vector<std::string> files;
   std::stringstream ss(path_list);
   std::string item;
   while (std::getline(ss, item, ':')) {
     if (item.empty()) continue;
     std::error_code ec;
-    if (std::filesystem::exists(item, ec)) {
-      chosen = item;
-      break;
+    if (std::filesystem::exists(item, ec) &&
+        std::find(files.begin(), files.end(), item) == files.end()) {
+      files.push_back(item);
     }
   }
-  if (chosen.empty()) throw AccessError("kubeconfig " + path_list + " does not exist");
-  auto text = read_file(chosen, 16 << 20);
-  if (!text) throw AccessError("cannot read kubeconfig " + chosen);
-  const std::string base_dir = std::filesystem::path(chosen).parent_path().string();
-  return parse_kubeconfig(*text, chosen, base_dir);
+  if (files.empty()) throw AccessError("kubeconfig " + path_list + " does not exist");
+  const auto read = [](const std::string& file) {
+    auto text = read_file(file, 16 << 20);
+    if (!text) throw AccessError("cannot read kubeconfig " + file);
+    return *text;
+  };
+  if (files.size() == 1) {
+    const std::string base_dir = std::filesystem::path(files[0]).parent_path().string();
+    return parse_kubeconfig(read(files[0]), files[0], base_dir);
+  }
+
+  YAML::Node merged(YAML::NodeType::Map);
+  std::string origin;
+  for (const auto& file : files) {
+    origin += (origin.empty() ? "" : ":") + file;
+    YAML::Node root;
+    try {
+      root = YAML::Load(read(file));
+    } catch (const YAML::Exception& e) {
+      throw AccessError("kubeconfig " + file + " is not valid YAML: " + e.what());
+    }
+    if (!root || root.IsNull()) continue;
+    if (!root.IsMap()) throw AccessError("kubeconfig " + file + " is not a YAML mapping");
+    const std::string base_dir = std::filesystem::path(file).parent_path().string();
+    if (scalar(merged, "current-context").empty() && !scalar(root, "current-context").empty()) {
+      merged["current-context"] = scalar(root, "current-context");
+    }
+    for (const auto& [list_key, item_key] :
+         {std::pair{"clusters", "cluster"}, std::pair{"users", "user"},
+          std::pair{"contexts", "context"}}) {
+      const YAML::Node list = root[list_key];
+      if (!list || !list.IsSequence()) continue;
+      YAML::Node out = merged[list_key];
+      for (const auto& entry : list) {
+        const std::string name = scalar(entry, "name");
+        if (name.empty() || named_entry(merged, list_key, item_key, name)) continue;
+        YAML::Node copy = YAML::Clone(entry);
+        absolutize(copy[item_key], base_dir);
+        out.push_back(copy);
+      }
+    }
+  }
+  return parse_kubeconfig(YAML::Dump(merged), origin, "");
 }
 
 ClusterAccess load_in_cluster(const InClusterPaths& paths) {

@@ -137,11 +137,14 @@ std::string Informer::selectors() const {
 asio::awaitable<ApiError> Informer::open(std::string target, const char* verb,
                                          std::shared_ptr<net::Exchange>& out) {
   for (int attempt = 0;; ++attempt) {
+    net::Request request;
+    if (ApiError e = co_await client_->request(target, request); e || stopped_) {
+      if (stopped_) co_return ApiError{ErrorKind::cancelled, 0, "cancelled", std::nullopt};
+      co_return e;
+    }
     out = client_->exchange();
     current_ = out;
-    net::Request request = client_->request(target);
-    const std::string token = request.bearer_token;
-    ApiError e = co_await out->open(std::move(request), Clock::now() + settings_.request_timeout);
+    ApiError e = co_await out->open(request, Clock::now() + settings_.request_timeout);
     if (e || stopped_) co_return e;
     const int status = out->status();
     if (status == 200) co_return ApiError{};
@@ -156,12 +159,12 @@ asio::awaitable<ApiError> Informer::open(std::string target, const char* verb,
     http_error.message = status_message(body);
     if (http_error.message.empty()) http_error.message = "HTTP " + std::to_string(status);
 
-    // A rotated service-account token: re-read the file and retry once at once. Another
-    // informer may have re-read it already, so compare with the token this request carried.
-    if (status == 401 && attempt == 0) client_->tokens().reload();
-    if (status == 401 && attempt == 0 && token != client_->tokens().current()) {
+    // A rotated service-account token or an expired exec credential: re-read the file or run
+    // the plugin, and retry once at once. Another informer may have renewed it already, so the
+    // session compares with the credential this request carried.
+    if (status == 401 && client_->unauthorized(request) && attempt == 0) {
       sink_.count_error("kubernetes_api", "auth");
-      log::info("Kubernetes API rejected the token; retrying with the token file's new token",
+      log::info("Kubernetes API rejected the credential; retrying with a new one",
                 {{"verb", verb}, {"resource", resource_.display}});
       continue;
     }
@@ -173,7 +176,6 @@ asio::awaitable<void> Informer::fail(const char* verb, ApiError error) {
   healthy_ = false;
   sink_.count_error("kubernetes_api", error_type(error));
   if (hooks_.failed) hooks_.failed(*this);
-  if (error.kind == ErrorKind::http && error.status == 401) client_->tokens().reload();
   const Duration delay = backoff_.next(error.retry_after);
   log_api_failure(verb, resource_, error, delay);
   co_await sleep(delay);

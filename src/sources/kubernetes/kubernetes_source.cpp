@@ -218,10 +218,11 @@ asio::awaitable<void> KubernetesSource::State::connect(std::shared_ptr<State> se
 asio::awaitable<ApiError> KubernetesSource::State::fetch_operator_pod() {
   const std::string target = "/api/v1/namespaces/" + kube::url_encode(operator_namespace) +
                              "/pods/" + kube::url_encode(operator_name);
+  const auto timeout = [this] { return std::chrono::steady_clock::now() + config.request_timeout; };
+  net::Request request;
+  if (ApiError e = co_await client->request(target, request); e || stopped) co_return e;
   auto ex = client->exchange();
   operator_exchange = ex;
-  const auto timeout = [this] { return std::chrono::steady_clock::now() + config.request_timeout; };
-  const net::Request request = client->request(target);
   ApiError e = co_await ex->open(request, timeout());
   if (e || stopped) co_return e;
   std::string body;
@@ -238,6 +239,7 @@ asio::awaitable<ApiError> KubernetesSource::State::fetch_operator_pod() {
     sink.set_operator_restarts(std::nullopt);
     co_return ApiError{};
   }
+  if (status == 401) client->unauthorized(request);
   if (status != 200) {
     ApiError h{ErrorKind::http, status, kube::status_message(body), ex->retry_after()};
     if (h.message.empty()) h.message = "HTTP " + std::to_string(status);
@@ -276,7 +278,6 @@ asio::awaitable<void> KubernetesSource::State::poll_operator(std::shared_ptr<Sta
       self->operator_healthy = false;
       self->sink.count_error("kubernetes_api", kube::error_type(e));
       self->health.source_failed("kubernetes");
-      if (e.kind == ErrorKind::http && e.status == 401) self->client->tokens().reload();
       delay = backoff.next(e.retry_after);
       kube::log_api_failure("get", pods, e, delay);
     } else {
@@ -328,6 +329,7 @@ void KubernetesSource::stop() {
   s.connect_timer.cancel();
   s.operator_timer.cancel();
   if (s.operator_exchange) s.operator_exchange->cancel();
+  if (s.client) s.client->cancel();
   for (auto& i : s.informers) i->stop();
 }
 

@@ -282,7 +282,7 @@ struct Server {
 
   // Request handling (any thread; takes mu itself).
   Outcome handle(const std::string& method, const std::string& target,
-                 const std::string& authorization);
+                 const std::string& authorization, bool client_certificate = false);
   Outcome route(const std::string& path, const std::map<std::string, std::string>& query);
   Reply list(const TypeKey& type, const ResourceType& info, const std::string& ns,
              const std::map<std::string, std::string>& query);
@@ -333,6 +333,14 @@ class Session : public std::enable_shared_from_this<Session> {
         stream_(std::move(socket), ctx),
         watch_timer_(stream_.get_executor()),
         linger_timer_(stream_.get_executor()) {}
+
+  // A certificate was presented and the handshake verified it against the test CA.
+  bool verified_client_certificate() {
+    X509* peer = SSL_get1_peer_certificate(stream_.native_handle());
+    if (peer == nullptr) return false;
+    X509_free(peer);
+    return SSL_get_verify_result(stream_.native_handle()) == X509_V_OK;
+  }
 
   void start() {
     beast::get_lowest_layer(stream_).expires_after(kHandshakeTimeout);
@@ -399,7 +407,7 @@ class Session : public std::enable_shared_from_this<Session> {
     bool keep_alive = request.keep_alive();
     Outcome outcome;
     try {
-      outcome = impl_.handle(method, target, authorization);
+      outcome = impl_.handle(method, target, authorization, verified_client_certificate());
     } catch (const std::exception& e) {
       outcome = status_reply(500, std::string("fake kube API internal error: ") + e.what());
     }
@@ -561,6 +569,10 @@ Server::Server(FakeKubeApi::Options opts) : options(std::move(opts)), tls(kube::
                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   ssl_ctx->use_certificate_chain(net::buffer(tls.server_cert_pem));
   ssl_ctx->use_private_key(net::buffer(tls.server_key_pem), ssl::context::pem);
+  // Client certificates signed by the test CA authenticate like the token (an API server's
+  // --client-ca-file); a client without one still connects.
+  ssl_ctx->add_certificate_authority(net::buffer(tls.ca_pem));
+  ssl_ctx->set_verify_mode(ssl::verify_peer);
 }
 
 ResourceType& Server::ensure_type(const TypeKey& type) {
@@ -691,7 +703,7 @@ Reply Server::injected(int status, const std::optional<int>& retry_after, const 
 }
 
 Outcome Server::handle(const std::string& method, const std::string& target,
-                       const std::string& authorization) {
+                       const std::string& authorization, bool client_certificate) {
   {
     std::lock_guard lock(mu);
     // A long-running simulator must not grow without bound: keep the most recent half.
@@ -714,7 +726,7 @@ Outcome Server::handle(const std::string& method, const std::string& target,
                                           std::tolower(static_cast<unsigned char>(b));
                                  }) &&
                       authorization.substr(kBearer.size()) == token;
-    if (!authorized) return status_reply(401, "Unauthorized");
+    if (!authorized && !client_certificate) return status_reply(401, "Unauthorized");
   }
   if (method != "GET") {
     return status_reply(405, "the server does not allow this method on the requested resource");
@@ -1074,6 +1086,14 @@ std::string FakeKubeApi::url() const {
 
 std::string FakeKubeApi::ca_pem() const {
   return impl_->tls.ca_pem;
+}
+
+std::string FakeKubeApi::client_cert_pem() const {
+  return impl_->tls.client_cert_pem;
+}
+
+std::string FakeKubeApi::client_key_pem() const {
+  return impl_->tls.client_key_pem;
 }
 
 std::string FakeKubeApi::write_kubeconfig(const std::string& dir) const {

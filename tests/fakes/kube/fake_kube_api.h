@@ -28,6 +28,7 @@
 // - Without timeoutSeconds a watch lasts until ended by a control method, stop(), or the client.
 // - Field selectors work on any dotted path of the object (string/number/bool compared as
 //   text; a missing field compares as ""), a superset of what a real server allows.
+// - Authentication: the bearer token, or a client certificate signed by the test CA.
 // - Failure injection is checked before authentication and matches the request target (path
 //   and query), so "watch=1" targets watches only.
 #pragma once
@@ -67,6 +68,9 @@ class FakeKubeApi {
   std::string url() const;     // "https://127.0.0.1:<port>"
   std::string ca_pem() const;  // PEM of the test CA (EC P-256); server cert has SAN
                                // IP:127.0.0.1, DNS:localhost
+  // A client certificate signed by the test CA: presenting it authenticates like the token.
+  std::string client_cert_pem() const;
+  std::string client_key_pem() const;
   // Writes <dir>/kubeconfig (created with mode 0600; dir is created if missing) pointing at url()
   // with the CA inline and the current token; returns its path.
   std::string write_kubeconfig(const std::string& dir) const;

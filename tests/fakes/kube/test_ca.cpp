@@ -52,7 +52,8 @@ void add_extension(X509* cert, X509* issuer, int nid, const char* value) {
   check(X509_add_ext(cert, ext.get(), -1), "adding certificate extension");
 }
 
-Ptr<X509> make_cert(EVP_PKEY* key, const char* common_name, X509* issuer, EVP_PKEY* issuer_key) {
+Ptr<X509> make_cert(EVP_PKEY* key, const char* common_name, X509* issuer, EVP_PKEY* issuer_key,
+                    bool client = false) {
   Ptr<X509> cert(X509_new());
   if (!cert) fail("allocating certificate");
   check(X509_set_version(cert.get(), 2), "setting version");
@@ -88,8 +89,10 @@ Ptr<X509> make_cert(EVP_PKEY* key, const char* common_name, X509* issuer, EVP_PK
   } else {
     add_extension(cert.get(), signer, NID_basic_constraints, "critical,CA:FALSE");
     add_extension(cert.get(), signer, NID_key_usage, "critical,digitalSignature,keyEncipherment");
-    add_extension(cert.get(), signer, NID_ext_key_usage, "serverAuth");
-    add_extension(cert.get(), signer, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+    add_extension(cert.get(), signer, NID_ext_key_usage, client ? "clientAuth" : "serverAuth");
+    if (!client) {
+      add_extension(cert.get(), signer, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+    }
     add_extension(cert.get(), signer, NID_subject_key_identifier, "hash");
     add_extension(cert.get(), signer, NID_authority_key_identifier, "keyid:always");
   }
@@ -127,7 +130,11 @@ TlsMaterial make_test_tls() {
   Ptr<X509> ca = make_cert(ca_key.get(), "modal-exporter fake kube CA", nullptr, nullptr);
   Ptr<EVP_PKEY> server_key = make_key();
   Ptr<X509> server = make_cert(server_key.get(), "localhost", ca.get(), ca_key.get());
-  return TlsMaterial{cert_pem(ca.get()), cert_pem(server.get()), key_pem(server_key.get())};
+  Ptr<EVP_PKEY> client_key = make_key();
+  Ptr<X509> client =
+      make_cert(client_key.get(), "exec-plugin-user", ca.get(), ca_key.get(), /*client=*/true);
+  return TlsMaterial{cert_pem(ca.get()), cert_pem(server.get()), key_pem(server_key.get()),
+                     cert_pem(client.get()), key_pem(client_key.get())};
 }
 
 }  // namespace mx::testing::kube

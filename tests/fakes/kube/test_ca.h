@@ -10,6 +10,8 @@ struct TlsMaterial {
   std::string ca_pem;           // CA certificate
   std::string server_cert_pem;  // leaf, SAN IP:127.0.0.1 and DNS:localhost, serverAuth
   std::string server_key_pem;   // PKCS#8 private key of the leaf
+  std::string client_cert_pem;  // leaf, CN "exec-plugin-user", clientAuth
+  std::string client_key_pem;
 };
 
 // EC P-256 keys, SHA-256 signatures, valid from one hour ago for a year. Throws
