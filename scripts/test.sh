@@ -7,6 +7,7 @@
 #            deployment checks, fuzz seed/regression replays)
 #   tsan     ThreadSanitizer build of what crosses threads, run clean: the Modal source tests
 #            (gRPC calls on the source's call thread, results posted to the io_context), the
+#            Kubernetes source tests (exec credential plugins run on a thread of their own), the
 #            integration tests (HTTP server: accept thread, bcrypt pool, slow clients; the real
 #            binary) and the e2e scenarios (simulator, exporter with its publisher thread, a real
 #            Prometheus). tests/tsan.supp suppresses reports inside Debian's gRPC/Abseil/protobuf
@@ -80,7 +81,8 @@ stage_asan() {
 stage_tsan() {
   local dir="$build-tsan"
   local reports="$dir/tsan-reports"
-  local tests=(tests/modal/modal_source_test tests/integration/integration_tests
+  local tests=(tests/modal/modal_source_test tests/kubernetes/mx_kubernetes_test
+    tests/integration/integration_tests
     tests/integration/web_security_tests tests/integration/slow_clients_tests
     tests/e2e/e2e_test tests/e2e/e2e_tls_test tests/e2e/e2e_shard_test)
   local targets=(modal-exporter modal-sim)
