@@ -44,6 +44,7 @@ Model::Model(Config config, std::function<double()> now)
 
 void Model::reconfigure(const Config& config) {
   config_ = config;
+  ++job_ids_version_;
   cost_.set_prices(config_.prices);
   init_error_counters();
   dirty_aggregates_ = true;
@@ -152,6 +153,12 @@ bool Model::admit(const std::string& uid) {
 void Model::upsert_job(JobObject job) {
   if (job.uid.empty() || !admit(job.uid)) return;
   const std::string uid = job.uid;
+  const JobState* before = store_.find(uid);
+  if (!before || before->object.modal_app_id != job.modal_app_id ||
+      before->object.modal_function_id != job.modal_function_id ||
+      is_active(before->phase) != is_active(parse_phase(job.phase))) {
+    ++job_ids_version_;
+  }
   bool is_new = false;
   std::vector<std::string> renamed_to;
   JobState& state = store_.put(std::move(job), is_new, renamed_to);
@@ -172,6 +179,7 @@ void Model::delete_job(const std::string& uid) {
   std::vector<std::string> renamed_to;
   auto state = store_.take(uid, renamed_to);
   if (!state) return;
+  ++job_ids_version_;
   for (const auto& other : renamed_to) job_changed(other);
   // A deleted UID never comes back: count what its deletion means, then forget its history.
   history_.observe_deleted(*state, history_.entry(uid));

@@ -82,6 +82,7 @@ class Model : public KubernetesSink,
   std::vector<std::string> active_job_app_ids() const override;
   std::vector<std::string> known_job_app_ids() const override;
   std::vector<std::string> job_function_ids() const override;
+  std::optional<std::uint64_t> job_ids_version() const override { return job_ids_version_; }
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override;
   void job_telemetry(JobTelemetry telemetry) override;
@@ -201,6 +202,8 @@ class Model : public KubernetesSink,
   bool dirty_aggregates_ = true;
   bool app_costs_dirty_ = true;  // a billing report arrived
   bool state_dirty_ = false;
+  // Moves when a job's Modal app or function id, or whether it is active, may have changed.
+  std::uint64_t job_ids_version_ = 0;
 };
 
 }  // namespace mx

@@ -539,5 +539,30 @@ TEST_F(ModalRoundTest, OneChangedAppReRendersItsJobOnly) {
       << objects.at("m2");
 }
 
+// The Modal source re-reads the jobs' app and function ids only when this version moves: it must
+// move with every change of those lists, and only then.
+TEST_F(ModelTest, JobIdsVersionMovesWithTheModalIdLists) {
+  auto version = [this] { return model_.job_ids_version().value(); };
+  auto j = job("v", "Running");
+  j.modal_app_id = "ap-v";
+  auto last = version();
+  model_.upsert_job(j);
+  EXPECT_NE(version(), last);
+  last = version();
+  j.replicas = 3;  // nothing the lists show
+  model_.upsert_job(j);
+  EXPECT_EQ(version(), last);
+  j.modal_function_id = "fu-v";
+  model_.upsert_job(j);
+  EXPECT_NE(version(), last);
+  last = version();
+  j.phase = "Succeeded";  // no longer active: leaves the TaskList targets
+  model_.upsert_job(j);
+  EXPECT_NE(version(), last);
+  last = version();
+  model_.delete_job("v");
+  EXPECT_NE(version(), last);
+}
+
 }  // namespace
 }  // namespace mx
