@@ -3,10 +3,15 @@
 // measures from the outside what the real exporter makes of it: when the first /metrics holds
 // every job, and how long a single change takes to show up in /metrics.
 //
-//   bench_kube_load --dir DIR --jobs N [--seed S] [--probes P]
+//   bench_kube_load --dir DIR --jobs N [--seed S] [--probes P] [--modal]
 //
-// Writes DIR/kubeconfig, prints "ready kubeconfig=PATH url=URL jobs=N", then reads one command
-// per line on stdin and answers each with one line on stdout (an answer that starts with
+// With --modal it also serves Modal's side of every job from the fake Modal server of
+// tests/fakes (plaintext gRPC on loopback): an app with one running task (and its TaskGetInfo),
+// a function with a backlog, billing rows ("d": today; "h": the last two hours) and the rates,
+// kept in step with the churn's deletions and creations; the answers never change otherwise.
+//
+// Writes DIR/kubeconfig, prints "ready kubeconfig=PATH url=URL jobs=N [modal=URL]", then reads one
+// command per line on stdin and answers each with one line on stdout (an answer that starts with
 // "error" is a failure):
 //   churn R                       R object changes per second from now on (0 stops)
 //   sync PID HOST:PORT TIMEOUT_S  wait until /metrics lists every job; the exporter's CPU ticks
@@ -27,6 +32,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -40,6 +46,9 @@
 
 #include "fake_kube_api.h"
 #include "metrics_client.h"
+#ifdef MX_BENCH_WITH_MODAL
+#include "fake_modal_server.h"
+#endif
 
 namespace {
 
@@ -144,13 +153,121 @@ json to_object(const Job& j) {
             {"conditions", conditions}}}};
 }
 
+// The Modal ids of a job, as its status names them: "ap-" / "fu-" / "ta-" and this.
+std::string modal_id_of(const Job& j) {
+  const std::string uid = uid_of(j);
+  return uid.substr(uid.size() - 10);
+}
+
+#ifdef MX_BENCH_WITH_MODAL
+namespace pb = ::modal::client;
+
+// Modal's side of the live jobs. The app list and the billing rows are whole lists in the fake
+// server: changes are collected and handed over at most once a second (flush), so that a churn
+// at 50k jobs does not copy 50k items per change.
+class ModalWorld {
+ public:
+  ModalWorld() {
+    server_.set_rates({{"cpu", "0.0473"},
+                       {"memory", "0.008"},
+                       {"T4", "0.59"},
+                       {"L4", "0.8"},
+                       {"A10G", "1.1"},
+                       {"A100-80GB", "2.5"},
+                       {"H100", "3.95"}});
+  }
+  std::string address() const { return server_.address(); }
+
+  void add(const Job& j) {
+    const std::string id = modal_id_of(j);
+    server_.add_job(id, static_cast<unsigned>(j.id % 5));
+    pb::AppListResponse::AppListItem app;
+    app.set_app_id("ap-" + id);
+    app.set_name(j.name);
+    app.set_description(j.namespace_name + "/" + j.name);
+    app.set_state(pb::APP_STATE_DEPLOYED);
+    app.set_created_at(static_cast<double>(j.created_at));
+    app.set_n_running_tasks(1);
+    apps_[id] = std::move(app);
+    const std::time_t now = std::time(nullptr);
+    const std::string resource = j.gpu->spec ? j.gpu->type : "cpu";
+    daily_[id] = {item(id, now - now % 86400, "1.25", resource)};
+    auto& hourly = hourly_[id];
+    hourly.clear();
+    for (int h = 2; h >= 1; --h) {
+      hourly.push_back(item(id, now - now % 3600 - h * 3600, "0.05", resource));
+    }
+    dirty_ = true;
+  }
+
+  void remove(const Job& j) {
+    const std::string id = modal_id_of(j);
+    server_.set_tasks("ap-" + id, {});
+    apps_.erase(id);
+    daily_.erase(id);
+    hourly_.erase(id);
+    dirty_ = true;
+  }
+
+  void flush(bool now = false) {
+    const auto t = Clock::now();
+    if (!dirty_ || (!now && t - flushed_ < std::chrono::seconds(1))) return;
+    std::vector<pb::AppListResponse::AppListItem> apps;
+    apps.reserve(apps_.size());
+    for (const auto& [id, app] : apps_) apps.push_back(app);
+    server_.set_apps(std::move(apps));
+    server_.set_billing_items("d", flatten(daily_));
+    server_.set_billing_items("h", flatten(hourly_));
+    dirty_ = false;
+    flushed_ = t;
+  }
+
+ private:
+  using Rows = std::map<std::string, std::vector<pb::WorkspaceBillingReportItem>>;
+
+  static pb::WorkspaceBillingReportItem item(const std::string& id, std::time_t interval,
+                                             const char* cost, const std::string& resource) {
+    pb::WorkspaceBillingReportItem row;
+    row.set_object_id("ap-" + id);
+    row.mutable_interval()->set_seconds(interval);
+    row.set_cost(cost);
+    (*row.mutable_cost_by_resource())[resource] = cost;
+    return row;
+  }
+  static std::vector<pb::WorkspaceBillingReportItem> flatten(const Rows& rows) {
+    std::vector<pb::WorkspaceBillingReportItem> out;
+    for (const auto& [id, list] : rows) out.insert(out.end(), list.begin(), list.end());
+    return out;
+  }
+
+  mx::testing::FakeModalServer server_;
+  std::map<std::string, pb::AppListResponse::AppListItem> apps_;
+  Rows daily_, hourly_;
+  bool dirty_ = false;
+  Clock::time_point flushed_{};
+};
+#else
+class ModalWorld {  // a build without the Modal source: --modal is refused
+ public:
+  std::string address() const { return {}; }
+  void add(const Job&) {}
+  void remove(const Job&) {}
+  void flush(bool = false) {}
+};
+#endif
+
 class Jobs {
  public:
-  Jobs(mx::testing::FakeKubeApi& kube, int count, int probes, std::uint64_t seed)
-      : kube_(kube), rng_(seed), probes_(probes) {
+  // `modal`, when given, follows every job created and deleted.
+  Jobs(mx::testing::FakeKubeApi& kube, int count, int probes, std::uint64_t seed, ModalWorld* modal)
+      : kube_(kube), rng_(seed), probes_(probes), modal_(modal) {
     slots_.reserve(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) slots_.push_back(make(i < probes));
-    for (const auto& j : slots_) kube_.upsert(kGroupVersion, kPlural, to_object(j));
+    for (const auto& j : slots_) {
+      kube_.upsert(kGroupVersion, kPlural, to_object(j));
+      if (modal_) modal_->add(j);
+    }
+    if (modal_) modal_->flush(true);
   }
 
   // One object change of the churn, in turn: an edit of a running job (replicas, the change a
@@ -163,12 +280,14 @@ class Jobs {
     if (span == 0) return;
     if (pending_create_) {
       kube_.upsert(kGroupVersion, kPlural, to_object(slots_[*pending_create_]));
+      if (modal_) modal_->add(slots_[*pending_create_]);
       pending_create_.reset();
     } else {
       const auto index = static_cast<std::size_t>(probes_) + pick(span);
       auto& j = slots_[index];
       if (delete_next_) {
         kube_.remove(kGroupVersion, kPlural, j.namespace_name, j.name);
+        if (modal_) modal_->remove(j);
         j = make(false);
         pending_create_ = index;
       } else {
@@ -177,6 +296,7 @@ class Jobs {
       }
       delete_next_ = !delete_next_;
     }
+    if (modal_) modal_->flush();
     ++changes_;
   }
 
@@ -231,6 +351,7 @@ class Jobs {
   std::mt19937_64 rng_;
   std::vector<Job> slots_;
   int probes_;
+  ModalWorld* modal_;
   std::uint64_t next_id_ = 0;
   std::uint64_t changes_ = 0;
   bool delete_next_ = false;
@@ -422,7 +543,7 @@ std::string command_latency(Jobs& jobs, const std::string& target, int count) {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bench_kube_load: " << why << "\n"
-            << "usage: bench_kube_load --dir DIR --jobs N [--seed S] [--probes P]\n";
+            << "usage: bench_kube_load --dir DIR --jobs N [--seed S] [--probes P] [--modal]\n";
   std::exit(2);
 }
 
@@ -432,8 +553,13 @@ int main(int argc, char** argv) {
   std::string dir;
   long jobs_count = -1, probes = 4;
   std::uint64_t seed = 11;
+  bool with_modal = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--modal") {
+      with_modal = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(arg + " needs a value");
     const std::string value = argv[++i];
     try {
@@ -455,15 +581,23 @@ int main(int argc, char** argv) {
   if (dir.empty() || jobs_count < 1) usage("--dir and a positive --jobs are required");
   if (probes < 1 || probes > jobs_count) usage("--probes must be in [1, jobs]");
 
+#ifndef MX_BENCH_WITH_MODAL
+  if (with_modal) usage("--modal: built without the Modal source");
+#endif
+  std::optional<ModalWorld> modal;
+  if (with_modal) modal.emplace();
+
   mx::testing::FakeKubeApi kube;
   const auto load_start = Clock::now();
-  Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), seed);
+  Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), seed,
+            modal ? &*modal : nullptr);
   const double load_ms = ms_since(load_start);
   kube.start();
   const auto kubeconfig = kube.write_kubeconfig(dir);
   Churn churn(jobs);
   std::cout << "ready kubeconfig=" << kubeconfig << " url=" << kube.url() << " jobs=" << jobs_count
-            << " load_ms=" << static_cast<long>(load_ms) << std::endl;
+            << " load_ms=" << static_cast<long>(load_ms)
+            << (modal ? " modal=" + modal->address() : std::string()) << std::endl;
 
   for (std::string line; std::getline(std::cin, line);) {
     std::istringstream in(line);

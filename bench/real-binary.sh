@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The real modal-exporter against a fake Kubernetes API server holding N running ModalJobs
-# (bench_kube_load, over the fake of tests/fakes), Modal and telemetry off (bench/real-binary.yaml).
-# For each N it reports, in one run:
+# (bench_kube_load, over the fake of tests/fakes) and, by default, a fake Modal server holding
+# each job's app with a running task, its function's stats, billing rows and the rates
+# (bench/real-binary-modal.yaml); with --modal off, Kubernetes only (bench/real-binary.yaml).
+# Telemetry endpoints are off in both. For each N it reports, in one run:
 #   - start-up sync: the exporter's CPU (utime+stime) and wall time from its start until the
 #     first /metrics that lists all N jobs; RSS then, and peak RSS (VmHWM) over the whole run;
 #   - change-to-visible latency: one ModalJob changed, /metrics polled until it shows the new
@@ -9,6 +11,8 @@
 #     poll reads the body only up to the changed job's line, so polling costs next to nothing);
 #   - CPU with no change, and under a churn of --churn object changes a second, each over
 #     --idle seconds with one gzip scrape every 15 s (as a Prometheus would make);
+#   - with Modal on: the exporter's calls to Modal per minute over the two CPU windows
+#     (modal_exporter_modal_calls_total), and the RSS split into anonymous and file-backed pages;
 #   - scrapes/s and p50/p99 latency, plain and gzip, 1 and 8 connections (wrk), WHILE the churn
 #     runs, beside nginx serving the very same bytes (sendfile, gzip_static, one worker); in
 #     --rounds rounds that alternate the two (exporter first, then nginx first, ...), so that a
@@ -18,7 +22,7 @@
 #
 #   bench/real-binary.sh [--build-dir DIR] [--jobs N[,N...]] [--quick] [--duration S]
 #                        [--rounds R] [--idle S] [--changes K] [--churn R] [--nginx-workers W]
-#                        [--keep]
+#                        [--modal on|off] [--keep]
 #
 #   --build-dir DIR   a Release build holding src/modal-exporter and bench/bench_kube_load
 #                     (default build-rel); this script builds nothing:
@@ -34,6 +38,7 @@
 #   --idle S          seconds of each CPU window (default 30)
 #   --changes K       timed changes for the latency (default 20)
 #   --churn R         object changes a second during the churn phases (default 20)
+#   --modal on|off    Modal's side served and polled (default on), or Kubernetes only
 #   --keep            keep the work directory (logs, bodies) and print its path
 #
 # Everything listens on 127.0.0.1, every process started is stopped on exit, and every wait is
@@ -44,7 +49,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/bench/lib/common.sh"
 
 usage() {
-  sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -58,6 +63,7 @@ CHANGES=20
 CHURN=20
 NGINX_WORKERS=1
 KEEP=
+MODAL=on
 ARGS=("$@")
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -70,6 +76,7 @@ while [[ $# -gt 0 ]]; do
     --changes) CHANGES=$2; shift 2 ;;
     --churn) CHURN=$2; shift 2 ;;
     --nginx-workers) NGINX_WORKERS=$2; shift 2 ;;
+    --modal) MODAL=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
     *) echo "real-binary.sh: unknown argument: $1" >&2; usage ;;
@@ -80,6 +87,14 @@ IFS=, read -r -a NS <<<"$JOBS_LIST"
 positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "real-binary.sh: $1 must be a positive integer" >&2; exit 2; }; }
 for v in DURATION ROUNDS IDLE CHANGES CHURN NGINX_WORKERS; do positive "--${v,,}" "${!v}"; done
 for n in "${NS[@]}"; do positive --jobs "$n"; done
+[[ $MODAL == on || $MODAL == off ]] || { echo "real-binary.sh: --modal must be on or off" >&2; exit 2; }
+if [[ $MODAL == on ]]; then
+  CONFIG=$ROOT/bench/real-binary-modal.yaml
+  LOAD_MODAL=(--modal)
+else
+  CONFIG=$ROOT/bench/real-binary.yaml
+  LOAD_MODAL=()
+fi
 # One scrape every 15 s, as a Prometheus would; a short window gets one at its start and middle.
 SCRAPE_EVERY=$((IDLE < 30 ? (IDLE + 1) / 2 : 15))
 # Bound on each start-up wait: bench_kube_load's "ready" and the exporter's sync. A smoke run's
@@ -176,6 +191,14 @@ sleep_until_ns() {
 
 exporter_alive() { kill -0 "$EXPORTER_PID" 2>/dev/null || die "the exporter exited"; }
 
+# Calls the exporter made to Modal so far (modal_exporter_modal_calls_total, every method and
+# code); 0 with Modal off.
+modal_calls() {
+  curl -fs "http://$EXPORTER_ADDR/metrics" |
+    awk '/^modal_exporter_modal_calls_total[{ ]/ { s += $NF } END { printf "%.0f", s }' ||
+    die "scrape failed while counting Modal calls"
+}
+
 # Exporter CPU over SECONDS with one gzip scrape every SCRAPE_EVERY s, in % of one core.
 cpu_window() {
   local seconds=$1 t0 c0 t1 c1 next
@@ -230,13 +253,22 @@ run_one() {
   mkdir -p "$D/www"
   say "N=$n: starting bench_kube_load"
   mkfifo "$D/ctl.in" "$D/ctl.out"
-  "$LOAD_BIN" --dir "$D" --jobs "$n" <"$D/ctl.in" >"$D/ctl.out" 2>"$D/load.err" &
+  "$LOAD_BIN" --dir "$D" --jobs "$n" "${LOAD_MODAL[@]}" <"$D/ctl.in" >"$D/ctl.out" 2>"$D/load.err" &
   LOAD_PID=$!
   # Opened in the order the child opens them, or both sides would wait for each other.
   exec {CTL_W}>"$D/ctl.in"
   exec {CTL_R}<"$D/ctl.out"
   IFS= read -r -t "$((SYNC_TIMEOUT + 10))" -u "$CTL_R" ANSWER || die "bench_kube_load did not start"
   [[ $ANSWER == ready* ]] || die "bench_kube_load: $ANSWER"
+  local modal_env=()
+  if [[ $MODAL == on ]]; then
+    local modal_url
+    modal_url=$(kv modal "$ANSWER")
+    [[ -n $modal_url ]] || die "bench_kube_load serves no Modal (built without the Modal source?)"
+    # The fake Modal server's default token (tests/fakes/modal/fake_modal_server.h).
+    modal_env=(MODAL_SERVER_URL="$modal_url" MODAL_TOKEN_ID=ak-fake-token-id
+      MODAL_TOKEN_SECRET=as-fake-token-secret)
+  fi
 
   # --- start-up sync
   local port
@@ -248,7 +280,7 @@ run_one() {
   # env execs the exporter, so $! is the exporter itself. The operator Pod poll and Modal need
   # variables that must not leak in from the caller's environment.
   env -u POD_NAME -u POD_NAMESPACE -u KUBECONFIG -u MODAL_SERVER_URL -u MODAL_TOKEN_ID \
-    -u MODAL_TOKEN_SECRET "$EXPORTER_BIN" --config "$ROOT/bench/real-binary.yaml" \
+    -u MODAL_TOKEN_SECRET "${modal_env[@]}" "$EXPORTER_BIN" --config "$CONFIG" \
     --kubeconfig "$D/kubeconfig" --web.listen-address "$EXPORTER_ADDR" >"$D/exporter.log" 2>&1 &
   EXPORTER_PID=$!
   ctl $((SYNC_TIMEOUT + 10)) sync "$EXPORTER_PID" "$EXPORTER_ADDR" "$SYNC_TIMEOUT"
@@ -289,6 +321,9 @@ run_one() {
   say "N=$n: CPU with no change (${IDLE} s)"
   sleep 1  # the last timed change's publish is not part of the idle window
   exporter_alive
+  local calls0 calls_t0
+  calls0=$(modal_calls)
+  calls_t0=$(bench_now_ns)
   R[$n:cpu_idle]=$(cpu_window "$IDLE")
 
   # --- CPU under churn
@@ -303,6 +338,8 @@ run_one() {
   ctl 10 stats
   R[$n:churn_rate]=$(awk -v c="$(($(kv changes "$ANSWER") - changes0))" \
     -v ns="$(($(bench_now_ns) - t0))" 'BEGIN { printf "%.1f", c / (ns / 1e9) }')
+  R[$n:modal_calls]=$(awk -v c="$(($(modal_calls) - calls0))" \
+    -v ns="$(($(bench_now_ns) - calls_t0))" 'BEGIN { printf "%.0f", c / (ns / 60e9) }')
 
   # --- scrapes while the churn runs, beside nginx
   bench_start_nginx "$D/nginx" "$D/www" "$NGINX_WORKERS" || die "nginx did not start"
@@ -356,6 +393,8 @@ run_one() {
   exporter_alive
   R[$n:rss_end]=$(mib "$(bench_rss_kb "$EXPORTER_PID" VmRSS)")
   R[$n:hwm]=$(mib "$(bench_rss_kb "$EXPORTER_PID" VmHWM)")
+  R[$n:rss_anon]=$(mib "$(bench_rss_kb "$EXPORTER_PID" RssAnon)")
+  R[$n:rss_file]=$(mib "$(bench_rss_kb "$EXPORTER_PID" RssFile)")
   R[$n:fake_cpu]=$(awk -v t="$(bench_cpu_ticks "$LOAD_PID")" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }')
   stop_all
 
@@ -365,17 +404,20 @@ run_one() {
 report_one() {
   local n=$1
   out ""
-  out "### $n ModalJobs: ${R[$n:series]} series, ${R[$n:plain_mb]} MB plain, ${R[$n:gzip_mb]} MB gzip"
+  out "### $n ModalJobs, Modal $MODAL: ${R[$n:series]} series, ${R[$n:plain_mb]} MB plain, ${R[$n:gzip_mb]} MB gzip"
   out ""
   out "| figure | value |"
   out "|---|---:|"
   out "| start-up sync: CPU / wall (until /metrics lists all $n jobs) | ${R[$n:sync_cpu]} s / ${R[$n:sync_wall]} s |"
   out "| RSS after sync / 2 s later / at the end | ${R[$n:rss_sync]} / ${R[$n:rss_settled]} / ${R[$n:rss_end]} MiB |"
   out "| peak RSS (VmHWM, whole run) | ${R[$n:hwm]} MiB |"
+  out "| RSS at the end: anonymous / file-backed | ${R[$n:rss_anon]} / ${R[$n:rss_file]} MiB |"
   out "| change visible in /metrics, plain: median / max ($CHANGES changes, no churn) | ${R[$n:lat_median]} / ${R[$n:lat_max]} ms |"
   out "| change visible in /metrics, gzip: median / max | ${R[$n:lat_gzip_median]} / ${R[$n:lat_gzip_max]} ms |"
   out "| CPU with no change (${IDLE} s, a gzip scrape every ${SCRAPE_EVERY} s) | ${R[$n:cpu_idle]} % of a core |"
   out "| CPU under churn ($CHURN changes/s asked, ${R[$n:churn_rate]}/s made) | ${R[$n:cpu_churn]} % of a core |"
+  [[ $MODAL == off ]] ||
+    out "| Modal calls per minute (both CPU windows; modal_exporter_modal_calls_total) | ${R[$n:modal_calls]} |"
   out ""
   out "Scrapes under the churn ($CHURN changes/s): $ROUNDS round(s) of wrk ${DURATION} s each, exporter and nginx" \
     "alternating; scrapes/s over all rounds, p50/p99 the median of the rounds':"
@@ -410,13 +452,13 @@ report_one() {
     "added up to $n, then one full /metrics read to check that it lists every job."
   out "wrk: \`wrk -t{1,2} -c{1,8} -d${DURATION}s --timeout 10s -s bench/lib/wrk-report.lua" \
     "[-H 'Accept-Encoding: gzip'] http://127.0.0.1:PORT/metrics\`."
-  out "The fake API server used ${R[$n:fake_cpu]} s of CPU in all (it shares the cores)."
+  out "The fake API server$([[ $MODAL == off ]] || echo " and the fake Modal server (one process)") used ${R[$n:fake_cpu]} s of CPU in all (it shares the cores)."
 }
 
 report_all() {
   local n row
   out ""
-  out "### Across N"
+  out "### Across N (Modal $MODAL)"
   out ""
   row="| figure |"
   for n in "${NS[@]}"; do row+=" $n jobs |"; done
@@ -439,10 +481,12 @@ report_all() {
   across "start-up sync CPU / wall (s)" "%s / %s" sync_cpu sync_wall
   across "RSS after sync (MiB)" "%s" rss_sync
   across "peak RSS, VmHWM (MiB)" "%s" hwm
+  across "RSS at the end: anonymous / file-backed (MiB)" "%s / %s" rss_anon rss_file
   across "change visible, plain: median / max (ms)" "%s / %s" lat_median lat_max
   across "change visible, gzip: median / max (ms)" "%s / %s" lat_gzip_median lat_gzip_max
   across "CPU, no change (% of a core)" "%s" cpu_idle
   across "CPU, churn $CHURN/s (% of a core)" "%s" cpu_churn
+  [[ $MODAL == off ]] || across "Modal calls per minute" "%s" modal_calls
   local conns enc
   for conns in 1 8; do
     for enc in plain gzip; do

@@ -156,6 +156,7 @@ bool Derivation::update(Model& model, std::size_t max_jobs) {
   for (const auto& uid : model.take_dirty_jobs(max_jobs)) render_job(model, uid);
   for (const auto& uid : model.take_dirty_costs()) render_job(model, uid, /*time_only=*/true);
   for (const auto& uid : model.take_dirty_endpoints()) render_endpoint(model, uid);
+  for (const auto& app_id : model.take_dirty_apps()) render_app(model, app_id);
   if (model.take_dirty_aggregates()) render_aggregates(model);
   if (model.take_dirty_app_costs()) app_cost_->render(model);
   return model.has_dirty_jobs();
@@ -204,18 +205,17 @@ void Derivation::render_aggregates(const Model& model) {
     aggregates[i].write(model, samples);
     hand_over(aggregate_ids_[i], "", out);
   }
+}
 
-  std::set<std::string> apps;
-  for (const auto& [id, app] : model.apps()) {
-    apps.insert(id);
+// One Modal app's line; an app AppList no longer lists loses it.
+void Derivation::render_app(const Model& model, const std::string& app_id) {
+  auto it = model.apps().find(app_id);
+  std::string out;
+  if (it != model.apps().end()) {
     Samples(out, kAppRunningTasks.name)
-        .add({{"app_id", id}, {"app_name", app.name}}, app.running_tasks);
-    hand_over(app_running_tasks_, id, out);
+        .add({{"app_id", app_id}, {"app_name", it->second.name}}, it->second.running_tasks);
   }
-  for (const auto& id : rendered_apps_) {
-    if (!apps.count(id)) set_.set(app_running_tasks_, id, {});
-  }
-  rendered_apps_ = std::move(apps);
+  set_.set(app_running_tasks_, app_id, out);
 }
 
 }  // namespace mx

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +34,7 @@ class Derivation {
   void render_job(const Model& model, const std::string& uid, bool time_only = false);
   void render_endpoint(const Model& model, const std::string& uid);
   void render_aggregates(const Model& model);
+  void render_app(const Model& model, const std::string& app_id);
   // Copies `lines` into the family set's batch and clears them.
   void hand_over(FamilyId family, std::string_view key, std::string& lines);
 
@@ -42,7 +42,6 @@ class Derivation {
   std::vector<FamilyId> job_family_ids_;  // parallel to job_families()
   std::vector<FamilyId> aggregate_ids_;   // parallel to the aggregate table (derivation.cpp)
   FamilyId app_running_tasks_, endpoint_ready_replicas_;
-  std::set<std::string> rendered_apps_;
   std::string scratch_;                    // render_job's lines, reused from job to job
   std::optional<AppCostFamily> app_cost_;  // added last: renders after the others
 };

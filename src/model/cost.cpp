@@ -16,15 +16,33 @@ std::string lower(std::string s) {
 
 }  // namespace
 
-void Cost::set_rates(const BillingRates& rates) {
-  rates_.clear();
-  for (const auto& [k, v] : rates.per_hour) rates_[lower(k)] = v;
+bool Cost::set_rates(const BillingRates& rates) {
+  std::unordered_map<std::string, NanoUsd> next;
+  for (const auto& [k, v] : rates.per_hour) next[lower(k)] = v;
+  if (next == rates_) return false;
+  rates_ = std::move(next);
+  return true;
 }
 
-void Cost::set_billing(BillingReport report) {
+Cost::BillingChange Cost::set_billing(BillingReport report) {
   auto& target = report.resolution == "d" ? daily_ : hourly_;
-  target.emplace();
-  for (auto& item : report.items) (*target)[item.app_id].push_back(std::move(item));
+  Items next;
+  for (auto& item : report.items) next[item.app_id].push_back(std::move(item));
+  BillingChange change;
+  if (!target) {
+    change.any = change.first = true;
+  } else {
+    for (const auto& [app, rows] : next) {
+      auto it = target->find(app);
+      if (it == target->end() || it->second != rows) change.apps.push_back(app);
+    }
+    for (const auto& [app, rows] : *target) {
+      if (!next.contains(app)) change.apps.push_back(app);
+    }
+    change.any = !change.apps.empty();
+  }
+  if (change.any) target = std::move(next);
+  return change;
 }
 
 double Cost::hourly(const JobObject& job) const {

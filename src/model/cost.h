@@ -22,9 +22,17 @@ class Cost {
   explicit Cost(PriceConfig prices) : prices_(std::move(prices)) {}
   void set_prices(PriceConfig prices) { prices_ = std::move(prices); }
 
-  void set_rates(const BillingRates& rates);
+  // False when the rates are the ones held already.
+  bool set_rates(const BillingRates& rates);
+  // What a new billing report changed: the apps whose rows differ from the previous report's
+  // of its resolution (came, changed or went), or everything when it is the first of it.
+  struct BillingChange {
+    bool any = false;
+    bool first = false;
+    std::vector<std::string> apps;
+  };
   // A complete report of resolution "d" or "h" replaces the previous one.
-  void set_billing(BillingReport report);
+  BillingChange set_billing(BillingReport report);
 
   // USD per hour of one running job.
   double hourly(const JobObject& job) const;

@@ -77,9 +77,12 @@ class CountHistory {
   // The queue time, once per job when it started. `final`: no better data can come.
   void observe_queue(JobState& state, CountedJob& counted, bool final, double now,
                      const QueueWait& wait);
-  // A Modal task (container) of the job: a cold start, counted once per task id.
-  void count_task(CountedJob& counted, const std::string& task_id) {
-    if (counted.task_ids.insert(task_id).second) changed_ = true;
+  // A Modal task (container) of the job: a cold start, counted once per task id. True when the
+  // task was not counted before.
+  bool count_task(CountedJob& counted, const std::string& task_id) {
+    if (!counted.task_ids.insert(task_id).second) return false;
+    changed_ = true;
+    return true;
   }
   // A job deleted before a terminal phase is cancelled.
   void observe_deleted(const JobState& state, CountedJob& counted);

@@ -44,6 +44,7 @@ Model::Model(Config config, std::function<double()> now)
 
 void Model::reconfigure(const Config& config) {
   config_ = config;
+  ++job_ids_version_;
   cost_.set_prices(config_.prices);
   init_error_counters();
   dirty_aggregates_ = true;
@@ -95,11 +96,12 @@ void Model::count_error(std::string_view component, std::string_view error_type)
   changed();
 }
 
+// Only the first Kubernetes sync (or a failure before it) moves the model: the publishes held
+// for it may go. Every other report is the self metrics' business, and publishes nothing.
 void Model::source_succeeded(std::string_view source, double) {
-  if (source == "kubernetes" && !synced_once_) {
-    synced_once_ = true;
-    forget_unconfirmed_history();
-  }
+  if (source != "kubernetes" || synced_once_) return;
+  synced_once_ = true;
+  forget_unconfirmed_history();
   changed();
 }
 
@@ -117,7 +119,8 @@ void Model::forget_unconfirmed_history() {
 }
 
 void Model::source_failed(std::string_view source) {
-  if (source == "kubernetes") kubernetes_failed_ = true;
+  if (source != "kubernetes" || kubernetes_failed_) return;
+  kubernetes_failed_ = true;
   changed();
 }
 
@@ -150,6 +153,12 @@ bool Model::admit(const std::string& uid) {
 void Model::upsert_job(JobObject job) {
   if (job.uid.empty() || !admit(job.uid)) return;
   const std::string uid = job.uid;
+  const JobState* before = store_.find(uid);
+  if (!before || before->object.modal_app_id != job.modal_app_id ||
+      before->object.modal_function_id != job.modal_function_id ||
+      is_active(before->phase) != is_active(parse_phase(job.phase))) {
+    ++job_ids_version_;
+  }
   bool is_new = false;
   std::vector<std::string> renamed_to;
   JobState& state = store_.put(std::move(job), is_new, renamed_to);
@@ -170,6 +179,7 @@ void Model::delete_job(const std::string& uid) {
   std::vector<std::string> renamed_to;
   auto state = store_.take(uid, renamed_to);
   if (!state) return;
+  ++job_ids_version_;
   for (const auto& other : renamed_to) job_changed(other);
   // A deleted UID never comes back: count what its deletion means, then forget its history.
   history_.observe_deleted(*state, history_.entry(uid));
@@ -230,78 +240,105 @@ void Model::delete_warning_event(const std::string& uid) {
 }
 
 // --- Modal -----------------------------------------------------------------------------------
+// Every poll round hands over its whole answer, and most answers repeat the previous one: each
+// handler compares what it is given with what it holds and marks dirty (and publishes) only what
+// moved, so an unchanged round costs its comparisons and no rendering.
 
 // App-level series are fleet-wide: with sharding, only shard 0 exports them.
 void Model::modal_apps(std::vector<ModalApp> apps) {
-  apps_.clear();
+  std::map<std::string, HeldApp> next;
   if (config_.shard.shard == 0) {
-    for (auto& a : apps) {
-      const auto id = a.app_id;
-      apps_[id] = std::move(a);
-    }
+    for (auto& a : apps) next[a.app_id] = HeldApp{std::move(a.name), a.running_tasks};
   }
-  dirty_aggregates_ = true;
+  if (next == apps_) return;
+  for (const auto& [id, app] : next) {
+    auto it = apps_.find(id);
+    if (it == apps_.end() || !(it->second == app)) dirty_apps_.insert(id);
+  }
+  for (const auto& [id, app] : apps_) {
+    if (!next.contains(id)) dirty_apps_.insert(id);
+  }
+  apps_ = std::move(next);
   changed();
 }
 
 void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks) {
+  bool any = false;
   for (JobState* job : store_.with_app(app_id)) {
     JobState& state = *job;
     const std::string& uid = state.object.uid;
+    bool moved = !state.tasks_known;
     state.tasks_known = true;
     CountedJob& counted = history_.entry(uid);
     for (const auto& t : tasks) {
       // A server that ignores TaskListRequest.app_id (older revisions of Modal's API have no
       // such filter) lists every app's tasks; each TaskStats names its own app.
       if (t.task_id.empty() || (!t.app_id.empty() && t.app_id != app_id)) continue;
-      history_.count_task(counted, t.task_id);
-      if (t.enqueued_at && (!state.modal_enqueued_at || *t.enqueued_at < *state.modal_enqueued_at))
+      if (history_.count_task(counted, t.task_id)) moved = true;
+      if (t.enqueued_at &&
+          (!state.modal_enqueued_at || *t.enqueued_at < *state.modal_enqueued_at)) {
         state.modal_enqueued_at = t.enqueued_at;
-      if (t.started_at && (!state.modal_started_at || *t.started_at < *state.modal_started_at))
+        moved = true;
+      }
+      if (t.started_at && (!state.modal_started_at || *t.started_at < *state.modal_started_at)) {
         state.modal_started_at = t.started_at;
+        moved = true;
+      }
     }
     if (state.started()) {
       history_.observe_queue(state, counted, is_terminal(state.phase), now(), queue_wait());
     }
-    job_changed(uid);
+    if (moved) {
+      job_changed(uid);
+      any = true;
+    }
   }
-  note_history();
-  changed();
+  if (note_history()) any = true;
+  if (any) changed();
 }
 
+// The finish time feeds the duration observed when the job ends (CountHistory::observe); no
+// per-job series shows it, so nothing re-renders.
 void Model::modal_task_info(ModalTaskInfo info) {
-  const auto jobs = store_.with_app(info.app_id);
-  if (jobs.empty()) return;
-  for (JobState* job : jobs) {
-    JobState& state = *job;
-    if (info.finished_at &&
-        (!state.modal_finished_at || *info.finished_at > *state.modal_finished_at)) {
-      state.modal_finished_at = info.finished_at;
+  if (!info.finished_at) return;
+  for (JobState* job : store_.with_app(info.app_id)) {
+    if (!job->modal_finished_at || *info.finished_at > *job->modal_finished_at) {
+      job->modal_finished_at = info.finished_at;
     }
-    job_changed(state.object.uid);
   }
-  changed();
 }
 
 void Model::modal_function_stats(ModalFunctionStats stats) {
+  bool any = false;
   for (JobState* state : store_.with_function(stats.function_id)) {
+    if (state->backlog == stats.backlog) continue;
     state->backlog = stats.backlog;
     dirty_jobs_.insert(state->object.uid);
+    any = true;
   }
-  changed();
+  if (any) changed();
 }
 
+// A job's cost reads the rows of its own app only: a report re-renders the jobs of the apps
+// whose rows changed (every Modal job when it is the first of its resolution).
 void Model::modal_billing(BillingReport report) {
-  cost_.set_billing(std::move(report));
+  const Cost::BillingChange change = cost_.set_billing(std::move(report));
+  if (!change.any) return;
   app_costs_dirty_ = true;
-  for (const auto& [uid, state] : store_.all()) {
-    if (!state.object.modal_app_id.empty()) dirty_jobs_.insert(uid);
+  if (change.first) {
+    for (const auto& [uid, state] : store_.all()) {
+      if (!state.object.modal_app_id.empty()) dirty_jobs_.insert(uid);
+    }
+  } else {
+    for (const auto& app : change.apps) {
+      for (JobState* state : store_.with_app(app)) dirty_jobs_.insert(state->object.uid);
+    }
   }
   changed();
 }
 
 void Model::modal_rates(BillingRates rates) {
-  cost_.set_rates(rates);
+  if (!cost_.set_rates(rates)) return;
   for (const auto& [uid, state] : store_.all()) dirty_jobs_.insert(uid);
   changed();
 }

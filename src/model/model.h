@@ -82,6 +82,7 @@ class Model : public KubernetesSink,
   std::vector<std::string> active_job_app_ids() const override;
   std::vector<std::string> known_job_app_ids() const override;
   std::vector<std::string> job_function_ids() const override;
+  std::optional<std::uint64_t> job_ids_version() const override { return job_ids_version_; }
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override;
   void job_telemetry(JobTelemetry telemetry) override;
@@ -98,7 +99,13 @@ class Model : public KubernetesSink,
   const JobStore::Jobs& jobs() const { return store_.all(); }
   const JobStore::GpuCounts& gpu_counts() const { return store_.gpu_counts(); }
   const std::map<std::string, EndpointObject>& endpoints() const { return endpoints_; }
-  const std::map<std::string, ModalApp>& apps() const { return apps_; }
+  // What the derivation shows of a Modal app (AppList); the rest of ModalApp is not kept.
+  struct HeldApp {
+    std::string name;
+    int running_tasks = 0;
+    bool operator==(const HeldApp&) const = default;
+  };
+  const std::map<std::string, HeldApp>& apps() const { return apps_; }
   std::optional<std::int64_t> operator_restarts() const { return operator_restarts_; }
   const std::map<CountHistory::JobsTotalKey, std::uint64_t>& jobs_total() const {
     return history_.jobs_total();
@@ -141,6 +148,8 @@ class Model : public KubernetesSink,
   std::set<std::string> take_dirty_endpoints();
   bool take_dirty_aggregates();
   bool take_dirty_app_costs() { return std::exchange(app_costs_dirty_, false); }
+  // Modal apps whose AppList entry came, changed or went.
+  std::set<std::string> take_dirty_apps() { return std::exchange(dirty_apps_, {}); }
 
   // State file: count history and Warning Event counts of live objects (model/state_file.h).
   bool save_state(const std::string& path);
@@ -176,7 +185,7 @@ class Model : public KubernetesSink,
   std::unordered_set<std::string> over_limit_;
   std::map<std::string, EndpointObject> endpoints_;
   std::optional<std::int64_t> operator_restarts_;
-  std::map<std::string, ModalApp> apps_;
+  std::map<std::string, HeldApp> apps_;
   std::map<std::pair<std::string, std::string>, double> errors_;  // (error_type, component)
   std::vector<UpstreamSample> upstream_;
   std::map<std::string, std::uint64_t> dropped_;
@@ -189,9 +198,12 @@ class Model : public KubernetesSink,
   std::unordered_set<std::string> dirty_jobs_;  // no order needed: each is rendered alone
   std::vector<std::string> dirty_costs_;
   std::set<std::string> dirty_endpoints_;
+  std::set<std::string> dirty_apps_;
   bool dirty_aggregates_ = true;
   bool app_costs_dirty_ = true;  // a billing report arrived
   bool state_dirty_ = false;
+  // Moves when a job's Modal app or function id, or whether it is active, may have changed.
+  std::uint64_t job_ids_version_ = 0;
 };
 
 }  // namespace mx

@@ -133,6 +133,8 @@ struct BillingItem {
   NanoUsd cost = 0;           // negative for a credit
   // The item's cost split by resource (GPU types, CPU, memory: Modal's names, as sent).
   std::map<std::string, NanoUsd> cost_by_resource;
+
+  bool operator==(const BillingItem&) const = default;
 };
 
 // One complete WorkspaceBillingReport stream; a stream that breaks midway is never published.

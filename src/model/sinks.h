@@ -59,6 +59,9 @@ class ModalSink : public virtual SourceSink {
   virtual std::vector<std::string> active_job_app_ids() const = 0;  // TaskList targets
   virtual std::vector<std::string> known_job_app_ids() const = 0;   // billing filter
   virtual std::vector<std::string> job_function_ids() const = 0;    // FunctionGetCurrentStats
+  // Changes whenever one of the three lists above may have changed, so that a poller can keep
+  // its copies until then; nullopt: unknown, ask every time.
+  virtual std::optional<std::uint64_t> job_ids_version() const { return std::nullopt; }
 };
 
 }  // namespace mx

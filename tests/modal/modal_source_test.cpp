@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <string>
@@ -77,9 +79,13 @@ class RecordingSink : public ModalSink, public SourceHealth {
     check_thread();
     rates.push_back(std::move(r));
   }
-  std::vector<std::string> active_job_app_ids() const override { return active_apps; }
+  std::vector<std::string> active_job_app_ids() const override {
+    ++id_reads;
+    return active_apps;
+  }
   std::vector<std::string> known_job_app_ids() const override { return known_apps; }
   std::vector<std::string> job_function_ids() const override { return functions; }
+  std::optional<std::uint64_t> job_ids_version() const override { return ids_version; }
 
   int error(const std::string& type) const {
     auto it = errors.find("modal_api/" + type);
@@ -113,6 +119,8 @@ class RecordingSink : public ModalSink, public SourceHealth {
   std::vector<std::string> active_apps;
   std::vector<std::string> known_apps;
   std::vector<std::string> functions;
+  std::optional<std::uint64_t> ids_version;  // nullopt: the source reads the lists every time
+  mutable int id_reads = 0;                  // calls of active_job_app_ids
   std::thread::id owner = std::this_thread::get_id();
   bool wrong_thread = false;
 
@@ -896,6 +904,33 @@ TEST_F(ModalSourceTest, BillingAndTasksRunRightAfterTheJobsAppear) {
   fake_.clear_calls();
   run_for(1500ms);
   EXPECT_LE(fake_.call_count("TaskList"), 6);
+}
+
+// With a sink that versions its id lists, the source reads them when the version moves (and
+// once per tasks round), not on every watch; a new version still brings the early rounds.
+TEST_F(ModalSourceTest, IdListsAreReadAgainOnlyWhenTheirVersionMoves) {
+  config_.tasks_interval = 300ms;
+  config_.billing_interval = 1h;
+  config_.rates_interval = 1h;
+  sink_.ids_version = 1;
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= 3; }));
+  sink_.known_apps = {"ap-1"};
+  sink_.active_apps = {"ap-1"};
+  sink_.ids_version = 2;
+  ASSERT_TRUE(run_until([&] { return sink_.billing_reports("d") == 1 && sink_.task_lists >= 1; }));
+
+  // Watches run every ~12 ms here: about 120 in 1.5 s, against a handful of tasks rounds.
+  fake_.clear_calls();
+  const int reads = sink_.id_reads;
+  run_for(1500ms);
+  EXPECT_LE(sink_.id_reads - reads, fake_.call_count("TaskList") + 1);
+
+  sink_.known_apps.push_back("ap-2");
+  sink_.active_apps.push_back("ap-2");
+  sink_.ids_version = 3;
+  ASSERT_TRUE(run_until([&] { return sink_.billing_reports("d") == 2; }));
+  EXPECT_EQ(fake_.billing_requests().back().app_ids_size(), 2);
 }
 
 TEST_F(ModalSourceTest, ResourceExhaustedSlowsTheBudgetAndMetricsRecover) {

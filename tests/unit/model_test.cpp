@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "metrics/derivation.h"
@@ -422,6 +423,145 @@ TEST_F(ModelTest, MaxJobsDropsAndCounts) {
   const auto text = set.publish(1)->body(ExpositionFormat::text);
   EXPECT_TRUE(has(text, R"(modal_exporter_dropped_jobs_total{reason="max_jobs"} 1)")) << text;
   EXPECT_TRUE(has(text, R"(modal_jobs_active{gpu_type="T4"} 1)"));
+}
+
+// One Modal answer for every kind of round, about jobs m0..m<n-1> (app ap-<i>, function
+// fu-<i>); `bump` changes every answer about job m<bump> and nothing else.
+struct ModalRound {
+  std::vector<ModalApp> apps;
+  std::map<std::string, std::vector<ModalTask>> tasks;
+  std::vector<ModalTaskInfo> task_infos;
+  std::vector<ModalFunctionStats> stats;
+  BillingReport daily{"d", 0, 0, {}};
+  BillingReport hourly{"h", 0, 0, {}};
+  BillingRates rates{{{"cpu", 40'000'000}, {"t4", 590'000'000}}};
+
+  static ModalRound make(std::size_t n, std::optional<std::size_t> bump = std::nullopt) {
+    ModalRound r;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::string id = std::to_string(i);
+      const bool b = bump == i;
+      const std::string app = "ap-" + id;
+      r.apps.push_back({app, "job-m" + id, "", 1, b ? 2 : 1, 1400.0, std::nullopt});
+      r.tasks[app].push_back({"ta-" + id, app, 1400.0, 1450.0});
+      if (b) r.tasks[app].push_back({"ta-" + id + "-b", app, 1460.0, 1470.0});
+      r.task_infos.push_back({"ta-" + id, app, 1400.0, 1450.0, std::nullopt, "T4", 1, 0});
+      r.stats.push_back({"fu-" + id, b ? 7u : 3u, 1, 1});
+      r.daily.items.push_back({app, 0, b ? 3'000'000'000 : 2'000'000'000, {{"T4", 1}}});
+      r.hourly.items.push_back({app, 3600, 1'000'000'000, {{"T4", b ? 2 : 1}}});
+    }
+    return r;
+  }
+
+  // In the order the Modal source's rounds and budget deliver them.
+  void deliver(Model& m, double end) const {
+    m.modal_apps(apps);
+    for (const auto& [app, list] : tasks) m.modal_tasks(app, list);
+    for (const auto& info : task_infos) m.modal_task_info(info);
+    for (const auto& s : stats) m.modal_function_stats(s);
+    // Each round asks for a window ending now: the report's bounds move, its rows do not.
+    auto d = daily;
+    auto h = hourly;
+    d.end = h.end = end;
+    m.modal_billing(d);
+    m.modal_billing(h);
+    m.modal_rates(rates);
+  }
+};
+
+class ModalRoundTest : public ModelTest {
+ protected:
+  static constexpr std::size_t kJobs = 4;
+
+  void SetUp() override {
+    for (std::size_t i = 0; i < kJobs; ++i) {
+      auto j = job("m" + std::to_string(i), "Running");
+      j.started_at = 1500;
+      j.modal_app_id = "ap-" + std::to_string(i);
+      j.modal_function_id = "fu-" + std::to_string(i);
+      model_.upsert_job(j);
+    }
+    ModalRound::make(kJobs).deliver(model_, clock_);
+    render();  // drains every dirty mark
+    model_.set_on_change([this] { ++changes_; });
+  }
+
+  // The derivation's changes since the last render: object key -> the lines it now contributes.
+  std::map<std::string, std::string> changed_objects() {
+    derivation_.update(model_);
+    std::map<std::string, std::string> objects;
+    const auto batch = set_.take_changes();
+    for (const auto& c : batch.changes()) objects[std::string(batch.key(c))] += batch.lines(c);
+    return objects;
+  }
+
+  int changes_ = 0;
+};
+
+// A round whose answers equal the previous round's moves nothing: no job, app, aggregate or
+// cost is marked dirty, no publish is asked for, and the derivation hands over no change (so
+// the publisher builds no snapshot).
+TEST_F(ModalRoundTest, AnUnchangedRoundPublishesNothing) {
+  clock_ += 15;
+  ModalRound::make(kJobs).deliver(model_, clock_);
+  EXPECT_EQ(changes_, 0);
+  EXPECT_FALSE(model_.has_dirty_jobs());
+  EXPECT_TRUE(model_.take_dirty_apps().empty());
+  EXPECT_FALSE(model_.take_dirty_app_costs());
+  EXPECT_FALSE(model_.take_dirty_aggregates());
+  derivation_.update(model_);
+  EXPECT_FALSE(set_.has_changes());
+}
+
+// A round in which one app's answers changed re-renders that app's job and that app, nothing of
+// the other jobs and apps.
+TEST_F(ModalRoundTest, OneChangedAppReRendersItsJobOnly) {
+  clock_ += 15;
+  ModalRound::make(kJobs, 2).deliver(model_, clock_);
+  EXPECT_GT(changes_, 0);
+  const auto objects = changed_objects();
+  ASSERT_TRUE(objects.contains("m2"));
+  ASSERT_TRUE(objects.contains("ap-2"));
+  for (std::size_t i = 0; i < kJobs; ++i) {
+    if (i == 2) continue;
+    EXPECT_FALSE(objects.contains("m" + std::to_string(i))) << i;
+    EXPECT_FALSE(objects.contains("ap-" + std::to_string(i))) << i;
+  }
+  EXPECT_TRUE(
+      has(objects.at("ap-2"), R"(modal_app_running_tasks{app_id="ap-2",app_name="job-m2"} 2)"))
+      << objects.at("ap-2");
+  EXPECT_TRUE(
+      has(objects.at("m2"), R"(modal_function_backlog{namespace="ml",job_name="job-m2"} 7)"))
+      << objects.at("m2");
+  EXPECT_TRUE(
+      has(objects.at("m2"),
+          R"(modal_function_cold_starts_total{namespace="ml",job_name="job-m2",gpu_type="T4"} 2)"))
+      << objects.at("m2");
+}
+
+// The Modal source re-reads the jobs' app and function ids only when this version moves: it must
+// move with every change of those lists, and only then.
+TEST_F(ModelTest, JobIdsVersionMovesWithTheModalIdLists) {
+  auto version = [this] { return model_.job_ids_version().value(); };
+  auto j = job("v", "Running");
+  j.modal_app_id = "ap-v";
+  auto last = version();
+  model_.upsert_job(j);
+  EXPECT_NE(version(), last);
+  last = version();
+  j.replicas = 3;  // nothing the lists show
+  model_.upsert_job(j);
+  EXPECT_EQ(version(), last);
+  j.modal_function_id = "fu-v";
+  model_.upsert_job(j);
+  EXPECT_NE(version(), last);
+  last = version();
+  j.phase = "Succeeded";  // no longer active: leaves the TaskList targets
+  model_.upsert_job(j);
+  EXPECT_NE(version(), last);
+  last = version();
+  model_.delete_job("v");
+  EXPECT_NE(version(), last);
 }
 
 }  // namespace

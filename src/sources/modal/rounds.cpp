@@ -126,6 +126,7 @@ void Rounds::queue_calls(Poller& p) {
       auto apps = unique(sink_.active_job_app_ids());
       if (apps.empty()) break;
       p.asked = {apps.begin(), apps.end()};
+      p.covered_version.reset();
       if (per_app_tasks_) {
         for (const auto& app_id : apps) {
           p.queue.push_back([this, &p, app_id] { task_list(p, app_id, {app_id}); });
@@ -139,6 +140,7 @@ void Rounds::queue_calls(Poller& p) {
       auto app_ids = unique(sink_.known_job_app_ids());
       if (app_ids.empty()) break;
       p.asked = {app_ids.begin(), app_ids.end()};
+      p.covered_version.reset();
       p.queue.push_back([this, &p, app_ids] { billing_report(p, "d", app_ids); });
       p.queue.push_back([this, &p, app_ids] { billing_report(p, "h", app_ids); });
       break;
@@ -229,17 +231,34 @@ void Rounds::schedule_watch(Duration delay) {
 void Rounds::maybe_run_early(Poller& p, const std::vector<std::string>& ids) {
   if (p.running || p.last_failed) return;
   if (p.last_call && SteadyClock::now() - *p.last_call < config_.tasks_interval) return;
+  if (ids_version_ && p.covered_version == ids_version_) return;
   bool grown = false;
   for (const auto& id : ids) grown = grown || !p.asked.contains(id);
-  if (!grown) return;
+  if (!grown) {
+    p.covered_version = ids_version_;
+    return;
+  }
   log::debug("modal round started early for new apps", {{"poll", p.name}});
   schedule(p, Duration{0});
 }
 
+// Each watch runs every second or faster; with 10k jobs, reading the lists costs walks of every
+// job, so they are read again only when the sink says they may have changed.
+bool Rounds::refresh_ids() {
+  const auto version = sink_.job_ids_version();
+  if (ids_read_ && version && version == ids_version_) return false;
+  ids_version_ = version;
+  ids_read_ = true;
+  active_apps_ = unique(sink_.active_job_app_ids());
+  known_apps_ = unique(sink_.known_job_app_ids());
+  return true;
+}
+
 void Rounds::watch() {
-  maybe_run_early(poller(Kind::tasks), unique(sink_.active_job_app_ids()));
-  maybe_run_early(poller(Kind::billing), unique(sink_.known_job_app_ids()));
-  budget_.set_functions(unique(sink_.job_function_ids()));
+  const bool changed = refresh_ids();
+  maybe_run_early(poller(Kind::tasks), active_apps_);
+  maybe_run_early(poller(Kind::billing), known_apps_);
+  if (changed) budget_.set_functions(unique(sink_.job_function_ids()));
   budget_.kick();
 }
 

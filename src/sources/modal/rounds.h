@@ -18,6 +18,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -64,6 +65,9 @@ class Rounds {
     bool last_failed = false;
     std::optional<std::chrono::steady_clock::time_point> last_call;  // last round that called
     std::set<std::string> asked;                                     // app ids of that round
+    // The job ids' version (ModalSink::job_ids_version) for which `asked` covered every id:
+    // until either changes, the watch need not look again.
+    std::optional<std::uint64_t> covered_version;
     // The current round.
     std::chrono::steady_clock::time_point started;
     std::deque<std::function<void()>> queue;
@@ -86,6 +90,8 @@ class Rounds {
 
   void schedule_watch(Duration delay);
   void maybe_run_early(Poller& p, const std::vector<std::string>& ids);
+  // Re-reads the sink's id lists when they may have changed; true when they were re-read.
+  bool refresh_ids();
   void watch();
 
   void app_list(Poller& p);
@@ -105,6 +111,10 @@ class Rounds {
   boost::asio::steady_timer watch_timer_;
   Duration watch_period_{1000};
   bool per_app_tasks_ = false;
+  // The sink's id lists as of `ids_version_` (re-read only when the version moves).
+  std::optional<std::uint64_t> ids_version_;
+  bool ids_read_ = false;
+  std::vector<std::string> active_apps_, known_apps_;
   std::set<std::string> deprecated_logged_;
 };
 
