@@ -117,6 +117,13 @@ void Rounds::run_round(Poller& p) {
   pump(p);
 }
 
+bool Rounds::ask(Poller& p, const std::vector<std::string>& app_ids) {
+  if (app_ids.empty()) return false;
+  p.asked = {app_ids.begin(), app_ids.end()};
+  p.covered_version.reset();
+  return true;
+}
+
 void Rounds::queue_calls(Poller& p) {
   switch (p.kind) {
     case Kind::apps:
@@ -124,9 +131,7 @@ void Rounds::queue_calls(Poller& p) {
       break;
     case Kind::tasks: {
       auto apps = unique(sink_.active_job_app_ids());
-      if (apps.empty()) break;
-      p.asked = {apps.begin(), apps.end()};
-      p.covered_version.reset();
+      if (!ask(p, apps)) break;
       if (per_app_tasks_) {
         for (const auto& app_id : apps) {
           p.queue.push_back([this, &p, app_id] { task_list(p, app_id, {app_id}); });
@@ -138,9 +143,7 @@ void Rounds::queue_calls(Poller& p) {
     }
     case Kind::billing: {
       auto app_ids = unique(sink_.known_job_app_ids());
-      if (app_ids.empty()) break;
-      p.asked = {app_ids.begin(), app_ids.end()};
-      p.covered_version.reset();
+      if (!ask(p, app_ids)) break;
       p.queue.push_back([this, &p, app_ids] { billing_report(p, "d", app_ids); });
       p.queue.push_back([this, &p, app_ids] { billing_report(p, "h", app_ids); });
       break;

@@ -82,6 +82,8 @@ class Rounds {
   Poller& poller(Kind kind);
   void schedule(Poller& p, Duration delay);
   void run_round(Poller& p);
+  // The apps a round of `p` asks about; false (nothing to ask) when there are none.
+  bool ask(Poller& p, const std::vector<std::string>& app_ids);
   void queue_calls(Poller& p);
   void pump(Poller& p);
   void call_done(Poller& p, const Rpc::Result& result);
