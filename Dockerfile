@@ -62,8 +62,8 @@ LABEL org.opencontainers.image.title="modal-exporter" \
       org.opencontainers.image.base.name="docker.io/library/debian:12-slim"
 
 # Only the shared libraries the binary links (the runtime packages of the -dev packages above;
-# apt pulls their own dependencies: libgrpc29, libabsl, libre2, libcares, ...) + CA roots for
-# the TLS connections to the Kubernetes and Modal APIs.
+# gRPC, protobuf and Abseil are linked from their static archives, cmake/StaticArchives.cmake)
+# + CA roots for the TLS connections to the Kubernetes and Modal APIs.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates \
@@ -71,8 +71,6 @@ RUN apt-get update \
       libprometheus-cpp-core1.0 \
       libyaml-cpp0.7 \
       libsimdjson14 \
-      libgrpc++1.51 \
-      libprotobuf32 \
       libssl3 \
       libcrypt1 \
       zlib1g \
