@@ -87,8 +87,11 @@ stage_tsan() {
     tests/e2e/e2e_test tests/e2e/e2e_tls_test tests/e2e/e2e_shard_test)
   local targets=(modal-exporter modal-sim)
   for t in "${tests[@]}"; do targets+=("$(basename "$t")"); done
+  # gRPC as shared libraries here: tests/tsan.supp names them by library (libgrpc, libabsl_...),
+  # which a statically linked copy would not match.
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODAL_EXPORTER_SANITIZE=thread \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMODAL_EXPORTER_WERROR=ON "${launcher[@]}"
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMODAL_EXPORTER_WERROR=ON \
+    -DMODAL_EXPORTER_STATIC_GRPC=OFF "${launcher[@]}"
   cmake --build "$dir" -j"$jobs" --target "${targets[@]}"
   # Reports go to files (log_path), one per process: the exporter and simulator processes the
   # tests start are TSan builds too and inherit these options, and a race in a child whose exit
