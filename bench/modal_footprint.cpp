@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@ class JobsSink : public mx::ModalSink, public mx::SourceHealth {
   void modal_function_stats(mx::ModalFunctionStats) override {}
   void modal_billing(mx::BillingReport) override {}
   void modal_rates(mx::BillingRates) override {}
+  void modal_environments(std::vector<mx::ModalEnvironment>) override {}
+  void modal_environment_cost(const std::string&, std::optional<mx::EnvironmentCost>) override {}
   std::vector<std::string> active_job_app_ids() const override { return apps; }
   std::vector<std::string> known_job_app_ids() const override { return apps; }
   std::vector<std::string> job_function_ids() const override { return functions; }
