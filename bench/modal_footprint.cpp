@@ -1,6 +1,7 @@
 // The Modal source's call footprint: how many calls of each method it makes per minute against
-// the in-process fake Modal server, with N running jobs (each its own app, task and function) and
-// the default intervals and call budget. It measures; it asserts nothing.
+// the in-process fake Modal server, with N running jobs (each its own app, task and function),
+// three Modal environments, and the default intervals and call budget. It measures; it asserts
+// nothing.
 //   bench_modal_footprint [JOBS...]     (default: 100 1000 10000; two minutes per count)
 // Prints one line per minute:
 //   FOOTPRINT jobs=N first_minute_total=T AppList=.. AuthTokenGet=.. ...
@@ -9,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,8 @@ class JobsSink : public mx::ModalSink, public mx::SourceHealth {
   void modal_function_stats(mx::ModalFunctionStats) override {}
   void modal_billing(mx::BillingReport) override {}
   void modal_rates(mx::BillingRates) override {}
+  void modal_environments(std::vector<mx::ModalEnvironment>) override {}
+  void modal_environment_cost(const std::string&, std::optional<mx::EnvironmentCost>) override {}
   std::vector<std::string> active_job_app_ids() const override { return apps; }
   std::vector<std::string> known_job_app_ids() const override { return apps; }
   std::vector<std::string> job_function_ids() const override { return functions; }
@@ -43,6 +47,22 @@ class JobsSink : public mx::ModalSink, public mx::SourceHealth {
   std::vector<std::string> apps;
   std::vector<std::string> functions;
 };
+
+// Three Modal environments, each with its month-to-date summary.
+void add_environments(FakeModalServer& fake) {
+  std::vector<mx::testing::modal_pb::EnvironmentListItem> items;
+  for (const char* name : {"main", "dev", "staging"}) {
+    mx::testing::modal_pb::EnvironmentListItem item;
+    item.set_name(name);
+    item.set_environment_id(std::string("en-") + name);
+    item.set_max_concurrent_gpus(16);
+    items.push_back(item);
+    mx::testing::modal_pb::EnvironmentBillingSummaryResponse summary;
+    summary.set_metered_cost("12.5");
+    fake.set_environment_billing(item.environment_id(), summary);
+  }
+  fake.set_environments(items);
+}
 
 void add_jobs(int n, FakeModalServer& fake, JobsSink& sink) {
   for (int i = 0; i < n; ++i) {
@@ -68,6 +88,7 @@ void measure(int jobs, const std::filesystem::path& dir) {
   FakeModalServer fake;
   JobsSink sink;
   add_jobs(jobs, fake, sink);
+  add_environments(fake);
   mx::ModalConfig config;  // the defaults, but for the server and the credentials
   config.server_url = fake.address();
   config.token_id_file = (dir / "token-id").string();

@@ -90,6 +90,8 @@ std::vector<schema::Key> keys(Config& c) {
       duration("sources.modal.stats_interval", m.stats_interval, "per-function stats period"),
       duration("sources.modal.billing_interval", m.billing_interval, "billing report period"),
       duration("sources.modal.rates_interval", m.rates_interval, "billing rates period"),
+      duration("sources.modal.environments_interval", m.environments_interval,
+               "EnvironmentList period"),
       boolean("sources.telemetry.enabled", t.enabled, "scrape the jobs' telemetry URLs"),
       duration("sources.telemetry.interval", t.interval, "scrape period"),
       duration("sources.telemetry.timeout", t.timeout, "scrape deadline"),

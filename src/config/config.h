@@ -76,6 +76,7 @@ struct ModalConfig {
   Duration stats_interval = 15s;
   Duration billing_interval = 5min;
   Duration rates_interval = 1h;
+  Duration environments_interval = 60s;  // EnvironmentList; summaries every billing_interval
 };
 
 struct TelemetryConfig {

@@ -139,7 +139,8 @@ Derivation::Derivation(FamilySet& s) : set_(s) {
   }
   app_running_tasks_ = s.add_family(kAppRunningTasks);
   endpoint_ready_replicas_ = s.add_family(kEndpointReadyReplicas);
-  app_cost_.emplace(s);  // added last: renders after the others
+  app_cost_.emplace(s);
+  environments_.emplace(s);  // added last: renders after the others
 }
 
 std::vector<FamilyDesc> Derivation::family_descs() {
@@ -149,6 +150,7 @@ std::vector<FamilyDesc> Derivation::family_descs() {
   out.push_back(kAppRunningTasks);
   out.push_back(kEndpointReadyReplicas);
   out.push_back(AppCostFamily::desc());
+  for (auto& desc : EnvironmentFamilies::descs()) out.push_back(std::move(desc));
   return out;
 }
 
@@ -159,6 +161,7 @@ bool Derivation::update(Model& model, std::size_t max_jobs) {
   for (const auto& app_id : model.take_dirty_apps()) render_app(model, app_id);
   if (model.take_dirty_aggregates()) render_aggregates(model);
   if (model.take_dirty_app_costs()) app_cost_->render(model);
+  if (model.take_dirty_environments()) environments_->render(model);
   return model.has_dirty_jobs();
 }
 

@@ -11,6 +11,7 @@
 
 #include "exposition/snapshot_builder.h"
 #include "metrics/app_cost.h"
+#include "metrics/environment_families.h"
 #include "model/model.h"
 
 namespace mx {
@@ -42,8 +43,9 @@ class Derivation {
   std::vector<FamilyId> job_family_ids_;  // parallel to job_families()
   std::vector<FamilyId> aggregate_ids_;   // parallel to the aggregate table (derivation.cpp)
   FamilyId app_running_tasks_, endpoint_ready_replicas_;
-  std::string scratch_;                    // render_job's lines, reused from job to job
-  std::optional<AppCostFamily> app_cost_;  // added last: renders after the others
+  std::string scratch_;                              // render_job's lines, reused from job to job
+  std::optional<AppCostFamily> app_cost_;            // after the others but for the environments
+  std::optional<EnvironmentFamilies> environments_;  // added last: renders after the others
 };
 
 }  // namespace mx

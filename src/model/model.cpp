@@ -343,6 +343,38 @@ void Model::modal_rates(BillingRates rates) {
   changed();
 }
 
+// Environment series are fleet-wide like the app-level ones: with sharding, only shard 0 holds
+// them. An environment keeps its cost while its id stays the same.
+void Model::modal_environments(std::vector<ModalEnvironment> environments) {
+  std::map<std::string, HeldEnvironment> next;
+  if (exports_environments()) {
+    for (auto& e : environments) {
+      auto& held = next[e.name];
+      auto it = environments_.find(e.name);
+      if (it != environments_.end() && it->second.environment.environment_id == e.environment_id) {
+        held.cost = it->second.cost;
+      }
+      held.environment = std::move(e);
+    }
+  }
+  if (next == environments_) return;
+  environments_ = std::move(next);
+  environments_dirty_ = true;
+  changed();
+}
+
+void Model::modal_environment_cost(const std::string& environment_id,
+                                   std::optional<EnvironmentCost> cost) {
+  for (auto& [name, held] : environments_) {
+    if (held.environment.environment_id != environment_id) continue;
+    if (held.cost == cost) return;
+    held.cost = std::move(cost);
+    environments_dirty_ = true;
+    changed();
+    return;
+  }
+}
+
 std::vector<std::string> Model::active_job_app_ids() const {
   std::set<std::string> ids;
   for (const auto& [uid, s] : store_.all()) {
@@ -458,6 +490,7 @@ ModelSizes Model::sizes() const {
   s.parked_events = events_.parked();
   s.endpoints = endpoints_.size();
   s.apps = apps_.size();
+  s.environments = environments_.size();
   s.billing_rows = cost_.billing_rows();
   s.left_out_jobs = foreign_.size() + over_limit_.size();
   return s;

@@ -40,6 +40,7 @@ struct ModelSizes {
   std::size_t parked_events = 0;
   std::size_t endpoints = 0;
   std::size_t apps = 0;
+  std::size_t environments = 0;
   std::size_t billing_rows = 0;
   std::size_t left_out_jobs = 0;  // foreign (sharding) or over limits.max_jobs, still live
 };
@@ -79,6 +80,10 @@ class Model : public KubernetesSink,
   void modal_function_stats(ModalFunctionStats stats) override;
   void modal_billing(BillingReport report) override;
   void modal_rates(BillingRates rates) override;
+  void modal_environments(std::vector<ModalEnvironment> environments) override;
+  void modal_environment_cost(const std::string& environment_id,
+                              std::optional<EnvironmentCost> cost) override;
+  bool exports_environments() const override { return config_.shard.shard == 0; }
   std::vector<std::string> active_job_app_ids() const override;
   std::vector<std::string> known_job_app_ids() const override;
   std::vector<std::string> job_function_ids() const override;
@@ -106,6 +111,14 @@ class Model : public KubernetesSink,
     bool operator==(const HeldApp&) const = default;
   };
   const std::map<std::string, HeldApp>& apps() const { return apps_; }
+  // A Modal environment (EnvironmentList) and its month-to-date cost (EnvironmentBillingSummary,
+  // nullopt until one arrived or while it is refused), by environment name.
+  struct HeldEnvironment {
+    ModalEnvironment environment;
+    std::optional<EnvironmentCost> cost;
+    bool operator==(const HeldEnvironment&) const = default;
+  };
+  const std::map<std::string, HeldEnvironment>& environments() const { return environments_; }
   std::optional<std::int64_t> operator_restarts() const { return operator_restarts_; }
   const std::map<CountHistory::JobsTotalKey, std::uint64_t>& jobs_total() const {
     return history_.jobs_total();
@@ -150,6 +163,8 @@ class Model : public KubernetesSink,
   bool take_dirty_app_costs() { return std::exchange(app_costs_dirty_, false); }
   // Modal apps whose AppList entry came, changed or went.
   std::set<std::string> take_dirty_apps() { return std::exchange(dirty_apps_, {}); }
+  // An environment, its limits or its cost came, changed or went.
+  bool take_dirty_environments() { return std::exchange(environments_dirty_, false); }
 
   // State file: count history and Warning Event counts of live objects (model/state_file.h).
   bool save_state(const std::string& path);
@@ -186,6 +201,7 @@ class Model : public KubernetesSink,
   std::map<std::string, EndpointObject> endpoints_;
   std::optional<std::int64_t> operator_restarts_;
   std::map<std::string, HeldApp> apps_;
+  std::map<std::string, HeldEnvironment> environments_;
   std::map<std::pair<std::string, std::string>, double> errors_;  // (error_type, component)
   std::vector<UpstreamSample> upstream_;
   std::map<std::string, std::uint64_t> dropped_;
@@ -201,6 +217,7 @@ class Model : public KubernetesSink,
   std::set<std::string> dirty_apps_;
   bool dirty_aggregates_ = true;
   bool app_costs_dirty_ = true;  // a billing report arrived
+  bool environments_dirty_ = false;
   bool state_dirty_ = false;
   // Moves when a job's Modal app or function id, or whether it is active, may have changed.
   std::uint64_t job_ids_version_ = 0;

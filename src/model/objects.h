@@ -150,4 +150,33 @@ struct BillingRates {
   std::map<std::string, NanoUsd> per_hour;
 };
 
+// One EnvironmentList item: a Modal environment's capacity and spend limits. An unset optional
+// field means no limit (or no budget): its series is absent, never 0.
+struct ModalEnvironment {
+  std::string name;
+  std::string environment_id;
+  bool is_default = false;
+  bool managed = false;
+  std::optional<std::int64_t> max_concurrent_tasks;
+  std::optional<std::int64_t> max_concurrent_gpus;
+  std::int64_t concurrent_tasks = 0;
+  std::int64_t concurrent_gpus = 0;
+  std::optional<double> cycle_budget_usd;
+  // Always sent; nullopt only when the value is not a finite number.
+  std::optional<double> cycle_spend_limit_usd;
+  std::optional<double> cycle_spend_usd;
+  bool spend_limit_reached = false;
+
+  bool operator==(const ModalEnvironment&) const = default;
+};
+
+// EnvironmentBillingSummary of one environment: month-to-date metered cost, in total
+// (metered_cost; nullopt when not sent) and by category (metered_cost_breakdown, keys as sent).
+struct EnvironmentCost {
+  std::optional<NanoUsd> total;
+  std::map<std::string, NanoUsd> by_category;
+
+  bool operator==(const EnvironmentCost&) const = default;
+};
+
 }  // namespace mx

@@ -54,6 +54,14 @@ class ModalSink : public virtual SourceSink {
   virtual void modal_function_stats(ModalFunctionStats stats) = 0;
   virtual void modal_billing(BillingReport report) = 0;
   virtual void modal_rates(BillingRates rates) = 0;
+  // EnvironmentList: the whole list of each round; an environment left out is gone.
+  virtual void modal_environments(std::vector<ModalEnvironment> environments) = 0;
+  // EnvironmentBillingSummary of one environment (by id); nullopt when the call is refused.
+  virtual void modal_environment_cost(const std::string& environment_id,
+                                      std::optional<EnvironmentCost> cost) = 0;
+  // Environment series are fleet-wide: with sharding, one exporter shows them and only it needs
+  // the calls that feed them.
+  virtual bool exports_environments() const { return true; }
 
   // What the pollers should ask about, from the jobs the model knows.
   virtual std::vector<std::string> active_job_app_ids() const = 0;  // TaskList targets

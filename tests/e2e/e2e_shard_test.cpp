@@ -332,11 +332,12 @@ TEST_F(ShardedEndToEnd, NoPerObjectSeriesInTwoShards) {
   EXPECT_EQ(instances.size(), unsharded);
 }
 
-// Fleet-wide series that belong to no job (operator restarts, Modal app-level series) come from
-// shard 0 only (docs/design.md, "Sharding").
+// Fleet-wide series that belong to no job (operator restarts, Modal app- and environment-level
+// series) come from shard 0 only (docs/design.md, "Sharding").
 TEST_F(ShardedEndToEnd, FleetWideSingletonsComeFromShardZeroOnly) {
   const std::string shard0 = "127.0.0.1:" + std::to_string(exporters_[0].port);
-  for (const char* family : {"modal_operator_restarts_total", "modal_app_running_tasks"}) {
+  for (const char* family :
+       {"modal_operator_restarts_total", "modal_app_running_tasks", "modal_environment_info"}) {
     const auto served = prometheus_->vector_of(
         std::string("count by (instance) (") + family + R"({job="shards"}))", {"instance"});
     EXPECT_EQ(served.size(), 1u) << family << " is served by " << served.size() << " shards";

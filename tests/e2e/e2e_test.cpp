@@ -199,6 +199,16 @@ void EndToEnd::expect_prometheus_holds_truth() {
        1e-6,
        1e-3 * observations("duration_count")},
       {"queueing observed", "modal_job_queue_seconds_count", {"gpu_type"}, "queue_count", 0},
+      {"GPUs in use per Modal environment",
+       "modal_environment_concurrent_gpus",
+       {"environment"},
+       "environment_gpus",
+       0},
+      {"spend limit reached per Modal environment",
+       "modal_environment_spend_limit_reached",
+       {"environment"},
+       "environment_spend_limit_reached",
+       0},
       {"queueing sums",
        "modal_job_queue_seconds_sum",
        {"gpu_type"},
@@ -251,9 +261,39 @@ TEST_F(EndToEnd, WritesMetricsDumpForTheDeployChecks) {
   for (const char* name :
        {"modal_function_backlog{", "modal_endpoint_ready_replicas{", "modal_app_running_tasks{",
         "modal_job_queue_seconds_bucket{", "modal_job_duration_seconds_bucket{",
-        "modal_i6pn_jobs_total{", "modal_webhook_requests_total{"}) {
+        "modal_i6pn_jobs_total{", "modal_webhook_requests_total{", "modal_environment_info{",
+        "modal_environment_concurrent_gpus_limit{", "modal_environment_concurrent_tasks_limit{",
+        "modal_environment_cycle_budget_usd{", "modal_environment_metered_cost_usd{"}) {
     EXPECT_NE(metrics.body.find(name), std::string::npos) << name << " missing";
   }
+}
+
+// Modal environments (EnvironmentList, EnvironmentBillingSummary) reach Prometheus, and the
+// simulator's "dev" environment, past its spend limit after the scenario, fires the critical
+// alert of the shipped rules.
+TEST_F(EndToEnd, EnvironmentSeriesAndTheSpendLimitAlert) {
+  EXPECT_EQ(vector_of("modal_environment_info", {"environment", "default"}),
+            (std::map<std::string, double>{{"dev|false", 1}, {"main|true", 1}}));
+  EXPECT_EQ(vector_of("modal_environment_concurrent_gpus_limit", {"environment"}),
+            (std::map<std::string, double>{{"main", 16}}))
+      << "dev has no GPU limit: no series";
+  const auto cost = vector_of("modal_environment_metered_cost_usd", {"environment", "category"});
+  for (const char* key : {"main|all", "main|deployed", "dev|all", "dev|notebook"}) {
+    EXPECT_TRUE(cost.count(key)) << key;
+  }
+  ASSERT_EQ(truth()["environment_spend_limit_reached"]["dev"], 1)
+      << "the scenario did not take dev past its spend limit";
+  std::map<std::string, double> firing;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        firing = vector_of(
+            R"(ALERTS{alertname="ModalEnvironmentSpendLimitReached",alertstate="firing"})",
+            {"environment", "severity"});
+        return !firing.empty();
+      },
+      std::chrono::seconds(30)))
+      << query("ALERTS").dump();
+  EXPECT_EQ(firing, (std::map<std::string, double>{{"dev|critical", 1}}));
 }
 
 TEST_F(EndToEnd, EverySeedQueryReturnsData) {

@@ -1,6 +1,10 @@
 // The pure proto -> struct conversions of src/sources/modal/convert.cpp: no server needed.
 #include "sources/modal/convert.h"
 
+#include <limits>
+#include <map>
+#include <optional>
+
 #include <gtest/gtest.h>
 
 #include "rpc_status.pb.h"
@@ -181,6 +185,90 @@ TEST(ConvertRetryAfter, ReadsRpcRetryPolicyFromStatusDetails) {
       grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "x", details.SerializeAsString()));
   ASSERT_TRUE(secs);
   EXPECT_DOUBLE_EQ(*secs, 2.5);
+}
+
+TEST(ConvertEnvironments, EveryFieldAndPresenceOfTheOptionalOnes) {
+  pb::EnvironmentListResponse response;
+  auto* full = response.add_items();
+  full->set_name("main");
+  full->set_environment_id("en-1");
+  full->set_default_(true);
+  full->set_is_managed(false);
+  full->set_max_concurrent_tasks(100);
+  full->set_max_concurrent_gpus(0);  // present and 0: a limit of none at all
+  full->set_current_concurrent_tasks(12);
+  full->set_current_concurrent_gpus(7);
+  full->set_cycle_budget_dollars(0);  // present and 0
+  full->set_effective_cycle_spend_limit(500.5);
+  full->set_current_cycle_usage(123.25);
+  full->set_spend_limit_reached(true);
+  auto* bare = response.add_items();  // no optional field set
+  bare->set_name("dev");
+  bare->set_environment_id("en-2");
+  bare->set_is_managed(true);
+  bare->set_current_concurrent_tasks(-1);
+  bare->set_effective_cycle_spend_limit(std::numeric_limits<double>::quiet_NaN());
+  response.add_items()->set_environment_id("en-3");  // no name
+  Issues issues;
+  const auto envs = modal_convert::environments(response, issues);
+  ASSERT_EQ(envs.size(), 2u);
+  const auto& e = envs[0];
+  EXPECT_EQ(e.name, "main");
+  EXPECT_EQ(e.environment_id, "en-1");
+  EXPECT_TRUE(e.is_default);
+  EXPECT_FALSE(e.managed);
+  EXPECT_EQ(e.max_concurrent_tasks, std::optional<std::int64_t>(100));
+  EXPECT_EQ(e.max_concurrent_gpus, std::optional<std::int64_t>(0));
+  EXPECT_EQ(e.concurrent_tasks, 12);
+  EXPECT_EQ(e.concurrent_gpus, 7);
+  EXPECT_EQ(e.cycle_budget_usd, std::optional<double>(0));
+  EXPECT_EQ(e.cycle_spend_limit_usd, std::optional<double>(500.5));
+  EXPECT_EQ(e.cycle_spend_usd, std::optional<double>(123.25));
+  EXPECT_TRUE(e.spend_limit_reached);
+  const auto& b = envs[1];
+  EXPECT_FALSE(b.is_default);
+  EXPECT_TRUE(b.managed);
+  EXPECT_FALSE(b.max_concurrent_tasks);
+  EXPECT_FALSE(b.max_concurrent_gpus);
+  EXPECT_FALSE(b.cycle_budget_usd);
+  EXPECT_EQ(b.concurrent_tasks, 0);
+  EXPECT_FALSE(b.cycle_spend_limit_usd);  // NaN: nothing to show
+  EXPECT_EQ(b.cycle_spend_usd, std::optional<double>(0));
+  EXPECT_FALSE(b.spend_limit_reached);
+  EXPECT_EQ(issues.malformed, 1);
+  EXPECT_EQ(issues.not_finite, 1);
+}
+
+TEST(ConvertEnvironmentCost, ExactDecimalsByCategory) {
+  pb::EnvironmentBillingSummaryResponse response;
+  response.set_metered_cost("12.000000001");
+  auto& breakdown = *response.mutable_metered_cost_breakdown();
+  breakdown["deployed"] = "10";
+  breakdown["ephemeral"] = "2.000000001";
+  breakdown["volume"] = "1E-9";
+  breakdown["notebook"] = "NaN";
+  breakdown[""] = "1";
+  Issues issues;
+  const auto cost = modal_convert::environment_cost(response, issues);
+  EXPECT_EQ(cost.total, std::optional<NanoUsd>(12000000001));
+  EXPECT_EQ(cost.by_category,
+            (std::map<std::string, NanoUsd>{
+                {"deployed", 10000000000}, {"ephemeral", 2000000001}, {"volume", 1}}));
+  EXPECT_EQ(issues.not_finite, 1);
+  EXPECT_EQ(issues.malformed, 1);
+
+  Issues none;
+  const auto empty = modal_convert::environment_cost(pb::EnvironmentBillingSummaryResponse{}, none);
+  EXPECT_FALSE(empty.total);
+  EXPECT_TRUE(empty.by_category.empty());
+  EXPECT_EQ(none.total(), 0);
+}
+
+TEST(ConvertMonthStart, FirstInstantOfTheUtcMonth) {
+  EXPECT_EQ(modal_convert::month_start(1764979200), 1764547200);  // 2025-12-06 -> 2025-12-01
+  EXPECT_EQ(modal_convert::month_start(1764547200), 1764547200);  // the instant itself
+  EXPECT_EQ(modal_convert::month_start(1764547199), 1761955200);  // a second before: November
+  EXPECT_EQ(modal_convert::month_start(1709251199), 1706745600);  // 2024-02-29 23:59:59
 }
 
 }  // namespace

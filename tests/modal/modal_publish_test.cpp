@@ -54,6 +54,17 @@ pb::WorkspaceBillingReportItem billing_item(int i, std::int64_t interval) {
   return item;
 }
 
+pb::EnvironmentListItem environment_item(const std::string& name, int gpus) {
+  pb::EnvironmentListItem e;
+  e.set_name(name);
+  e.set_environment_id("en-" + name);
+  e.set_max_concurrent_gpus(8);
+  e.set_current_concurrent_gpus(gpus);
+  e.set_effective_cycle_spend_limit(500);
+  e.set_current_cycle_usage(120);
+  return e;
+}
+
 Config make_config(const std::string& server_url) {
   Config c;
   c.modal.enabled = true;
@@ -65,6 +76,7 @@ Config make_config(const std::string& server_url) {
   c.modal.stats_interval = 30ms;
   c.modal.billing_interval = 30ms;
   c.modal.rates_interval = 30ms;
+  c.modal.environments_interval = 30ms;
   c.modal.max_calls_per_second = 1000;
   return c;
 }
@@ -102,6 +114,12 @@ class ModalPublishTest : public ::testing::Test {
     fake_.set_billing_items("d", daily);
     fake_.set_billing_items("h", hourly);
     fake_.set_rates({{"cpu", "0.04"}, {"T4", "0.59"}});
+    fake_.set_environments({environment_item("main", 7), environment_item("dev", 0)});
+    pb::EnvironmentBillingSummaryResponse summary;
+    summary.set_metered_cost("12.5");
+    (*summary.mutable_metered_cost_breakdown())["deployed"] = "12.5";
+    fake_.set_environment_billing("en-main", summary);
+    fake_.refuse_environment_billing("en-dev", grpc::StatusCode::PERMISSION_DENIED);
 
     model_.set_on_change([this] { publish_wanted_ = true; });
     publisher_ = std::make_unique<Publisher>(families_.families(), 1, registry_);
@@ -152,6 +170,8 @@ class ModalPublishTest : public ::testing::Test {
                                              {"TaskList", rounds},
                                              {"WorkspaceBillingReport", 2 * rounds},
                                              {"WorkspaceBillingRates", rounds},
+                                             {"EnvironmentList", rounds},
+                                             {"EnvironmentBillingSummary", 2 * rounds},
                                              {"FunctionGetCurrentStats", kJobs * rounds}};
     return run_until([&] {
       const auto counts = fake_.call_counts();
@@ -163,6 +183,13 @@ class ModalPublishTest : public ::testing::Test {
       }
       return true;
     });
+  }
+
+  // The text body of the current snapshot, after publishing what is pending.
+  std::string body() {
+    if (std::exchange(publish_wanted_, false)) publish();
+    publisher_->flush();
+    return publisher_->current()->body(ExpositionFormat::text);
   }
 
   // Snapshots built so far, after publishing what is pending.
@@ -216,6 +243,28 @@ TEST_F(ModalPublishTest, OneChangedAppRebuildsOnlyItsObjects) {
 
   EXPECT_GT(builds(), before);
   EXPECT_EQ(published_keys_, (std::set<std::string>{"ap-2", "m2"}));
+}
+
+// A change of an environment's GPU count reaches the exposition with the next EnvironmentList
+// round: one environments_interval, not a billing_interval or a restart.
+TEST_F(ModalPublishTest, AChangedGpuCountShowsWithTheNextEnvironmentList) {
+  start_and_settle();
+  const std::string before = R"(modal_environment_concurrent_gpus{environment="main"} 7)";
+  const std::string after = R"(modal_environment_concurrent_gpus{environment="main"} 8)";
+  ASSERT_NE(body().find(before), std::string::npos) << body();
+  EXPECT_NE(
+      body().find(R"(modal_environment_metered_cost_usd{environment="main",category="all"} 12.5)"),
+      std::string::npos);
+  EXPECT_EQ(body().find(R"(modal_environment_metered_cost_usd{environment="dev")"),
+            std::string::npos);
+
+  const int lists = fake_.call_count("EnvironmentList");
+  fake_.set_environments({environment_item("main", 8), environment_item("dev", 0)});
+  ASSERT_TRUE(run_until([&] { return body().find(after) != std::string::npos; }));
+  // The list in flight when the answer changed may still carry the old count; the next one
+  // carries the new.
+  EXPECT_LE(fake_.call_count("EnvironmentList"), lists + 2);
+  EXPECT_EQ(body().find(before), std::string::npos);
 }
 
 }  // namespace

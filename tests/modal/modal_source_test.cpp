@@ -20,12 +20,14 @@
 #include <thread>
 #include <vector>
 
+#include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "common/log.h"
 #include "fake_modal_server.h"
+#include "sources/modal/convert.h"
 #include "sources/modal/decimal.h"
 
 namespace mx {
@@ -79,6 +81,16 @@ class RecordingSink : public ModalSink, public SourceHealth {
     check_thread();
     rates.push_back(std::move(r));
   }
+  void modal_environments(std::vector<ModalEnvironment> e) override {
+    check_thread();
+    environments.push_back(std::move(e));
+  }
+  void modal_environment_cost(const std::string& id, std::optional<EnvironmentCost> c) override {
+    check_thread();
+    ++environment_costs_received;
+    environment_costs[id] = std::move(c);
+  }
+  bool exports_environments() const override { return exports_env; }
   std::vector<std::string> active_job_app_ids() const override {
     ++id_reads;
     return active_apps;
@@ -116,6 +128,10 @@ class RecordingSink : public ModalSink, public SourceHealth {
   std::vector<ModalFunctionStats> stats;
   std::vector<BillingReport> billing;
   std::vector<BillingRates> rates;
+  std::vector<std::vector<ModalEnvironment>> environments;
+  std::map<std::string, std::optional<EnvironmentCost>> environment_costs;  // by environment id
+  int environment_costs_received = 0;
+  bool exports_env = true;
   std::vector<std::string> active_apps;
   std::vector<std::string> known_apps;
   std::vector<std::string> functions;
@@ -156,6 +172,31 @@ std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+pb::EnvironmentListItem make_environment(const std::string& name, int gpus, bool limits) {
+  pb::EnvironmentListItem e;
+  e.set_name(name);
+  e.set_environment_id("en-" + name);
+  e.set_current_concurrent_tasks(2 * gpus);
+  e.set_current_concurrent_gpus(gpus);
+  e.set_effective_cycle_spend_limit(500);
+  e.set_current_cycle_usage(120.5);
+  if (limits) {
+    e.set_default_(true);
+    e.set_max_concurrent_tasks(100);
+    e.set_max_concurrent_gpus(8);
+    e.set_cycle_budget_dollars(400);
+  }
+  return e;
+}
+
+pb::EnvironmentBillingSummaryResponse make_summary(const std::string& deployed) {
+  pb::EnvironmentBillingSummaryResponse summary;
+  summary.set_metered_cost(deployed);
+  (*summary.mutable_metered_cost_breakdown())["deployed"] = deployed;
+  (*summary.mutable_metered_cost_breakdown())["notebook"] = "0";
+  return summary;
 }
 
 class ModalSourceTest : public ::testing::Test {
@@ -982,6 +1023,129 @@ TEST_F(ModalSourceTest, CallsAreCountedPerMethodAndCode) {
   EXPECT_EQ(observed_["AppList/ok"], fake_.call_count("AppList"));
 }
 
+// Environments: the list every environments_interval, each environment's month-to-date summary
+// (asked from the first instant of the UTC month), the calls counted.
+TEST_F(ModalSourceTest, EnvironmentsAndTheirMonthToDateCost) {
+  config_.environments_interval = 50ms;
+  fake_.set_environments({make_environment("main", 7, true), make_environment("dev", 0, false)});
+  fake_.set_environment_billing("en-main", make_summary("12.5"));
+  fake_.set_environment_billing("en-dev", make_summary("1E-7"));
+  start();
+  ASSERT_TRUE(run_until([&] {
+    return sink_.environment_costs.size() == 2 && sink_.environments.size() >= 2 &&
+           fake_.call_count("EnvironmentBillingSummary") >= 2;
+  }));
+  const auto& envs = sink_.environments.back();
+  ASSERT_EQ(envs.size(), 2u);
+  EXPECT_EQ(envs[0].name, "main");
+  EXPECT_EQ(envs[0].concurrent_gpus, 7);
+  EXPECT_EQ(envs[0].max_concurrent_gpus, std::optional<std::int64_t>(8));
+  EXPECT_EQ(envs[1].name, "dev");
+  EXPECT_FALSE(envs[1].max_concurrent_gpus);
+  EXPECT_FALSE(envs[1].cycle_budget_usd);
+  ASSERT_TRUE(sink_.environment_costs.at("en-main"));
+  EXPECT_EQ(sink_.environment_costs.at("en-main")->total, std::optional<NanoUsd>(12500000000));
+  EXPECT_EQ(sink_.environment_costs.at("en-dev")->by_category.at("deployed"), 100);
+
+  const std::int64_t now = unix_now();
+  std::set<std::string> asked;
+  for (const auto& call : fake_.calls_of("EnvironmentBillingSummary")) {
+    pb::EnvironmentBillingSummaryRequest request;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(call.request, &request))
+        << call.request;
+    asked.insert(request.environment_id());
+    const auto start = request.start_timestamp().seconds();
+    EXPECT_LE(start, now);
+    EXPECT_GT(start, now - 31 * 86400);
+    EXPECT_EQ(start, modal_convert::month_start(start)) << "not the first instant of a month";
+    EXPECT_EQ(request.start_timestamp().nanos(), 0);
+  }
+  EXPECT_EQ(asked, (std::set<std::string>{"en-main", "en-dev"}));
+  // Every call the server answered is counted (once no call is in flight).
+  EXPECT_GE(observed_["EnvironmentList/ok"], 2);
+  EXPECT_TRUE(run_until([&] {
+    return observed_["EnvironmentList/ok"] == fake_.call_count("EnvironmentList") &&
+           observed_["EnvironmentBillingSummary/ok"] ==
+               fake_.call_count("EnvironmentBillingSummary");
+  })) << ::testing::PrintToString(observed_);
+  EXPECT_EQ(sink_.failures, 0);
+}
+
+// No public client calls EnvironmentBillingSummary: a token may be refused it. That is an
+// answer (no cost for the environment, logged once each), not a failure of the source.
+TEST_F(ModalSourceTest, ARefusedSummaryLeavesTheSourceUp) {
+  config_.environments_interval = 50ms;
+  fake_.set_environments({make_environment("main", 7, true), make_environment("dev", 0, false)});
+  fake_.set_environment_billing("en-main", make_summary("12.5"));
+  fake_.refuse_environment_billing("en-main", grpc::StatusCode::UNIMPLEMENTED);
+  fake_.refuse_environment_billing("en-dev", grpc::StatusCode::PERMISSION_DENIED);
+  start();
+  ASSERT_TRUE(run_until([&] {
+    return observed_["EnvironmentBillingSummary/permission_denied"] >= 3 &&
+           observed_["EnvironmentBillingSummary/unimplemented"] >= 3 && sink_.successes >= 3;
+  }));
+  EXPECT_EQ(sink_.failures, 0);
+  EXPECT_EQ(sink_.error("grpc_permission_denied"), 0);
+  EXPECT_EQ(sink_.error("grpc_unimplemented"), 0);
+  EXPECT_EQ(log_lines_containing("refuses the environment's billing summary"), 2);
+  EXPECT_EQ(log_lines_containing("modal poll failed"), 0);
+  ASSERT_TRUE(sink_.environment_costs.contains("en-dev"));
+  EXPECT_FALSE(sink_.environment_costs.at("en-dev"));
+  EXPECT_FALSE(sink_.environment_costs.at("en-main"));
+  EXPECT_FALSE(sink_.environments.empty());
+
+  // Allowed again: the cost comes back.
+  fake_.refuse_environment_billing("en-main", std::nullopt);
+  ASSERT_TRUE(run_until([&] {
+    auto it = sink_.environment_costs.find("en-main");
+    return it != sink_.environment_costs.end() && it->second.has_value();
+  }));
+}
+
+TEST_F(ModalSourceTest, AFailedSummaryFailsTheRoundLikeAnyCall) {
+  config_.environments_interval = 50ms;
+  fake_.set_environments({make_environment("main", 7, true)});
+  fake_.set_environment_billing("en-main", make_summary("12.5"));
+  fake_.fail_next("EnvironmentBillingSummary", 2, grpc::StatusCode::INTERNAL);
+  start();
+  ASSERT_TRUE(run_until([&] {
+    auto it = sink_.environment_costs.find("en-main");
+    return it != sink_.environment_costs.end() && it->second.has_value();
+  }));
+  EXPECT_EQ(sink_.error("grpc_internal"), 2);
+  EXPECT_GE(sink_.failures, 2);
+  EXPECT_GE(log_lines_containing("method=EnvironmentBillingSummary"), 2);
+}
+
+// A summary is asked every billing_interval, but a newly listed environment's at once.
+TEST_F(ModalSourceTest, ANewEnvironmentGetsItsCostBeforeTheBillingInterval) {
+  config_.environments_interval = 50ms;
+  config_.billing_interval = 1h;
+  fake_.set_environments({make_environment("main", 7, true)});
+  fake_.set_environment_billing("en-main", make_summary("12.5"));
+  fake_.set_environment_billing("en-dev", make_summary("1"));
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.environment_costs.contains("en-main"); }));
+  fake_.set_environments({make_environment("main", 7, true), make_environment("dev", 0, false)});
+  ASSERT_TRUE(run_until([&] { return sink_.environment_costs.contains("en-dev"); }));
+  // Each asked once: the early round is not repeated for environments already asked about.
+  const auto before = fake_.call_count("EnvironmentList");
+  ASSERT_TRUE(run_until([&] { return fake_.call_count("EnvironmentList") >= before + 3; }));
+  EXPECT_EQ(fake_.call_count("EnvironmentBillingSummary"), 3);
+}
+
+// With sharding, only the exporter that shows the environment series asks for them.
+TEST_F(ModalSourceTest, NoEnvironmentCallsWhereTheSeriesAreNotShown) {
+  config_.environments_interval = 50ms;
+  fake_.set_environments({make_environment("main", 7, true)});
+  sink_.exports_env = false;
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.successes >= 4; }));
+  EXPECT_EQ(fake_.call_count("EnvironmentList"), 0);
+  EXPECT_EQ(fake_.call_count("EnvironmentBillingSummary"), 0);
+  EXPECT_TRUE(sink_.environments.empty());
+}
+
 // Issue 13's footprint: 1,000 running jobs, each its own app and function, default intervals and
 // budget. Over 16 s (rounds at 0 s and 15 s): at most one TaskList per tasks_interval, and the
 // per-object calls within max_calls_per_second.
@@ -993,6 +1157,8 @@ TEST_F(ModalSourceTest, ThousandJobsStayWithinTheCallBudget) {
   config_.token_id_file = id_file;
   config_.token_secret_file = secret_file;
   make_jobs(1000);
+  fake_.set_environments({make_environment("main", 7, true), make_environment("dev", 0, false),
+                          make_environment("staging", 1, false)});
   const auto started = std::chrono::steady_clock::now();
   start();
   run_for(16000ms);
@@ -1005,9 +1171,13 @@ TEST_F(ModalSourceTest, ThousandJobsStayWithinTheCallBudget) {
   const int budgeted = count("FunctionGetCurrentStats") + count("TaskGetInfo");
   EXPECT_LE(budgeted, static_cast<int>(config_.max_calls_per_second * seconds) + 1);
   EXPECT_GE(budgeted, 40);  // the budget is used, not starved
+  // One EnvironmentList per minute, one summary per environment per billing_interval.
+  EXPECT_EQ(count("EnvironmentList"), 1);
+  EXPECT_LE(count("EnvironmentBillingSummary"), 3);
   const int fixed = count("AppList") + count("TaskList") + count("WorkspaceBillingReport") +
-                    count("WorkspaceBillingRates") + count("AuthTokenGet");
-  EXPECT_LE(fixed, 2 + 2 + 2 + 1 + 1);
+                    count("WorkspaceBillingRates") + count("AuthTokenGet") +
+                    count("EnvironmentList") + count("EnvironmentBillingSummary");
+  EXPECT_LE(fixed, 2 + 2 + 2 + 1 + 1 + 1 + 3);
   EXPECT_EQ(sink_.failures, 0);
   EXPECT_EQ(sink_.tasks.size(), 1000u);  // every app's tasks from the one call
 }

@@ -101,7 +101,7 @@ backoff: {initial: 200ms, max: 2s}
 sources:
   kubernetes: {operator_pod_interval: 1s}
   modal: {apps_interval: 1s, tasks_interval: 1s, stats_interval: 1s, billing_interval: 2s,
-          rates_interval: 2s, call_timeout: 3s}
+          rates_interval: 2s, environments_interval: 1s, call_timeout: 3s}
   telemetry: {interval: 1s, timeout: 2s}
 )";
   return path;

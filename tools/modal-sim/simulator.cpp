@@ -62,7 +62,9 @@ const char* const kModalMethods[] = {"AuthTokenGet",
                                      "TaskGetInfo",
                                      "FunctionGetCurrentStats",
                                      "WorkspaceBillingReport",
-                                     "WorkspaceBillingRates"};
+                                     "WorkspaceBillingRates",
+                                     "EnvironmentList",
+                                     "EnvironmentBillingSummary"};
 
 }  // namespace
 
@@ -72,6 +74,7 @@ void Simulator::start(const std::string& telemetry_base_url) {
   telemetry_base_ = telemetry_base_url;
   kube_.start();
   modal_.set_rates(kModalRates);
+  publish_environments();
   publish_operator_pod();
   for (int i = 0; i < 2; ++i) {
     const std::string name = i == 0 ? "chat-api" : "embeddings";
@@ -262,6 +265,7 @@ void Simulator::step(double now) {
   const double dt = last_step_ > 0 ? now - last_step_ : 0;
   last_step_ = now;
   if (paused_) return;
+  lived_s_ += dt;
   if (next_restart_ == 0) next_restart_ = now + options_.restart_every_s * uniform(0.5, 1.5);
   if (now >= next_restart_) {
     restart_operator();
@@ -300,6 +304,7 @@ void Simulator::step(double now) {
           const auto nano = static_cast<std::int64_t>(per_hour * dt / 3600.0 * 1e9);
           j.billed_by_resource[resource] += nano;
           j.billed_nano += nano;
+          spent_nano_ += nano;
         }
       }
       // A container restarts: a new task, a cold start. Only in the first half of the run, so
@@ -420,6 +425,64 @@ void Simulator::publish_modal(double now) {
   apps.push_back(web);
   modal_.set_apps(apps);
   modal_.set_billing_items("d", daily);
+  publish_environments();
+}
+
+// "main" runs the simulated jobs: its GPUs in use follow the running jobs up to its limit of
+// 16 (past it, Modal would queue them), and its spend follows what the jobs are billed. "dev" has
+// a task limit but no GPU limit, and a small budget its spend passes after about ten seconds of
+// the world's life: its spend limit is reached from then on.
+void Simulator::publish_environments() {
+  constexpr std::int64_t kMainGpuLimit = 16;
+  std::int64_t gpus = 0, tasks = 0;
+  for (const auto& [uid, j] : jobs_) {
+    if (j.phase != "Running") continue;
+    gpus += static_cast<std::int64_t>(j.gpu_count) * j.replicas;
+    for (const auto& t : j.tasks) tasks += t.finished_at > 0 ? 0 : 1;
+  }
+  gpus = std::min(gpus, kMainGpuLimit);
+  const double spent = static_cast<double>(spent_nano_) / 1e9;
+
+  testing::modal_pb::EnvironmentListItem main;
+  main.set_name("main");
+  main.set_environment_id("en-main");
+  main.set_default_(true);
+  main.set_max_concurrent_gpus(static_cast<int>(kMainGpuLimit));
+  main.set_current_concurrent_tasks(static_cast<int>(tasks));
+  main.set_current_concurrent_gpus(static_cast<int>(gpus));
+  main.set_effective_cycle_spend_limit(5000);
+  main.set_current_cycle_usage(3900 + 50 * spent);
+
+  testing::modal_pb::EnvironmentListItem dev;
+  const double dev_usage = std::min(49.5 + 0.05 * lived_s_, 52.0);
+  dev.set_name("dev");
+  dev.set_environment_id("en-dev");
+  dev.set_max_concurrent_tasks(20);
+  dev.set_current_concurrent_tasks(static_cast<int>(3 + 2 * std::sin(lived_s_ / 30)));
+  dev.set_cycle_budget_dollars(50);
+  dev.set_effective_cycle_spend_limit(50);
+  dev.set_current_cycle_usage(dev_usage);
+  dev.set_spend_limit_reached(dev_usage >= 50);
+  modal_.set_environments({main, dev});
+  environment_gpus_ = {{"main", gpus}, {"dev", 0}};
+  environment_limit_reached_ = {{"main", 0}, {"dev", dev.spend_limit_reached() ? 1 : 0}};
+
+  auto summary = [](std::int64_t deployed, std::int64_t ephemeral, std::int64_t volume,
+                    std::int64_t notebook) {
+    testing::modal_pb::EnvironmentBillingSummaryResponse out;
+    out.set_metered_cost(usd(deployed + ephemeral + volume + notebook));
+    auto& breakdown = *out.mutable_metered_cost_breakdown();
+    breakdown["deployed"] = usd(deployed);
+    breakdown["ephemeral"] = usd(ephemeral);
+    breakdown["volume"] = usd(volume);
+    breakdown["notebook"] = usd(notebook);
+    return out;
+  };
+  const auto nano = [](double v) { return static_cast<std::int64_t>(std::llround(v * 1e9)); };
+  modal_.set_environment_billing(
+      "en-main", summary(nano(1200 + 40 * spent), nano(300 + 10 * spent), nano(12.5), 0));
+  modal_.set_environment_billing("en-dev",
+                                 summary(nano(20), nano(dev_usage - 25), nano(1.25), nano(3.75)));
 }
 
 void Simulator::warn_every_job() {
@@ -534,6 +597,8 @@ nlohmann::json Simulator::truth(double now) const {
       sum[key] = observed.second;
     }
   }
+  t["environment_gpus"] = environment_gpus_;
+  t["environment_spend_limit_reached"] = environment_limit_reached_;
   t["operator_restarts"] = operator_restarts_;
   t["operator_errors"] = errors_by_reason_;
   t["time"] = now;

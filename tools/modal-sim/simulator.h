@@ -1,8 +1,9 @@
 // The simulated world behind the demo and the end-to-end test: ModalJobs and offloaded Pods that
 // arrive, queue, run, succeed, fail or are cancelled; the operator Pod that restarts now and then;
-// Warning Events; Modal apps, tasks (cold starts), function stats, billing and rates; and a
-// telemetry endpoint per running job. It serves them through the fake Kubernetes API server and
-// the fake Modal gRPC server, and keeps the ground truth the exporter must reproduce.
+// Warning Events; Modal apps, tasks (cold starts), function stats, billing and rates; two Modal
+// environments with their limits and spend (one near its GPU limit, one heading past its spend
+// limit); and a telemetry endpoint per running job. It serves them through the fake Kubernetes API
+// server and the fake Modal gRPC server, and keeps the ground truth the exporter must reproduce.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -93,6 +94,8 @@ class Simulator {
   void create_job(double now);
   void publish_job(const SimJob& job);
   void publish_modal(double now);
+  // EnvironmentList and each environment's EnvironmentBillingSummary, from the world as it is.
+  void publish_environments();
   void publish_operator_pod();
   void warning_event(const SimJob& job, const std::string& reason);
   double uniform(double lo, double hi) {
@@ -125,6 +128,11 @@ class Simulator {
   bool kubernetes_down_ = false;
   bool modal_down_ = false;
   std::map<std::string, std::string> rates_;  // Modal's rates, USD per hour (decimal strings)
+  double lived_s_ = 0;                        // seconds the world ran (not paused)
+  std::int64_t spent_nano_ = 0;               // everything billed so far, deleted jobs included
+  // What the simulator last served as each environment's GPUs in use and spend-limit flag.
+  std::map<std::string, std::int64_t> environment_gpus_;
+  std::map<std::string, int> environment_limit_reached_;
 };
 
 }  // namespace mx::sim

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 
 #include "rpc_status.pb.h"
@@ -158,6 +159,67 @@ BillingReport billing(const std::string& resolution, double start, double end,
     report.items.push_back(std::move(out));
   }
   return report;
+}
+
+std::vector<ModalEnvironment> environments(const pb::EnvironmentListResponse& response,
+                                           Issues& issues) {
+  std::vector<ModalEnvironment> out;
+  out.reserve(static_cast<std::size_t>(response.items_size()));
+  auto amount = [&issues](double v) -> std::optional<double> {
+    if (std::isfinite(v)) return v;
+    ++issues.not_finite;
+    if (issues.example.empty()) issues.example = std::to_string(v);
+    return std::nullopt;
+  };
+  for (const auto& item : response.items()) {
+    if (item.name().empty()) {
+      ++issues.malformed;
+      continue;
+    }
+    ModalEnvironment e;
+    e.name = item.name();
+    e.environment_id = item.environment_id();
+    e.is_default = item.default_();
+    e.managed = item.is_managed();
+    if (item.has_max_concurrent_tasks()) e.max_concurrent_tasks = item.max_concurrent_tasks();
+    if (item.has_max_concurrent_gpus()) e.max_concurrent_gpus = item.max_concurrent_gpus();
+    e.concurrent_tasks = std::max(0, item.current_concurrent_tasks());
+    e.concurrent_gpus = std::max(0, item.current_concurrent_gpus());
+    if (item.has_cycle_budget_dollars()) e.cycle_budget_usd = amount(item.cycle_budget_dollars());
+    e.cycle_spend_limit_usd = amount(item.effective_cycle_spend_limit());
+    e.cycle_spend_usd = amount(item.current_cycle_usage());
+    e.spend_limit_reached = item.spend_limit_reached();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+EnvironmentCost environment_cost(const pb::EnvironmentBillingSummaryResponse& response,
+                                 Issues& issues) {
+  EnvironmentCost cost;
+  if (!response.metered_cost().empty()) {
+    const auto total = parse_decimal_usd(response.metered_cost());
+    if (total.status == DecimalStatus::ok) {
+      cost.total = total.value;
+    } else {
+      note(issues, total.status, response.metered_cost());
+    }
+  }
+  for (const auto& [category, value] : response.metered_cost_breakdown()) {
+    const auto part = parse_decimal_usd(value);
+    if (category.empty() || part.status != DecimalStatus::ok) {
+      note(issues, category.empty() ? DecimalStatus::malformed : part.status, value);
+      continue;
+    }
+    cost.by_category[category] = part.value;
+  }
+  return cost;
+}
+
+std::int64_t month_start(std::int64_t unix_seconds) {
+  using namespace std::chrono;
+  const year_month_day day{floor<days>(sys_seconds{seconds{unix_seconds}})};
+  return duration_cast<seconds>(sys_days{day.year() / day.month() / 1}.time_since_epoch()).count();
 }
 
 std::optional<double> retry_after_seconds(const grpc::Status& status) {

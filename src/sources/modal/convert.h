@@ -4,6 +4,7 @@
 // item never hides the others.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -58,6 +59,22 @@ Rates rates(const pb::WorkspaceBillingRatesResponse& response, Issues& issues);
 // finite decimal is dropped and counted, the item kept.
 BillingReport billing(const std::string& resolution, double start, double end,
                       const std::vector<pb::WorkspaceBillingReportItem>& items, Issues& issues);
+
+// EnvironmentList: items without a name are dropped (malformed). An optional field without
+// presence stays nullopt (no limit, no budget); a count below 0 is 0; an amount that is not a
+// finite number is dropped and counted.
+std::vector<ModalEnvironment> environments(const pb::EnvironmentListResponse& response,
+                                           Issues& issues);
+
+// EnvironmentBillingSummary: metered_cost and each metered_cost_breakdown entry as exact
+// decimals; an empty metered_cost is "not sent", a value that is not a finite decimal is dropped
+// and counted.
+EnvironmentCost environment_cost(const pb::EnvironmentBillingSummaryResponse& response,
+                                 Issues& issues);
+
+// The first instant of the UTC month holding `unix_seconds` (EnvironmentBillingSummary's
+// start_timestamp: its interval is the billing month starting there).
+std::int64_t month_start(std::int64_t unix_seconds);
 
 // The server's "wait this long" from a failed call's status details (an RPCRetryPolicy in
 // google.rpc.Status.details), in seconds; nullopt when absent, unreadable or not positive.

@@ -1,6 +1,7 @@
 // The Modal source: polls Modal's control plane (gRPC, modal.client.ModalClient; docs/modal.md)
 // and hands what it finds to the model through ModalSink. It is put together from:
-//   rounds.h         the fixed poll rounds (AppList, TaskList, billing report, billing rates)
+//   rounds.h         the fixed poll rounds (AppList, TaskList, billing report, billing rates,
+//                    EnvironmentList and each environment's EnvironmentBillingSummary)
 //   budget.h         the per-object calls (TaskGetInfo, FunctionGetCurrentStats) under
 //                    max_calls_per_second
 //   rpc.h            channels, failover between the servers of server_url, calls on the call

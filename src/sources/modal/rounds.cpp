@@ -55,10 +55,13 @@ Rounds::Rounds(boost::asio::io_context& io, const ModalConfig& config, const Bac
   const std::pair<Kind, const char*> kinds[] = {{Kind::apps, "apps"},
                                                 {Kind::tasks, "tasks"},
                                                 {Kind::billing, "billing"},
-                                                {Kind::rates, "rates"}};
-  const Duration intervals[] = {config.apps_interval, config.tasks_interval,
-                                config.billing_interval, config.rates_interval};
-  for (std::size_t i = 0; i < 4; ++i) {
+                                                {Kind::rates, "rates"},
+                                                {Kind::environments, "environments"},
+                                                {Kind::environment_costs, "environment_costs"}};
+  const Duration intervals[] = {config.apps_interval,         config.tasks_interval,
+                                config.billing_interval,      config.rates_interval,
+                                config.environments_interval, config.billing_interval};
+  for (std::size_t i = 0; i < std::size(kinds); ++i) {
     pollers_.push_back(
         std::make_unique<Poller>(io, kinds[i].first, kinds[i].second, intervals[i], backoff));
   }
@@ -150,6 +153,10 @@ void Rounds::queue_calls(Poller& p) {
     }
     case Kind::rates:
       p.queue.push_back([this, &p] { billing_rates(p); });
+      break;
+    case Kind::environments:
+    case Kind::environment_costs:
+      queue_environment_calls(p);
       break;
   }
 }

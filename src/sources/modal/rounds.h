@@ -6,6 +6,12 @@
 //            new tasks go to the call budget for their TaskGetInfo
 //   billing  WorkspaceBillingReport "d" and "h", ending now, filtered by the jobs' app ids
 //   rates    WorkspaceBillingRates (deprecated keys dropped, each logged once)
+//   environments       EnvironmentList -> modal_environments (environments.cpp)
+//   environment_costs  EnvironmentBillingSummary of each listed environment, this UTC month, every
+//                      billing_interval; it runs early when the list brings an environment it has
+//                      not asked about. PERMISSION_DENIED / UNIMPLEMENTED are answers (no cost for
+//                      that environment, logged once), not failures.
+// With sharding the environment rounds run in the exporter that shows them (shard 0) only.
 // Right after the Kubernetes sync, and whenever a job brings a new app id, the tasks and billing
 // rounds run early, at most once per tasks_interval each; otherwise they wait for their interval.
 //
@@ -52,7 +58,7 @@ class Rounds {
   void stop();
 
  private:
-  enum class Kind { apps, tasks, billing, rates };
+  enum class Kind { apps, tasks, billing, rates, environments, environment_costs };
   struct Poller {
     Poller(boost::asio::io_context& io, Kind k, const char* n, Duration i, const BackoffConfig& b)
         : kind(k), name(n), interval(i), timer(io), backoff(b.initial, b.max) {}
@@ -102,6 +108,10 @@ class Rounds {
   void billing_report(Poller& p, const std::string& resolution,
                       const std::vector<std::string>& app_ids);
   void report(const modal_convert::Issues& issues, std::string_view method, std::string_view what);
+  // environments.cpp
+  void queue_environment_calls(Poller& p);
+  void environment_list(Poller& p);
+  void environment_cost(Poller& p, const std::string& environment_id, std::int64_t month);
 
   const ModalConfig& config_;
   const BackoffConfig& backoff_config_;
@@ -118,6 +128,8 @@ class Rounds {
   bool ids_read_ = false;
   std::vector<std::string> active_apps_, known_apps_;
   std::set<std::string> deprecated_logged_;
+  std::vector<std::string> environment_ids_;  // of the last EnvironmentList answer
+  std::set<std::string> refused_logged_;      // environments whose cost was refused, logged
 };
 
 }  // namespace mx::modal_client

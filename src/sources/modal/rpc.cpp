@@ -104,6 +104,7 @@ bool BillingAttempt::proceed(bool ok) {
 struct Rpc::Call {
   const char* method;
   bool with_auth;  // false: AuthTokenGet itself (no JWT, the TokenManager counts its errors)
+  bool may_refuse;
   std::function<std::shared_ptr<Attempt>()> make;
   std::function<void(Attempt&, const Result&)> done;
   std::size_t servers_tried = 0;
@@ -162,10 +163,11 @@ void Rpc::billing_report(pb::WorkspaceBillingReportRequest request,
 }
 
 void Rpc::call(const char* method, bool with_auth, std::function<std::shared_ptr<Attempt>()> make,
-               std::function<void(Attempt&, const Result&)> done) {
+               std::function<void(Attempt&, const Result&)> done, bool may_refuse) {
   auto c = std::make_shared<Call>();
   c->method = method;
   c->with_auth = with_auth;
+  c->may_refuse = may_refuse;
   c->make = std::move(make);
   c->done = std::move(done);
   begin(c);
@@ -238,7 +240,7 @@ void Rpc::attempt_done(const std::shared_ptr<Call>& call, Attempt& attempt, std:
 }
 
 void Rpc::finish(const std::shared_ptr<Call>& call, Attempt& attempt, Result result) {
-  if (result && call->with_auth) {
+  if (result && call->with_auth && !(call->may_refuse && refused(result))) {
     sink_.count_error(kComponent, result->error_type);
     if (result->kind == FailureKind::unimplemented &&
         unimplemented_logged_.insert(call->method).second) {

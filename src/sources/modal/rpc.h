@@ -132,16 +132,28 @@ class Rpc {
   const std::string& server() const { return endpoints_[active_].url; }
   std::size_t servers() const { return endpoints_.size(); }
 
-  // One unary call; `done(response, result)` runs on the io_context thread.
+  // One unary call; `done(response, result)` runs on the io_context thread. `may_refuse`: a call
+  // some tokens are not allowed to make (refused(), below): such a refusal is an answer for the
+  // caller to read, not an error of the source, and is neither counted nor logged here.
   template <typename Req, typename Resp, typename Done>
-  void unary(const char* method, Req request, Prepare<Req, Resp> prepare, Done done) {
+  void unary(const char* method, Req request, Prepare<Req, Resp> prepare, Done done,
+             bool may_refuse = false) {
     auto owned = std::make_shared<const Req>(std::move(request));
     call(
         method, true,
         [owned, prepare] { return std::make_shared<UnaryAttempt<Req, Resp>>(owned, prepare); },
         [done = std::move(done)](Attempt& a, const Result& result) mutable {
           done(static_cast<UnaryAttempt<Req, Resp>&>(a).response, result);
-        });
+        },
+        may_refuse);
+  }
+
+  // PERMISSION_DENIED or UNIMPLEMENTED from the server: it will not answer this call for this
+  // token (a call that never went out, for want of an auth token, is not refused).
+  static bool refused(const Result& result) {
+    return result && !result->before_call &&
+           (result->code == grpc::StatusCode::PERMISSION_DENIED ||
+            result->code == grpc::StatusCode::UNIMPLEMENTED);
   }
 
   // One WorkspaceBillingReport stream; `done(attempt, result)` runs on the io_context thread.
@@ -161,7 +173,7 @@ class Rpc {
   struct Call;
 
   void call(const char* method, bool with_auth, std::function<std::shared_ptr<Attempt>()> make,
-            std::function<void(Attempt&, const Result&)> done);
+            std::function<void(Attempt&, const Result&)> done, bool may_refuse = false);
   void begin(const std::shared_ptr<Call>& call);
   void launch(const std::shared_ptr<Call>& call);
   void attempt_done(const std::shared_ptr<Call>& call, Attempt& attempt, std::size_t endpoint);

@@ -180,6 +180,34 @@ class FakeModalServer::Service final : public modal_pb::ModalClient::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status EnvironmentList(grpc::ServerContext* ctx, const google::protobuf::Empty* request,
+                               modal_pb::EnvironmentListResponse* response) override {
+    if (auto status = owner_.admit(ctx, "EnvironmentList", *request); !status.ok()) return status;
+    std::lock_guard lock(owner_.mutex_);
+    for (const auto& item : owner_.environments_) *response->add_items() = item;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status EnvironmentBillingSummary(
+      grpc::ServerContext* ctx, const modal_pb::EnvironmentBillingSummaryRequest* request,
+      modal_pb::EnvironmentBillingSummaryResponse* response) override {
+    if (auto status = owner_.admit(ctx, "EnvironmentBillingSummary", *request); !status.ok()) {
+      return status;
+    }
+    std::lock_guard lock(owner_.mutex_);
+    const auto& id = request->environment_id();
+    if (auto it = owner_.environment_billing_refused_.find(id);
+        it != owner_.environment_billing_refused_.end()) {
+      return {it->second, "not allowed to see this environment's billing"};
+    }
+    auto it = owner_.environment_billing_.find(id);
+    if (it == owner_.environment_billing_.end())
+      return {grpc::StatusCode::NOT_FOUND, "no such environment"};
+    *response = it->second;
+    *response->mutable_start_timestamp() = request->start_timestamp();
+    return grpc::Status::OK;
+  }
+
  private:
   FakeModalServer& owner_;
 };
@@ -375,6 +403,27 @@ void FakeModalServer::set_billing_items(const std::string& resolution,
 void FakeModalServer::set_rates(std::map<std::string, std::string> rates) {
   std::lock_guard lock(mutex_);
   rates_ = std::move(rates);
+}
+
+void FakeModalServer::set_environments(std::vector<modal_pb::EnvironmentListItem> environments) {
+  std::lock_guard lock(mutex_);
+  environments_ = std::move(environments);
+}
+
+void FakeModalServer::set_environment_billing(const std::string& environment_id,
+                                              modal_pb::EnvironmentBillingSummaryResponse summary) {
+  std::lock_guard lock(mutex_);
+  environment_billing_[environment_id] = std::move(summary);
+}
+
+void FakeModalServer::refuse_environment_billing(const std::string& environment_id,
+                                                 std::optional<grpc::StatusCode> code) {
+  std::lock_guard lock(mutex_);
+  if (code) {
+    environment_billing_refused_[environment_id] = *code;
+  } else {
+    environment_billing_refused_.erase(environment_id);
+  }
 }
 
 void FakeModalServer::fail_next(const std::string& method, int count, grpc::StatusCode code,

@@ -2,7 +2,8 @@
 // gRPC on 127.0.0.1 with an ephemeral port). Test fixture, and the Modal half of tools/modal-sim.
 //
 // It answers AuthTokenGet, AppList, TaskList, TaskGetInfo, FunctionGetCurrentStats,
-// WorkspaceBillingReport (server streaming) and WorkspaceBillingRates from data set through the
+// WorkspaceBillingReport (server streaming), WorkspaceBillingRates, EnvironmentList and
+// EnvironmentBillingSummary (refused for chosen environments) from data set through the
 // setters, checks the auth metadata of every call like the real service (wrong or missing token
 // id/secret, or a missing/revoked/expired JWT -> UNAUTHENTICATED), records what each call carried,
 // and injects faults: the next N calls of a method (or every call for a while) fail with a given
@@ -89,6 +90,16 @@ class FakeModalServer {
   // the interval in progress is included (the simulator scripts today's row).
   void set_exclude_partial_intervals(bool exclude);
 
+  // EnvironmentList items, as served (optional fields with or without presence).
+  void set_environments(std::vector<modal_pb::EnvironmentListItem> environments);
+  // The EnvironmentBillingSummary of one environment id; an id without one gets NOT_FOUND.
+  void set_environment_billing(const std::string& environment_id,
+                               modal_pb::EnvironmentBillingSummaryResponse summary);
+  // The summary of `environment_id` is refused with `code` (PERMISSION_DENIED, UNIMPLEMENTED,
+  // ...) as for a token that may not see it; nullopt: answered again.
+  void refuse_environment_billing(const std::string& environment_id,
+                                  std::optional<grpc::StatusCode> code);
+
   // --- faults -------------------------------------------------------------------------------
   // The next `count` calls of `method` fail with `code` (after being recorded).
   void fail_next(const std::string& method, int count, grpc::StatusCode code,
@@ -142,6 +153,9 @@ class FakeModalServer {
   std::map<std::string, std::string> rates_;
   std::map<std::string, std::string> rate_warnings_;
   std::map<std::string, std::string> rate_errors_;
+  std::vector<modal_pb::EnvironmentListItem> environments_;
+  std::map<std::string, modal_pb::EnvironmentBillingSummaryResponse> environment_billing_;
+  std::map<std::string, grpc::StatusCode> environment_billing_refused_;
   bool task_list_requires_app_ = false;
   bool exclude_partial_intervals_ = false;
 
