@@ -155,10 +155,10 @@ TEST(ConvertBilling, KeepsCreditsExponentsAndTheResourceSplit) {
   auto no_interval = item("ap-1", 0, "1");
   no_interval.clear_interval();
   Issues issues;
-  const auto report =
-      modal_convert::billing("h", 0, 10800, {a, credit, tiny, nan, no_app, no_interval}, issues);
-  EXPECT_EQ(report.resolution, "h");
-  EXPECT_EQ(report.end, 10800);
+  BillingReport report;
+  for (const auto* i : {&a, &credit, &tiny, &nan, &no_app, &no_interval}) {
+    modal_convert::add_billing_item(*i, report, issues);
+  }
   ASSERT_EQ(report.items.size(), 3u);
   EXPECT_EQ(report.items[0].cost_by_resource.size(), 2u);
   EXPECT_EQ(report.items[0].cost_by_resource.at("A100-80GB"), 1200000000);

@@ -34,7 +34,7 @@ class AppCostTest : public ::testing::Test {
 
   static BillingItem item(double interval, NanoUsd cost,
                           std::map<std::string, NanoUsd> split = {}) {
-    return BillingItem{"ap-1", interval, cost, std::move(split)};
+    return BillingItem{"ap-1", interval, cost, {split.begin(), split.end()}};
   }
 
   std::string render() {

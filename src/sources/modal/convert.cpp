@@ -130,35 +130,28 @@ Rates rates(const pb::WorkspaceBillingRatesResponse& response, Issues& issues) {
   return out;
 }
 
-BillingReport billing(const std::string& resolution, double start, double end,
-                      const std::vector<pb::WorkspaceBillingReportItem>& items, Issues& issues) {
-  BillingReport report;
-  report.resolution = resolution;
-  report.start = start;
-  report.end = end;
-  report.items.reserve(items.size());
-  for (const auto& item : items) {
-    const auto cost = parse_decimal_usd(item.cost());
-    if (item.object_id().empty() || !item.has_interval()) {
-      note(issues, DecimalStatus::malformed, item.cost());
-      continue;
-    }
-    if (cost.status != DecimalStatus::ok) {
-      note(issues, cost.status, item.cost());
-      continue;
-    }
-    BillingItem out{item.object_id(), to_unix(item.interval()), cost.value, {}};
-    for (const auto& [resource, value] : item.cost_by_resource()) {
-      const auto part = parse_decimal_usd(value);
-      if (resource.empty() || part.status != DecimalStatus::ok) {
-        note(issues, resource.empty() ? DecimalStatus::malformed : part.status, value);
-        continue;
-      }
-      out.cost_by_resource[resource] = part.value;
-    }
-    report.items.push_back(std::move(out));
+void add_billing_item(const pb::WorkspaceBillingReportItem& item, BillingReport& report,
+                      Issues& issues) {
+  const auto cost = parse_decimal_usd(item.cost());
+  if (item.object_id().empty() || !item.has_interval()) {
+    note(issues, DecimalStatus::malformed, item.cost());
+    return;
   }
-  return report;
+  if (cost.status != DecimalStatus::ok) {
+    note(issues, cost.status, item.cost());
+    return;
+  }
+  BillingItem out{item.object_id(), to_unix(item.interval()), cost.value, {}};
+  out.cost_by_resource.reserve(item.cost_by_resource().size());
+  for (const auto& [resource, value] : item.cost_by_resource()) {
+    const auto part = parse_decimal_usd(value);
+    if (resource.empty() || part.status != DecimalStatus::ok) {
+      note(issues, resource.empty() ? DecimalStatus::malformed : part.status, value);
+      continue;
+    }
+    out.cost_by_resource[resource] = part.value;
+  }
+  report.items.push_back(std::move(out));
 }
 
 std::vector<ModalEnvironment> environments(const pb::EnvironmentListResponse& response,

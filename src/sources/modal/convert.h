@@ -54,11 +54,12 @@ struct Rates {
 };
 Rates rates(const pb::WorkspaceBillingRatesResponse& response, Issues& issues);
 
-// One WorkspaceBillingReport stream. An item without an app id, an interval or a usable cost is
+// One WorkspaceBillingReport item added to `report` as it arrives: the stream is decoded item by
+// item and no message is kept. An item without an app id, an interval or a usable cost is
 // dropped and counted; a negative cost (a credit) is kept. A cost_by_resource entry that is not a
 // finite decimal is dropped and counted, the item kept.
-BillingReport billing(const std::string& resolution, double start, double end,
-                      const std::vector<pb::WorkspaceBillingReportItem>& items, Issues& issues);
+void add_billing_item(const pb::WorkspaceBillingReportItem& item, BillingReport& report,
+                      Issues& issues);
 
 // EnvironmentList: items without a name are dropped (malformed). An optional field without
 // presence stays nullopt (no limit, no budget); a count below 0 is 0; an amount that is not a

@@ -369,9 +369,11 @@ void Rounds::billing_report(Poller& p, const std::string& resolution,
       return;
     }
     if (!result) {
-      modal_convert::Issues issues;
-      auto billing = modal_convert::billing(resolution, static_cast<double>(start),
-                                            static_cast<double>(end), stream.items, issues);
+      auto& billing = stream.report;
+      billing.resolution = resolution;
+      billing.start = static_cast<double>(start);
+      billing.end = static_cast<double>(end);
+      const auto& issues = stream.issues;
       if (issues.total() > 0) {
         for (int i = 0; i < issues.total(); ++i) sink_.count_error(kComponent, "parse");
         log::warn("modal billing values skipped: not a finite decimal, or no app id / interval",

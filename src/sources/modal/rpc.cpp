@@ -79,12 +79,13 @@ bool BillingAttempt::proceed(bool ok) {
     return false;
   }
   if (ok && reading_) {
-    if (items.size() >= kMaxItems) {
+    if (items >= kMaxItems) {
       overflow = true;
       context.TryCancel();
       ok = false;
     } else {
-      items.push_back(std::move(item_));
+      ++items;
+      modal_convert::add_billing_item(item_, report, issues);
       item_.Clear();
     }
   }

@@ -34,6 +34,7 @@
 #include "modal_api.grpc.pb.h"
 #include "model/sinks.h"
 #include "sources/modal/call_thread.h"
+#include "sources/modal/convert.h"
 #include "sources/modal/failure.h"
 #include "sources/modal/token_manager.h"
 
@@ -103,7 +104,11 @@ class BillingAttempt final : public Attempt, private CallThread::Op {
       : request_(std::move(request)) {}
   void start(Stub& stub, grpc::CompletionQueue& queue, std::function<void()> completed) override;
 
-  std::vector<pb::WorkspaceBillingReportItem> items;
+  // The items decoded as they arrive (modal_convert::add_billing_item): the stream's messages
+  // are not kept, so a report of N items costs N compact rows, not N messages and then rows.
+  BillingReport report;
+  modal_convert::Issues issues;
+  std::size_t items = 0;
   bool overflow = false;
 
  private:
