@@ -27,7 +27,7 @@
 #   bench/chaos-soak.sh [--build-dir DIR] [--duration D] [--jobs N] [--churn R]
 #                       [--fault-every S] [--fault-length S] [--faults LIST] [--seed S]
 #                       [--out DIR] [--sample S] [--warmup D] [--recovery-bound S]
-#                       [--lag-bound S] [--min-age S] [--scrape-timeout S]
+#                       [--lag-bound S] [--min-age S] [--scrape-timeout S] [--every-kind]
 #
 #   --build-dir DIR     holds src/modal-exporter and bench/bench_chaos (default build-rel):
 #                         cmake --build build-rel --target modal-exporter bench_chaos
@@ -66,15 +66,20 @@
 #                       with bench/chaos-soak.yaml), or a job that finished and went away
 #                       meanwhile is rightly counted as cancelled, and the check fails
 #   --scrape-timeout S  a scrape not answered in S seconds failed (default 10)
+#   --every-kind        a check more: every kind of the mix happened and recovered at least once
 #
 # Everything listens on 127.0.0.1; every process started is stopped on exit.
+
+# One compound command: bash reads all of it before running any, so a run of hours is not
+# disturbed when the file is edited meanwhile.
+{
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib/common.sh
 source "$ROOT/bench/lib/common.sh"
 
 usage() {
-  sed -n '2,68p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n "2,/^$/p" "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -114,9 +119,11 @@ RECOVERY_BOUND=90
 LAG_BOUND=90
 MIN_AGE=45
 SCRAPE_TIMEOUT=10
+EVERY_KIND=
 ARGS=("$@")
 while [[ $# -gt 0 ]]; do
   [[ $1 == -h || $1 == --help ]] && usage
+  if [[ $1 == --every-kind ]]; then EVERY_KIND=1; shift; continue; fi
   [[ $# -ge 2 ]] || { echo "chaos-soak.sh: $1 needs a value" >&2; usage; }
   case $1 in
     --build-dir) BUILD_DIR=$2 ;;
@@ -638,10 +645,10 @@ finish_fault() {
   [[ -n ${F_OVL[$id]:-} ]] && note+="${note:+,}overlapped"
   printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$(iso_of_ms "${F_START[$id]}")" "$(iso_of_ms "${F_END[$id]}")" \
     "$(awk -v r="$rec" 'BEGIN { printf "%.1f", r / 1000 }')" "$note" >>"$OUT/faults.tsv"
-  ((rec > ${REC_MAX[$kind]:-0})) && REC_MAX[$kind]=$rec
+  ((rec > ${REC_MAX[$kind]:--1})) && REC_MAX[$kind]=$rec
   REC_N[$kind]=$((${REC_N[$kind]:-0} + 1))
   if [[ -z ${F_OVL[$id]:-} ]]; then
-    ((rec > ${REC_ALONE_MAX[$kind]:-0})) && REC_ALONE_MAX[$kind]=$rec
+    ((rec > ${REC_ALONE_MAX[$kind]:--1})) && REC_ALONE_MAX[$kind]=$rec
     REC_ALONE_N[$kind]=$((${REC_ALONE_N[$kind]:-0} + 1))
   fi
   unset "F_KIND[$id]" "F_START[$id]" "F_END[$id]" "F_SCRIPT[$id]" "F_OVL[$id]"
@@ -826,6 +833,29 @@ fi
 sample
 check_log
 HWM=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$EXPORTER_PID/status" 2>/dev/null || echo 0)
+# A clean stop: SIGTERM, exit status 0 within 30 s.
+kill -TERM "$EXPORTER_PID"
+STOP_CODE=timeout
+for _ in $(seq 300); do
+  if ! kill -0 "$EXPORTER_PID" 2>/dev/null; then
+    STOP_CODE=0
+    wait "$EXPORTER_PID" || STOP_CODE=$?
+    break
+  fi
+  sleep 0.1
+done
+[[ $STOP_CODE == timeout ]] && kill -KILL "$EXPORTER_PID" 2>/dev/null
+EXPORTER_PID=
+[[ $STOP_CODE == 0 ]] || fail "the exporter did not stop cleanly on SIGTERM: exit status $STOP_CODE"
+# What a sanitizer build reports (the exporter keeps running after some of them).
+if grep -qE 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$OUT/exporter.log"; then
+  fail "a sanitizer report in the exporter's log: $(grep -m1 -E 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$OUT/exporter.log")"
+fi
+if [[ -n $EVERY_KIND ]]; then
+  for k in "${KINDS[@]}"; do
+    [[ -n ${REC_N[$k]:-} ]] || fail "--every-kind: no $k fault happened and recovered; a longer --duration or a shorter --fault-every"
+  done
+fi
 
 # --- summary -------------------------------------------------------------------------------------------
 # Slope per hour of a CSV column after the warm-up: least squares within each exporter lifetime
@@ -853,6 +883,7 @@ ELAPSED_S=$(((NOW_MS - T0_MS) / 1000))
   echo
   echo "Jobs: $JOBS at a time, churn ceiling $CHURN changes/s; truth at the end: created ${TRUTH[created]}, completed ${TRUTH[completed]}, failed ${TRUTH[failed]}, cancelled ${TRUTH[cancelled]} (${TRUTH[changes]} object changes)"
   echo "modal_jobs_total at the end: created ${SEEN[created]}, completed ${SEEN[completed]}, failed ${SEEN[failed]}, cancelled ${SEEN[cancelled]}: $([[ $EXACT == 1 ]] && echo "equal to the truth" || echo "NOT equal to the truth")"
+  echo "Stop: SIGTERM, exit status $STOP_CODE"
   echo "Scrapes: $SCRAPES, failed $SCRAPE_FAILED; during the $((LIVES - 1)) SIGKILL-to-ready windows $SCRAPES_DOWN (not answered: $SCRAPES_DOWN_FAILED)"
   echo "Counters caught up with the truth at most $(awk -v m="$MAX_LAG_MS" 'BEGIN { printf "%.0f", m / 1000 }') s after it (5 s notes)"
   echo
@@ -917,3 +948,4 @@ if ((${#FAILURES[@]} > 0)); then
   exit 1
 fi
 exit 0
+}
