@@ -67,6 +67,8 @@
 #                       meanwhile is rightly counted as cancelled, and the check fails
 #   --scrape-timeout S  a scrape not answered in S seconds failed (default 10)
 #   --every-kind        a check more: every kind of the mix happened and recovered at least once
+#   --plot-only DIR     only draw DIR/soak.png again from DIR/samples.csv (of a run, or one
+#                       still running)
 #
 # Everything listens on 127.0.0.1; every process started is stopped on exit.
 
@@ -78,9 +80,49 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib/common.sh
 source "$ROOT/bench/lib/common.sh"
 
-usage() {
-  sed -n "2,/^$/p" "$0" | sed 's/^# \{0,1\}//'
-  exit 2
+
+# DIR/soak.png from DIR/samples.csv: RSS, CPU and scrape latency over time, a line where each
+# fault started (red SIGKILL, blue SIGHUP and certificate rotation, orange Modal, grey
+# Kubernetes); minutes on the x axis beyond 20 minutes.
+plot_soak() {
+  local dir=$1 csv=$1/samples.csv marks div=1 unit=seconds
+  command -v gnuplot >/dev/null || { echo "gnuplot is not installed (apt-get install gnuplot-nox)" >&2; return 1; }
+  [[ -s $csv ]] || { echo "no $csv" >&2; return 1; }
+  if awk -F, 'END { exit !($1 > 1200) }' "$csv"; then div=60 unit=minutes; fi
+  marks=$(mktemp)
+  awk -F, -v div="$div" 'NR > 1 && $14 != "" {
+      n = split($14, k, ";")
+      for (i = 1; i <= n; i++) {
+        c = k[i] == "sigkill" ? "#d62728" : (k[i] == "sighup" || k[i] == "cert-rotate") ? "#1f77b4" : k[i] ~ /^modal-/ ? "#ff9f40" : "#aaaaaa"
+        printf "set arrow from %.4f, graph 0 to %.4f, graph 1 nohead lc rgb \"%s\" lw 0.7 back\n", $1 / div, $1 / div, c
+      } }' "$csv" >"$marks"
+  gnuplot <<EOF
+set terminal pngcairo size 1200,900 font ",10"
+set output "$dir/soak.png"
+set datafile separator ","
+set multiplot layout 3,1 title "Chaos soak. Faults started: red SIGKILL, blue SIGHUP or certificate rotation, orange Modal, grey Kubernetes"
+set xlabel "$unit"
+set key top right opaque
+set grid
+load "$marks"
+set ylabel "MiB"
+set yrange [0:*]
+set key bottom right opaque
+plot "$csv" every ::1 using (\$1/$div):(\$4/1024) with lines lw 1.5 title "RSS", \
+     "" every ::1 using (\$1/$div):(\$5/1024) with lines title "anonymous RSS"
+set key top right opaque
+set ylabel "% of a core"
+plot "$csv" every ::1 using (\$1/$div):8 with lines title "CPU (exporter)"
+set ylabel "ms"
+set logscale y
+set yrange [*:*]
+plot "$csv" every ::1 using (\$1/$div):10 with lines title "scrape latency, median of the interval", \
+     "" every ::1 using (\$1/$div):11 with lines title "scrape latency, max of the interval"
+unset multiplot
+EOF
+  local rc=$?
+  rm -f "$marks"
+  return $rc
 }
 
 ALL_FAULTS=(api-restart watch-410 http-errors stall-watch split-chunks modal-unavailable
@@ -122,9 +164,14 @@ SCRAPE_TIMEOUT=10
 EVERY_KIND=
 ARGS=("$@")
 while [[ $# -gt 0 ]]; do
-  [[ $1 == -h || $1 == --help ]] && usage
+  [[ $1 == -h || $1 == --help ]] && bench_usage
   if [[ $1 == --every-kind ]]; then EVERY_KIND=1; shift; continue; fi
-  [[ $# -ge 2 ]] || { echo "chaos-soak.sh: $1 needs a value" >&2; usage; }
+  if [[ $1 == --plot-only ]]; then
+    [[ $# -ge 2 ]] || bench_usage
+    plot_soak "$2"
+    exit
+  fi
+  [[ $# -ge 2 ]] || { echo "chaos-soak.sh: $1 needs a value" >&2; bench_usage; }
   case $1 in
     --build-dir) BUILD_DIR=$2 ;;
     --duration) DURATION=$2 ;;
@@ -141,7 +188,7 @@ while [[ $# -gt 0 ]]; do
     --lag-bound) LAG_BOUND=$2 ;;
     --min-age) MIN_AGE=$2 ;;
     --scrape-timeout) SCRAPE_TIMEOUT=$2 ;;
-    *) echo "chaos-soak.sh: unknown argument: $1" >&2; usage ;;
+    *) echo "chaos-soak.sh: unknown argument: $1" >&2; bench_usage ;;
   esac
   shift 2
 done
@@ -157,10 +204,9 @@ seconds_of() {
   done
   echo "$total"
 }
-positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "chaos-soak.sh: $1 must be a positive integer" >&2; exit 2; }; }
 DURATION_S=$(seconds_of "$DURATION")
 for v in JOBS CHURN FAULT_EVERY FAULT_LENGTH SAMPLE RECOVERY_BOUND LAG_BOUND SCRAPE_TIMEOUT DURATION_S; do
-  positive "--${v,,}" "${!v}"
+  bench_positive "--${v,,}" "${!v}"
 done
 [[ $SEED =~ ^[0-9]+$ && $MIN_AGE =~ ^[0-9]+$ ]] || { echo "chaos-soak.sh: --seed and --min-age must be integers" >&2; exit 2; }
 if [[ -n $WARMUP ]]; then
@@ -522,6 +568,8 @@ start_fault() {
     *)
       say "fault $id: $kind for $len_s s"
       ctl fault "$kind" "$len_s"
+      ctl active
+      DRIVER_ACTIVE=${ANSWER#active }
       ;;
   esac
 }
@@ -720,9 +768,10 @@ sample() {
   fi
   local n=${#LAT_MS[@]}
   LAT_MS=()
-  local active=$DRIVER_ACTIVE
+  local active=${DRIVER_ACTIVE//,/;}
   [[ -n $SK_STATE ]] && active+=";sigkill"
   [[ -n $CR_ID ]] && active+=";cert-rotate"
+  [[ $active == "-" ]] && active=
   echo "$(awk -v ms="$((NOW_MS - T0_MS))" 'BEGIN { printf "%.1f", ms / 1000 }'),$((NOW_MS / 1000)),$p,$rss,$anon,$fds,$threads,$cpu,$n,$p50,$max,$SCRAPE_FAILED,$SCRAPES_DOWN,$MARKS,${active#-;}" >>"$OUT/samples.csv"
   MARKS=""
 }
@@ -762,7 +811,6 @@ run_tick() {
     fi
     ctl active
     DRIVER_ACTIVE=${ANSWER#active }
-    DRIVER_ACTIVE=${DRIVER_ACTIVE// /}
   fi
   [[ -n $SK_STATE ]] && sigkill_step
   cert_step
@@ -913,34 +961,7 @@ ELAPSED_S=$(((NOW_MS - T0_MS) / 1000))
 } >"$OUT/summary.txt"
 
 # --- plot ----------------------------------------------------------------------------------------------
-if command -v gnuplot >/dev/null; then
-  awk -F, 'NR > 1 && $14 != "" { print $1 }' "$OUT/samples.csv" >"$W/marks"
-  gnuplot <<EOF 2>"$W/gnuplot.err" || say "gnuplot failed: $(head -3 "$W/gnuplot.err")"
-set terminal pngcairo size 1200,900 font ",10"
-set output "$OUT/soak.png"
-set datafile separator ","
-set multiplot layout 3,1 title "chaos soak: RSS, CPU, scrape latency; grey lines: faults started"
-set xlabel "seconds"
-set key top left
-set grid
-marks = "$W/marks"
-set ylabel "MiB"
-plot "$OUT/samples.csv" every ::1 using 1:(\$4/1024) with lines title "RSS", \
-     "" every ::1 using 1:(\$5/1024) with lines title "anonymous", \
-     marks using 1:(0):(0):(1e9) with vectors nohead lc rgb "#bbbbbb" notitle
-set ylabel "% of a core"
-plot "$OUT/samples.csv" every ::1 using 1:8 with lines title "CPU", \
-     marks using 1:(0):(0):(1e9) with vectors nohead lc rgb "#bbbbbb" notitle
-set ylabel "ms"
-set logscale y
-plot "$OUT/samples.csv" every ::1 using 1:10 with lines title "scrape p50", \
-     "" every ::1 using 1:11 with lines title "scrape max", \
-     marks using 1:(1):(0):(1e9) with vectors nohead lc rgb "#bbbbbb" notitle
-unset multiplot
-EOF
-else
-  echo "Plot: gnuplot is not installed (apt-get install gnuplot-nox); no soak.png" >>"$OUT/summary.txt"
-fi
+plot_soak "$OUT" 2>"$W/plot.err" || echo "Plot: none ($(head -1 "$W/plot.err"))" >>"$OUT/summary.txt"
 
 cat "$OUT/summary.txt"
 if ((${#FAILURES[@]} > 0)); then

@@ -27,7 +27,6 @@
 //   quit            (so does end of input)
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -43,18 +42,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_driver.h"
 #include "bench_world.h"
 #include "fake_kube_api.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using mx::bench::Job;
-using mx::bench::kGpus;
-using mx::bench::kGroupVersion;
-using mx::bench::kPlural;
-using mx::bench::ModalWorld;
-using mx::bench::to_object;
+// The drivers' world and helpers (bench/lib).
+using namespace mx::bench;
 using mx::testing::FakeKubeApi;
 
 Clock::duration seconds_f(double s) {
@@ -95,10 +91,6 @@ class World {
   void set_rate(double r) {
     std::lock_guard lock(mu_);
     rate_ = r;
-  }
-  double rate() const {
-    std::lock_guard lock(mu_);
-    return rate_;
   }
   void hold(bool on) {
     std::lock_guard lock(mu_);
@@ -238,47 +230,6 @@ class World {
   using Due = std::pair<Clock::time_point, std::uint64_t>;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
   Truth t_;
-};
-
-// Steps spaced evenly at the world's rate; when behind (a busy machine) it does not burst.
-class Churn {
- public:
-  explicit Churn(World& world) : world_(world), thread_([this] { run(); }) {}
-  ~Churn() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void wake() { cv_.notify_all(); }
-
- private:
-  void run() {
-    std::unique_lock lock(mu_);
-    auto next = Clock::now();
-    while (!stop_) {
-      const double rate = world_.rate();
-      if (rate <= 0) {
-        cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stop_; });
-        next = Clock::now();
-        continue;
-      }
-      next += seconds_f(1.0 / rate);
-      if (next < Clock::now() - std::chrono::seconds(1)) next = Clock::now();
-      if (cv_.wait_until(lock, next, [&] { return stop_; })) break;
-      lock.unlock();
-      world_.step();
-      lock.lock();
-    }
-  }
-
-  World& world_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts once the rest is initialised
 };
 
 // ---- Faults ----------------------------------------------------------------------------------
@@ -431,38 +382,21 @@ class Faults {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dir;
-  long jobs_count = -1;
   double rate = -1, min_age = 45;
-  std::uint64_t seed = 1;
-  bool with_modal = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--modal") {
-      with_modal = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(arg + " needs a value");
-    const std::string value = argv[++i];
-    try {
-      if (arg == "--dir") {
-        dir = value;
-      } else if (arg == "--jobs") {
-        jobs_count = std::stol(value);
-      } else if (arg == "--churn") {
-        rate = std::stod(value);
-      } else if (arg == "--seed") {
-        seed = std::stoull(value);
-      } else if (arg == "--min-age") {
-        min_age = std::stod(value);
-      } else {
-        usage("unknown argument " + arg);
-      }
-    } catch (const std::logic_error&) {
-      usage(arg + ": not a number: " + value);
-    }
-  }
-  if (dir.empty() || jobs_count < 1 || rate < 0) usage("--dir, --jobs and --churn are required");
+  const auto args = mx::bench::parse_driver_args(
+      argc, argv, 1,
+      [&](const std::string& arg, const std::string& value) {
+        if (arg == "--churn") {
+          rate = std::stod(value);
+        } else if (arg == "--min-age") {
+          min_age = std::stod(value);
+        } else {
+          usage("unknown argument " + arg);
+        }
+      },
+      usage);
+  if (rate < 0) usage("--churn is required");
+  const bool with_modal = args.modal;
 #ifndef MX_BENCH_WITH_MODAL
   if (with_modal) usage("--modal: built without the Modal source");
 #endif
@@ -470,64 +404,54 @@ int main(int argc, char** argv) {
   if (with_modal) modal.emplace();
 
   FakeKubeApi kube;
-  World world(kube, modal ? &*modal : nullptr, static_cast<std::size_t>(jobs_count), rate, min_age,
-              seed);
+  World world(kube, modal ? &*modal : nullptr, static_cast<std::size_t>(args.jobs), rate, min_age,
+              args.seed);
   world.hold(true);  // until the script says the exporter is up
   kube.start();
-  const auto kubeconfig = kube.write_kubeconfig(dir);
-  Faults faults(kube, modal ? &*modal : nullptr, seed);
-  Churn churn(world);
-  std::cout << "ready kubeconfig=" << kubeconfig << " url=" << kube.url() << " jobs=" << jobs_count
+  const auto kubeconfig = kube.write_kubeconfig(args.dir);
+  Faults faults(kube, modal ? &*modal : nullptr, args.seed);
+  mx::bench::Paced churn([&world] { world.step(); });
+  churn.set_rate(rate);
+  std::cout << "ready kubeconfig=" << kubeconfig << " url=" << kube.url() << " jobs=" << args.jobs
             << (modal ? " modal=" + modal->address() : std::string()) << std::endl;
 
-  for (std::string line; std::getline(std::cin, line);) {
-    std::istringstream in(line);
-    std::string cmd;
-    in >> cmd;
-    std::string answer;
-    try {
-      if (cmd == "truth") {
-        answer = world.truth();
-      } else if (cmd == "hold") {
-        std::string on;
-        in >> on;
-        if (on != "on" && on != "off") throw std::invalid_argument("usage: hold on|off");
-        world.hold(on == "on");
-        answer = "ok";
-      } else if (cmd == "churn") {
-        double r = -1;
-        in >> r;
-        if (r < 0) throw std::invalid_argument("churn needs a rate >= 0");
-        world.set_rate(r);
-        churn.wake();
-        answer = "ok";
-      } else if (cmd == "fault") {
-        std::string kind;
-        double seconds = -1;
-        in >> kind >> seconds;
-        if (kind.empty() || seconds <= 0) throw std::invalid_argument("usage: fault KIND SECONDS");
-        answer = faults.start(kind, seconds);
-      } else if (cmd == "dump") {
-        std::string path;
-        in >> path;
-        if (path.empty()) throw std::invalid_argument("usage: dump PATH");
-        std::ofstream out(path);
-        out << world.dump();
-        if (!out) throw std::runtime_error("cannot write " + path);
-        answer = "ok";
-      } else if (cmd == "active") {
-        answer = faults.active();
-      } else if (cmd == "quit") {
-        break;
-      } else {
-        answer = "error unknown command: " + cmd;
-      }
-    } catch (const std::exception& e) {
-      answer = std::string("error ") + e.what();
+  mx::bench::serve_commands([&](const std::string& cmd, std::istringstream& in) -> std::string {
+    if (cmd == "truth") return world.truth();
+    if (cmd == "hold") {
+      std::string on;
+      in >> on;
+      if (on != "on" && on != "off") throw std::invalid_argument("usage: hold on|off");
+      world.hold(on == "on");
+      return "ok";
     }
-    std::cout << answer << std::endl;
-  }
-  world.set_rate(0);
+    if (cmd == "churn") {
+      double r = -1;
+      in >> r;
+      if (r < 0) throw std::invalid_argument("churn needs a rate >= 0");
+      world.set_rate(r);
+      churn.set_rate(r);
+      return "ok";
+    }
+    if (cmd == "fault") {
+      std::string kind;
+      double seconds = -1;
+      in >> kind >> seconds;
+      if (kind.empty() || seconds <= 0) throw std::invalid_argument("usage: fault KIND SECONDS");
+      return faults.start(kind, seconds);
+    }
+    if (cmd == "dump") {
+      std::string path;
+      in >> path;
+      if (path.empty()) throw std::invalid_argument("usage: dump PATH");
+      std::ofstream out(path);
+      out << world.dump();
+      if (!out) throw std::runtime_error("cannot write " + path);
+      return "ok";
+    }
+    if (cmd == "active") return faults.active();
+    return "error unknown command: " + cmd;
+  });
+  churn.set_rate(0);
   kube.stop();
   return 0;
 }

@@ -26,7 +26,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -40,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_driver.h"
 #include "bench_world.h"
 #include "fake_kube_api.h"
 #include "metrics_client.h"
@@ -47,13 +47,8 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using mx::bench::Job;
-using mx::bench::kGpus;
-using mx::bench::kGroupVersion;
-using mx::bench::kPlural;
-using mx::bench::ModalWorld;
-using mx::bench::sample_process;
-using mx::bench::to_object;
+// The drivers' world and helpers (bench/lib).
+using namespace mx::bench;
 
 class Jobs {
  public:
@@ -155,59 +150,6 @@ class Jobs {
   std::uint64_t changes_ = 0;
   bool delete_next_ = false;
   std::optional<std::size_t> pending_create_;  // slot whose new job is created next turn
-};
-
-// ---- Churn -----------------------------------------------------------------------------------
-
-// Changes spaced evenly at the asked rate. When it falls behind (a busy machine) it does not
-// burst to catch up: the rate is a ceiling, and `stats` tells what was reached.
-class Churn {
- public:
-  explicit Churn(Jobs& jobs) : jobs_(jobs), thread_([this] { run(); }) {}
-  ~Churn() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void set_rate(double per_second) {
-    {
-      std::lock_guard lock(mu_);
-      rate_ = per_second;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  void run() {
-    std::unique_lock lock(mu_);
-    auto next = Clock::now();
-    while (!stop_) {
-      if (rate_ <= 0) {
-        cv_.wait(lock, [&] { return stop_ || rate_ > 0; });
-        next = Clock::now();
-        continue;
-      }
-      const auto period =
-          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate_));
-      next += period;
-      if (next < Clock::now() - std::chrono::seconds(1)) next = Clock::now();
-      if (cv_.wait_until(lock, next, [&] { return stop_; })) break;
-      if (rate_ <= 0) continue;
-      lock.unlock();
-      jobs_.churn_one();
-      lock.lock();
-    }
-  }
-
-  Jobs& jobs_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  double rate_ = 0;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts once the rest is initialised
 };
 
 // ---- Commands ---------------------------------------------------------------------------------
@@ -324,35 +266,16 @@ std::string command_latency(Jobs& jobs, const std::string& target, int count) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dir;
-  long jobs_count = -1, probes = 4;
-  std::uint64_t seed = 11;
-  bool with_modal = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--modal") {
-      with_modal = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(arg + " needs a value");
-    const std::string value = argv[++i];
-    try {
-      if (arg == "--dir") {
-        dir = value;
-      } else if (arg == "--jobs") {
-        jobs_count = std::stol(value);
-      } else if (arg == "--seed") {
-        seed = std::stoull(value);
-      } else if (arg == "--probes") {
+  long probes = 4;
+  const auto args = mx::bench::parse_driver_args(
+      argc, argv, 11,
+      [&](const std::string& arg, const std::string& value) {
+        if (arg != "--probes") usage("unknown argument " + arg);
         probes = std::stol(value);
-      } else {
-        usage("unknown argument " + arg);
-      }
-    } catch (const std::logic_error&) {
-      usage(arg + ": not a number: " + value);
-    }
-  }
-  if (dir.empty() || jobs_count < 1) usage("--dir and a positive --jobs are required");
+      },
+      usage);
+  const long jobs_count = args.jobs;
+  const bool with_modal = args.modal;
   if (probes < 1 || probes > jobs_count) usage("--probes must be in [1, jobs]");
 
 #ifndef MX_BENCH_WITH_MODAL
@@ -363,55 +286,44 @@ int main(int argc, char** argv) {
 
   mx::testing::FakeKubeApi kube;
   const auto load_start = Clock::now();
-  Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), seed,
+  Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), args.seed,
             modal ? &*modal : nullptr);
   const double load_ms = ms_since(load_start);
   kube.start();
-  const auto kubeconfig = kube.write_kubeconfig(dir);
-  Churn churn(jobs);
+  const auto kubeconfig = kube.write_kubeconfig(args.dir);
+  mx::bench::Paced churn([&jobs] { jobs.churn_one(); });
   std::cout << "ready kubeconfig=" << kubeconfig << " url=" << kube.url() << " jobs=" << jobs_count
             << " load_ms=" << static_cast<long>(load_ms)
             << (modal ? " modal=" + modal->address() : std::string()) << std::endl;
 
-  for (std::string line; std::getline(std::cin, line);) {
-    std::istringstream in(line);
-    std::string cmd;
-    in >> cmd;
-    std::string answer;
-    try {
-      if (cmd == "churn") {
-        double rate = -1;
-        in >> rate;
-        if (rate < 0) throw std::invalid_argument("churn needs a rate >= 0");
-        churn.set_rate(rate);
-        answer = "ok";
-      } else if (cmd == "sync") {
-        int pid = 0;
-        std::string target;
-        double timeout = 0;
-        in >> pid >> target >> timeout;
-        if (pid <= 0 || target.empty() || timeout <= 0)
-          throw std::invalid_argument("usage: sync PID HOST:PORT TIMEOUT_S");
-        answer = command_sync(pid, target, static_cast<std::size_t>(jobs_count), timeout);
-      } else if (cmd == "latency") {
-        std::string target;
-        int count = 0;
-        in >> target >> count;
-        if (target.empty() || count <= 0)
-          throw std::invalid_argument("usage: latency HOST:PORT COUNT");
-        answer = command_latency(jobs, target, count);
-      } else if (cmd == "stats") {
-        answer = "stats changes=" + std::to_string(jobs.changes());
-      } else if (cmd == "quit") {
-        break;
-      } else {
-        answer = "error unknown command: " + cmd;
-      }
-    } catch (const std::exception& e) {
-      answer = std::string("error ") + e.what();
+  mx::bench::serve_commands([&](const std::string& cmd, std::istringstream& in) -> std::string {
+    if (cmd == "churn") {
+      double rate = -1;
+      in >> rate;
+      if (rate < 0) throw std::invalid_argument("churn needs a rate >= 0");
+      churn.set_rate(rate);
+      return "ok";
     }
-    std::cout << answer << std::endl;
-  }
+    if (cmd == "sync") {
+      int pid = 0;
+      std::string target;
+      double timeout = 0;
+      in >> pid >> target >> timeout;
+      if (pid <= 0 || target.empty() || timeout <= 0)
+        throw std::invalid_argument("usage: sync PID HOST:PORT TIMEOUT_S");
+      return command_sync(pid, target, static_cast<std::size_t>(jobs_count), timeout);
+    }
+    if (cmd == "latency") {
+      std::string target;
+      int count = 0;
+      in >> target >> count;
+      if (target.empty() || count <= 0)
+        throw std::invalid_argument("usage: latency HOST:PORT COUNT");
+      return command_latency(jobs, target, count);
+    }
+    if (cmd == "stats") return "stats changes=" + std::to_string(jobs.changes());
+    return "error unknown command: " + cmd;
+  });
   churn.set_rate(0);
   kube.stop();
   return 0;
