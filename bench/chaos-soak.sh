@@ -128,22 +128,28 @@ EOF
 ALL_FAULTS=(api-restart watch-410 http-errors stall-watch split-chunks modal-unavailable
   modal-exhausted modal-auth modal-slow sighup cert-rotate sigkill)
 
-# Fault kind -> extended regular expressions of the warn/error lines it may cause while in
-# effect and for --recovery-bound seconds after. "any" lines are explained at all times.
+# Fault kind -> extended regular expression of the warn/error lines it may cause while in effect
+# and for --recovery-bound seconds after ("^$" matches no log line: the fault explains none).
+# The Kubernetes faults explain failed LISTs and WATCHes of their kind of failure, the Modal
+# faults failed calls with their status code, a certificate rotation a reload that caught the
+# certificate and the key half replaced. A SIGKILL explains nothing: the restarted exporter must
+# find its state file whole.
+K8S_FAILED='msg="Kubernetes API (list|watch) on [^"]* failed" .*'
+MODAL_FAILED='msg="modal (call budget paused|poll failed)" .*error_type='
 declare -A EXPLAINED=(
   [any]='^$'
-  [api-restart]='Kubernetes|kubernetes|watch|list|connect|refused|reset|eof|EOF|end of stream|stream truncated|operator'
-  [watch-410]='Kubernetes|kubernetes|watch|410|[Ee]xpired'
-  [http-errors]='Kubernetes|kubernetes|watch|list|429|500|503|[Tt]hrottl|Too many|[Ss]erver error'
-  [stall-watch]='Kubernetes|kubernetes|watch|timed out|timeout|silent'
-  [split-chunks]='Kubernetes|kubernetes|watch'
-  [modal-unavailable]='Modal|modal|UNAVAILABLE|unavailable'
-  [modal-exhausted]='Modal|modal|RESOURCE_EXHAUSTED|exhausted|retry'
-  [modal-auth]='Modal|modal|AuthTokenGet|UNAUTHENTICATED|token|UNAVAILABLE'
-  [modal-slow]='Modal|modal|DEADLINE_EXCEEDED|deadline|timed out|timeout'
-  [sighup]='Kubernetes|kubernetes|Modal|modal|reload|cancel'
-  [cert-rotate]='web config|web.config|TLS|tls|certificate|key|PEM|reload'
-  [sigkill]='state|Kubernetes|kubernetes|Modal|modal'
+  [api-restart]="${K8S_FAILED}error_type=connection"
+  [watch-410]="${K8S_FAILED}status=410"
+  [http-errors]="${K8S_FAILED}status=(429|500|503)"
+  [stall-watch]="${K8S_FAILED}error_type=timeout"
+  [split-chunks]='^$'
+  [modal-unavailable]="${MODAL_FAILED}grpc_unavailable"
+  [modal-exhausted]="${MODAL_FAILED}grpc_resource_exhausted"
+  [modal-auth]="${MODAL_FAILED}(grpc_unavailable|grpc_unauthenticated)"
+  [modal-slow]="${MODAL_FAILED}grpc_deadline_exceeded"
+  [sighup]="${MODAL_FAILED}grpc_cancelled"
+  [cert-rotate]='msg="Web config reload (failed|turns TLS)'
+  [sigkill]='^$'
 )
 
 BUILD_DIR=build-rel
@@ -301,10 +307,21 @@ ctl() {
 }
 kv() { local re=" $1=([^ ]*)"; [[ " $2" =~ $re ]] && echo "${BASH_REMATCH[1]}"; }
 declare -A TRUTH=()
+# The counters checked against the truth, and the series each one is the sum of.
+COUNTERS=(created completed failed cancelled i6pn observed_completed observed_failed)
+declare -A SERIES=(
+  [created]='modal_jobs_total{status="created"}' [completed]='modal_jobs_total{status="completed"}'
+  [failed]='modal_jobs_total{status="failed"}' [cancelled]='modal_jobs_total{status="cancelled"}'
+  [i6pn]='modal_i6pn_jobs_total' [observed_completed]='modal_job_duration_seconds_count{status="completed"}'
+  [observed_failed]='modal_job_duration_seconds_count{status="failed"}'
+)
 read_truth() {
   ctl truth
   local k
-  for k in created completed failed cancelled live active changes; do TRUTH[$k]=$(kv "$k" "$ANSWER"); done
+  for k in created completed failed cancelled i6pn live active changes; do TRUTH[$k]=$(kv "$k" "$ANSWER"); done
+  # Each finished job's duration is observed once: the histograms' counts follow the statuses.
+  TRUTH[observed_completed]=${TRUTH[completed]}
+  TRUTH[observed_failed]=${TRUTH[failed]}
 }
 
 # --- TLS: a CA, and server certificates signed by it (rotated by cert-rotate) --------------------
@@ -397,7 +414,8 @@ SOURCES_UP=0         # every modal_exporter_source_up at 1 in the last good scra
 LAT_MS=()            # scrape latencies of the current sample interval
 INFO=0
 ACTIVE_SUM=0
-# One scrape, alternating plain and gzip; fills SEEN[status] and checks the counters.
+# One scrape, alternating plain and gzip; fills SEEN[counter] (COUNTERS), SOURCES_UP, INFO (the
+# jobs listed) and ACTIVE_SUM.
 scrape() {
   local gz=$GZIP_NEXT hdr=() code t body=$W/body
   GZIP_NEXT=$((1 - GZIP_NEXT))
@@ -428,12 +446,15 @@ scrape() {
   local line
   line=$(awk '
     /^modal_jobs_total\{/ { if (match($0, /status="[a-z]*"/)) s[substr($0, RSTART + 8, RLENGTH - 9)] += $NF }
+    /^modal_i6pn_jobs_total[{ ]/ { i6pn += $NF }
+    /^modal_job_duration_seconds_count\{/ { if (match($0, /status="[a-z]*"/)) d[substr($0, RSTART + 8, RLENGTH - 9)] += $NF }
     /^modal_exporter_source_up\{/ { n++; if ($NF + 0 != 1) down++ }
     /^modal_job_info\{/ { info++ }
     /^modal_jobs_active\{/ { active += $NF }
-    END { printf "%d %d %d %d %d %d %d\n", s["created"], s["completed"], s["failed"], s["cancelled"],
-      (n > 0 && down == 0), info, active }' "$body")
-  read -r "SEEN[created]" "SEEN[completed]" "SEEN[failed]" "SEEN[cancelled]" SOURCES_UP INFO ACTIVE_SUM <<<"$line"
+    END { printf "%d %d %d %d %d %d %d %d %d %d\n", s["created"], s["completed"], s["failed"], s["cancelled"],
+      i6pn, d["completed"], d["failed"], (n > 0 && down == 0), info, active }' "$body")
+  read -r "SEEN[created]" "SEEN[completed]" "SEEN[failed]" "SEEN[cancelled]" "SEEN[i6pn]" \
+    "SEEN[observed_completed]" "SEEN[observed_failed]" SOURCES_UP INFO ACTIVE_SUM <<<"$line"
   return 0
 }
 
@@ -441,21 +462,25 @@ scrape() {
 # the previous scrape (counters do not go down, also not across a restart on the state file).
 check_counters() {
   local k
-  for k in created completed failed cancelled; do
+  for k in "${COUNTERS[@]}"; do
     if ((SEEN[$k] > TRUTH[$k])); then
-      fail "modal_jobs_total{status=\"$k\"} is ${SEEN[$k]}, above the truth ${TRUTH[$k]}: counted twice"
+      fail "${SERIES[$k]} is ${SEEN[$k]}, above the truth ${TRUTH[$k]}: counted twice"
     fi
     if [[ -n ${PREV[$k]:-} ]] && ((SEEN[$k] < PREV[$k])); then
-      fail "modal_jobs_total{status=\"$k\"} went down from ${PREV[$k]} to ${SEEN[$k]}"
+      fail "${SERIES[$k]} went down from ${PREV[$k]} to ${SEEN[$k]}"
     fi
     PREV[$k]=${SEEN[$k]}
   done
 }
 counters_equal_truth() {
   local k
-  for k in created completed failed cancelled; do ((SEEN[$k] == TRUTH[$k])) || return 1; done
+  for k in "${COUNTERS[@]}"; do ((SEEN[$k] == TRUTH[$k])) || return 1; done
 }
-counters_text() { echo "created ${SEEN[created]}/${TRUTH[created]} completed ${SEEN[completed]}/${TRUTH[completed]} failed ${SEEN[failed]}/${TRUTH[failed]} cancelled ${SEEN[cancelled]}/${TRUTH[cancelled]}"; }
+counters_text() {  # "name seen/truth ..." of every counter
+  local k out=
+  for k in "${COUNTERS[@]}"; do out+="${out:+, }$k ${SEEN[$k]}/${TRUTH[$k]}"; done
+  echo "$out"
+}
 
 # Nothing lost: the truth is noted every 5 s; each note must be reached by the counters within
 # --lag-bound seconds of the later of the note and the end of the last fault (and its recovery).
@@ -465,13 +490,21 @@ LAST_QUIET_MS=0      # when the last fault ended or recovered
 MAX_LAG_MS=0
 note_truth() {
   LAG_T+=("$NOW_MS")
-  LAG_V+=("${TRUTH[created]} ${TRUTH[completed]} ${TRUTH[failed]} ${TRUTH[cancelled]}")
+  local k v=
+  for k in "${COUNTERS[@]}"; do v+="${v:+ }${TRUTH[$k]}"; done
+  LAG_V+=("$v")
+}
+# True when every counter reached the values of the note "v1 v2 ..." (in COUNTERS' order).
+reached() {
+  local -a v
+  local i
+  read -r -a v <<<"$1"
+  for i in "${!COUNTERS[@]}"; do ((SEEN[${COUNTERS[i]}] >= v[i])) || return 1; done
 }
 check_lag() {
-  local c d f x since
+  local since
   while ((${#LAG_T[@]} > 0)); do
-    read -r c d f x <<<"${LAG_V[0]}"
-    if ((SEEN[created] >= c && SEEN[completed] >= d && SEEN[failed] >= f && SEEN[cancelled] >= x)); then
+    if reached "${LAG_V[0]}"; then
       ((NOW_MS - LAG_T[0] > MAX_LAG_MS)) && MAX_LAG_MS=$((NOW_MS - LAG_T[0]))
       LAG_T=("${LAG_T[@]:1}")
       LAG_V=("${LAG_V[@]:1}")
@@ -479,7 +512,7 @@ check_lag() {
     fi
     since=$((LAG_T[0] > LAST_QUIET_MS ? LAG_T[0] : LAST_QUIET_MS))
     if ((ACTIVE_FAULTS == 0 && PENDING_RECOVERIES == 0 && NOW_MS - since > LAG_BOUND * 1000)); then
-      fail "counters behind the truth of $(((NOW_MS - LAG_T[0]) / 1000)) s ago ($c $d $f $x) for more than $LAG_BOUND s after the last fault: $(counters_text)"
+      fail "counters behind the truth of $(((NOW_MS - LAG_T[0]) / 1000)) s ago (${LAG_V[0]}) for more than $LAG_BOUND s after the last fault: $(counters_text)"
       LAG_T=("${LAG_T[@]:1}")
       LAG_V=("${LAG_V[@]:1}")
       continue
@@ -523,9 +556,11 @@ schedule_next_fault() {
   local lo=$((FAULT_EVERY * 500)) hi=$((FAULT_EVERY * 1500))
   NEXT_FAULT_MS=$((NOW_MS + lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
 }
-fault_over() {  # id: the fault's cause is gone; its recovery is now being timed
+# fault_over ID [END_MS]: the fault's cause is gone (since END_MS, default now); its recovery is
+# timed from then.
+fault_over() {
   local id=$1
-  F_END[$id]=$NOW_MS
+  F_END[$id]=${2:-$NOW_MS}
   LAST_QUIET_MS=$NOW_MS
   LAST_END_MS=$NOW_MS
 }
@@ -546,6 +581,7 @@ start_fault() {
       say "fault $id: SIGHUP"
       kill -HUP "$EXPORTER_PID"
       F_SCRIPT[$id]=1
+      HEALTHY=0  # recovered once a scrape after the reload says so
       fault_over "$id"
       ;;
     cert-rotate)
@@ -613,6 +649,7 @@ sigkill_step() {
       kill -KILL "$EXPORTER_PID"
       wait "$EXPORTER_PID" 2>/dev/null || true
       DOWN=1
+      HEALTHY=0
       CPU_PREV=
       start_exporter
       SK_T=$NOW_MS
@@ -623,7 +660,7 @@ sigkill_step() {
         DOWN=0
         tick_now
         say "restarted exporter ready after $(((NOW_MS - SK_T) / 1000)).$(printf '%03d' $(((NOW_MS - SK_T) % 1000))) s (pid $EXPORTER_PID)"
-        fault_over "$SK_ID"
+        fault_over "$SK_ID" "$SK_T"  # its recovery: from the kill
         SK_STATE=verify
         SK_T=$NOW_MS
       elif ! kill -0 "$EXPORTER_PID" 2>/dev/null; then
@@ -649,7 +686,7 @@ cert_step() {
   local s
   s=$(served_serial)
   if [[ -n $s && ${s^^} == "${CERT_SERIAL^^}" ]]; then
-    fault_over "$CR_ID"
+    fault_over "$CR_ID" "$CR_T"  # its recovery: from the rotation to the new certificate served
     CR_ID=
   elif ((NOW_MS - CR_T > RECOVERY_BOUND * 1000)); then
     fail "the rotated certificate (serial $CERT_SERIAL) was not served within $RECOVERY_BOUND s (serving ${s:-nothing})"
@@ -930,12 +967,14 @@ ELAPSED_S=$(((NOW_MS - T0_MS) / 1000))
   echo "Machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), load average $LOAD_BEFORE before / $(cut -d' ' -f1-3 /proc/loadavg) after"
   echo
   echo "Jobs: $JOBS at a time, churn ceiling $CHURN changes/s; truth at the end: created ${TRUTH[created]}, completed ${TRUTH[completed]}, failed ${TRUTH[failed]}, cancelled ${TRUTH[cancelled]} (${TRUTH[changes]} object changes)"
-  echo "modal_jobs_total at the end: created ${SEEN[created]}, completed ${SEEN[completed]}, failed ${SEEN[failed]}, cancelled ${SEEN[cancelled]}: $([[ $EXACT == 1 ]] && echo "equal to the truth" || echo "NOT equal to the truth")"
+  echo "Counters at the end, seen/truth: $(counters_text): $([[ $EXACT == 1 ]] && echo "equal to the truth" || echo "NOT equal to the truth")"
+  echo "  (${SERIES[i6pn]}; observed_*: ${SERIES[observed_completed]%%\{*} by status)"
   echo "Stop: SIGTERM, exit status $STOP_CODE"
   echo "Scrapes: $SCRAPES, failed $SCRAPE_FAILED; during the $((LIVES - 1)) SIGKILL-to-ready windows $SCRAPES_DOWN (not answered: $SCRAPES_DOWN_FAILED)"
   echo "Counters caught up with the truth at most $(awk -v m="$MAX_LAG_MS" 'BEGIN { printf "%.0f", m / 1000 }') s after it (5 s notes)"
   echo
-  echo "Faults: $(($(wc -l <"$OUT/faults.tsv") - 1)) (recovery: /readyz 200 and every source up, from the fault's end)"
+  echo "Faults: $(($(wc -l <"$OUT/faults.tsv") - 1)). Recovery: /readyz 200 and every source up in a scrape, from the"
+  echo "fault's end (a SIGKILL's: the kill; a certificate rotation's: the rotation, until the new one is served)"
   printf '  %-18s %6s %22s %8s %22s\n' kind count "max recovery s, alone" alone "max recovery s, all"
   for k in "${ALL_FAULTS[@]}"; do
     [[ -n ${REC_N[$k]:-} ]] || continue

@@ -15,7 +15,8 @@
 //
 // Writes DIR/kubeconfig, prints "ready kubeconfig=PATH url=URL jobs=N [modal=URL]", then reads one
 // command per line on stdin and answers each with one line on stdout ("error ..." on failure):
-//   truth           "truth created=C completed=C failed=F cancelled=X live=L active=A changes=K"
+//   truth           "truth created=C completed=C failed=F cancelled=X i6pn=I live=L active=A
+//                   changes=K" (i6pn: jobs created with spec.enable_i6pn)
 //   hold on|off     stop / resume every object change (the truth stays still while on)
 //   churn R         change rate ceiling from now on
 //   fault KIND S    start a fault for S seconds: api-restart, watch-410, http-errors,
@@ -60,7 +61,7 @@ Clock::duration seconds_f(double s) {
 // ---- Jobs and their truth --------------------------------------------------------------------
 
 struct Truth {
-  std::uint64_t created = 0, completed = 0, failed = 0, cancelled = 0, changes = 0;
+  std::uint64_t created = 0, completed = 0, failed = 0, cancelled = 0, i6pn = 0, changes = 0;
 };
 
 class World {
@@ -129,11 +130,12 @@ class World {
     char out[256];
     std::snprintf(
         out, sizeof out,
-        "truth created=%llu completed=%llu failed=%llu cancelled=%llu live=%zu "
+        "truth created=%llu completed=%llu failed=%llu cancelled=%llu i6pn=%llu live=%zu "
         "active=%zu changes=%llu",
         static_cast<unsigned long long>(t_.created), static_cast<unsigned long long>(t_.completed),
         static_cast<unsigned long long>(t_.failed), static_cast<unsigned long long>(t_.cancelled),
-        jobs_.size(), active, static_cast<unsigned long long>(t_.changes));
+        static_cast<unsigned long long>(t_.i6pn), jobs_.size(), active,
+        static_cast<unsigned long long>(t_.changes));
     return out;
   }
 
@@ -180,6 +182,7 @@ class World {
     kube_.upsert(kGroupVersion, kPlural, to_object(e.job));
     if (modal_) modal_->add(e.job);
     ++t_.created;
+    if (e.job.i6pn) ++t_.i6pn;
     ++t_.changes;
     due_.push({e.due, id});
     jobs_.emplace(id, std::move(e));
