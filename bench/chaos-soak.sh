@@ -379,12 +379,18 @@ ADDR=127.0.0.1:$PORT
 URL=https://$ADDR
 CURL=(curl -s --cacert "$W/tls/ca.crt" --max-time "$SCRAPE_TIMEOUT")
 STATE=$W/state.json
+CONFIG=$ROOT/bench/chaos-soak.yaml
+if [[ $MODAL == off ]]; then
+  # The same with the Modal source off, or the exporter would wait for it to be ready.
+  CONFIG=$W/chaos-soak.yaml
+  awk '{ print } /^sources:/ { print "  modal:"; print "    enabled: false" }' "$ROOT/bench/chaos-soak.yaml" >"$CONFIG"
+fi
 : >"$OUT/exporter.log"
 LIVES=0
 start_exporter() {
   echo "--- chaos-soak: exporter started $(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" >>"$OUT/exporter.log"
   env -u POD_NAME -u POD_NAMESPACE -u KUBECONFIG -u MODAL_SERVER_URL -u MODAL_TOKEN_ID \
-    -u MODAL_TOKEN_SECRET "${MODAL_ENV[@]}" "$EXPORTER_BIN" --config "$ROOT/bench/chaos-soak.yaml" \
+    -u MODAL_TOKEN_SECRET "${MODAL_ENV[@]}" "$EXPORTER_BIN" --config "$CONFIG" \
     --kubeconfig "$W/kubeconfig" --web.listen-address "$ADDR" --web.config.file "$W/web-config.yml" \
     --state.file "$STATE" >>"$OUT/exporter.log" 2>&1 &
   EXPORTER_PID=$!
