@@ -272,5 +272,60 @@ TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
   EXPECT_EQ(exporter.process().wait_exit(), 0);
 }
 
+// SIGHUP restarts the Kubernetes source, whose informers start empty: a job deleted before the
+// new source could list (here the API server is down across the reload) gets no DELETED event.
+// It must still go at the new source's first sync, counted as cancelled.
+TEST(ExporterProcess, AJobDeletedAcrossAReloadGoesAndCountsAsCancelled) {
+  const std::string gv = "modal-operator.io/v1alpha1";
+  testing::FakeKubeApi kube;
+  kube.start();
+  kube.upsert(gv, "modaljobs", modal_job(1, "Running"));
+  kube.upsert(gv, "modaljobs", modal_job(2, "Running"));
+  const auto dir = temp_path("reload-delete");
+  std::filesystem::create_directories(dir);
+  const auto kubeconfig = kube.write_kubeconfig(dir);
+  std::ofstream(dir + "/exporter.yaml")
+      << "sources:\n  modal: {enabled: false}\n  telemetry: {enabled: false}\n";
+  RunningExporter exporter({"--config", dir + "/exporter.yaml", "--kubeconfig", kubeconfig},
+                           "reload-delete");
+  ASSERT_NE(exporter.port(), 0) << exporter.process().output();
+  const std::string active = "modal_jobs_active{gpu_type=\"A100\"}";
+  const std::string cancelled =
+      R"(modal_jobs_total{status="cancelled",gpu_type="A100",replicas="1"})";
+  std::string body;
+  ASSERT_TRUE(wait_until([&] {
+    body = testing::http_get(exporter.port(), "/metrics").body;
+    return sample(body, active) == 2;
+  })) << body;
+
+  kube.stop();
+  exporter.process().signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] {
+    return exporter.process().output().find("Config reloaded") != std::string::npos;
+  })) << exporter.process().output();
+  kube.remove(gv, "modaljobs", "ml", "job-2");
+  // The port can stay busy for a moment while the connections the stop cut are closing.
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      kube.start();
+      return true;
+    } catch (const std::runtime_error&) {
+      return false;
+    }
+  }));
+
+  EXPECT_TRUE(wait_until(
+      [&] {
+        body = testing::http_get(exporter.port(), "/metrics").body;
+        return sample(body, active) == 1 && sample(body, cancelled) == 1;
+      },
+      std::chrono::seconds(90)))
+      << body;
+  EXPECT_EQ(body.find("job_name=\"job-2\""), std::string::npos) << body;
+  EXPECT_NE(body.find("job_name=\"job-1\""), std::string::npos) << body;
+  exporter.process().signal(SIGTERM);
+  EXPECT_EQ(exporter.process().wait_exit(), 0);
+}
+
 }  // namespace
 }  // namespace mx
