@@ -231,6 +231,20 @@ nlohmann::json modal_job(int i, const std::string& phase) {
           {"status", {{"phase", phase}, {"created_at", "2026-12-01T10:00:00"}}}};
 }
 
+// The exporter with its Kubernetes source only, against `kube` (started), with its files in a
+// directory of its own; `name` also names its log.
+std::unique_ptr<RunningExporter> kubernetes_only_exporter(testing::FakeKubeApi& kube,
+                                                          const std::string& name) {
+  const auto dir = temp_path(name);
+  std::filesystem::create_directories(dir);
+  const auto kubeconfig = kube.write_kubeconfig(dir);
+  std::ofstream(dir + "/exporter.yaml")
+      << "sources:\n  modal: {enabled: false}\n  telemetry: {enabled: false}\n";
+  return std::make_unique<RunningExporter>(
+      std::vector<std::string>{"--config", dir + "/exporter.yaml", "--kubeconfig", kubeconfig},
+      name);
+}
+
 // A fleet that arrives in many LIST pages is published once, when the LIST is complete (not a
 // snapshot per page), and a change after that is published on its own.
 TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
@@ -240,13 +254,8 @@ TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
   for (int i = 0; i < kJobs; ++i)
     kube.upsert("modal-operator.io/v1alpha1", "modaljobs", modal_job(i, "Running"));
   kube.set_max_page_size(10);  // 150 pages
-  const auto dir = temp_path("fleet");
-  std::filesystem::create_directories(dir);
-  const auto kubeconfig = kube.write_kubeconfig(dir);
-  std::ofstream(dir + "/exporter.yaml")
-      << "sources:\n  modal: {enabled: false}\n  telemetry: {enabled: false}\n";
-  RunningExporter exporter({"--config", dir + "/exporter.yaml", "--kubeconfig", kubeconfig},
-                           "fleet");
+  const auto started = kubernetes_only_exporter(kube, "fleet");
+  RunningExporter& exporter = *started;
   ASSERT_NE(exporter.port(), 0) << exporter.process().output();
 
   // Never a partial fleet: the first snapshot with any job in it has all of them. The builds are
@@ -281,13 +290,8 @@ TEST(ExporterProcess, AJobDeletedAcrossAReloadGoesAndCountsAsCancelled) {
   kube.start();
   kube.upsert(gv, "modaljobs", modal_job(1, "Running"));
   kube.upsert(gv, "modaljobs", modal_job(2, "Running"));
-  const auto dir = temp_path("reload-delete");
-  std::filesystem::create_directories(dir);
-  const auto kubeconfig = kube.write_kubeconfig(dir);
-  std::ofstream(dir + "/exporter.yaml")
-      << "sources:\n  modal: {enabled: false}\n  telemetry: {enabled: false}\n";
-  RunningExporter exporter({"--config", dir + "/exporter.yaml", "--kubeconfig", kubeconfig},
-                           "reload-delete");
+  const auto started = kubernetes_only_exporter(kube, "reload-delete");
+  RunningExporter& exporter = *started;
   ASSERT_NE(exporter.port(), 0) << exporter.process().output();
   const std::string active = "modal_jobs_active{gpu_type=\"A100\"}";
   const std::string cancelled =
