@@ -360,7 +360,10 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$OUT/soak.log"
 say "out: $OUT; ${DURATION_S} s, $JOBS jobs, churn $CHURN/s, a fault every ~${FAULT_EVERY} s of ${KINDS[*]:-none}; seed $SEED; Modal $MODAL"
 mkfifo "$W/ctl.in" "$W/ctl.out"
-DRIVER_ARGS=(--dir "$W" --jobs "$JOBS" --churn "$CHURN" --seed "$SEED" --min-age "$MIN_AGE")
+# The API server's port is below the ephemeral range, so that no outgoing connection can take it
+# while an api-restart has it closed (bench_free_port).
+DRIVER_ARGS=(--dir "$W" --jobs "$JOBS" --churn "$CHURN" --seed "$SEED" --min-age "$MIN_AGE"
+  --api-port "$(bench_free_port)")
 [[ $MODAL == on ]] && DRIVER_ARGS+=(--modal)
 "$DRIVER_BIN" "${DRIVER_ARGS[@]}" <"$W/ctl.in" >"$W/ctl.out" 2>"$OUT/driver.err" &
 DRIVER_PID=$!

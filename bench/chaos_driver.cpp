@@ -3,7 +3,7 @@
 // each job from the fake Modal server, runs jobs through their lives at a steady rate, keeps the
 // truth of what happened to them, and injects the faults on the fakes' side on request.
 //
-//   bench_chaos --dir DIR --jobs N --churn R [--seed S] [--min-age SEC] [--modal]
+//   bench_chaos --dir DIR --jobs N --churn R [--seed S] [--min-age SEC] [--api-port P] [--modal]
 //
 // A job's life: created Pending, Running a few seconds later, then Succeeded, Failed or deleted
 // while running (cancelled); a finished job is deleted after a while. About N jobs exist at any
@@ -11,7 +11,9 @@
 // changes a job: lifetime ~ 4N/R). No job is deleted before it is --min-age seconds old and no
 // finished job before it was finished for --min-age seconds, so a fault that blinds the exporter
 // for less than that cannot make a job's life unknowable (a job created and deleted, or finished
-// and deleted, while the exporter could not see: no client can count it).
+// and deleted, while the exporter could not see: no client can count it). --api-port: where the
+// API server listens (default: a port the system picks); an api-restart binds it again, so a
+// port below the system's ephemeral range cannot be taken meanwhile by an outgoing connection.
 //
 // Writes DIR/kubeconfig, prints "ready kubeconfig=PATH url=URL jobs=N [modal=URL]", then reads one
 // command per line on stdin and answers each with one line on stdout ("error ..." on failure):
@@ -378,6 +380,7 @@ class Faults {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bench_chaos: " << why << "\n"
             << "usage: bench_chaos --dir DIR --jobs N --churn R [--seed S] [--min-age SEC] "
+               "[--api-port P] "
                "[--modal]\n";
   std::exit(2);
 }
@@ -386,6 +389,7 @@ class Faults {
 
 int main(int argc, char** argv) {
   double rate = -1, min_age = 45;
+  long api_port = 0;
   const auto args = mx::bench::parse_driver_args(
       argc, argv, 1,
       [&](const std::string& arg, const std::string& value) {
@@ -393,6 +397,8 @@ int main(int argc, char** argv) {
           rate = std::stod(value);
         } else if (arg == "--min-age") {
           min_age = std::stod(value);
+        } else if (arg == "--api-port") {
+          api_port = std::stol(value);
         } else {
           usage("unknown argument " + arg);
         }
@@ -406,7 +412,10 @@ int main(int argc, char** argv) {
   std::optional<ModalWorld> modal;
   if (with_modal) modal.emplace();
 
-  FakeKubeApi kube;
+  if (api_port < 0 || api_port > 65535) usage("--api-port must be a port number");
+  FakeKubeApi::Options options;
+  options.port = static_cast<std::uint16_t>(api_port);
+  FakeKubeApi kube(options);
   World world(kube, modal ? &*modal : nullptr, static_cast<std::size_t>(args.jobs), rate, min_age,
               args.seed);
   world.hold(true);  // until the script says the exporter is up
