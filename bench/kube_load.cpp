@@ -26,13 +26,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <iostream>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -42,219 +39,16 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "bench_driver.h"
+#include "bench_world.h"
 #include "fake_kube_api.h"
 #include "metrics_client.h"
-#ifdef MX_BENCH_WITH_MODAL
-#include "fake_modal_server.h"
-#endif
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using nlohmann::json;
-
-constexpr const char* kGroupVersion = "modal-operator.io/v1alpha1";
-constexpr const char* kPlural = "modaljobs";
-
-// ---- The jobs ------------------------------------------------------------------------------
-
-struct GpuChoice {
-  const char* type;
-  const char* spec;  // as written in spec.gpu; nullptr = no GPU
-};
-// Roughly what a GPU cluster runs: many small inference GPUs, some big training ones.
-constexpr GpuChoice kGpus[] = {{"none", nullptr},
-                               {"T4", "T4"},
-                               {"L4", "L4:1"},
-                               {"A10G", "A10G:1"},
-                               {"A100-80GB", "A100-80GB:2"},
-                               {"H100", "H100:8"}};
-
-std::string iso_utc(std::time_t t) {  // the operator writes its timestamps without a zone
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  return buf;
-}
-
-struct Job {
-  std::uint64_t id = 0;
-  std::string namespace_name;
-  std::string name;
-  const GpuChoice* gpu = &kGpus[0];
-  int replicas = 1;
-  bool i6pn = false;
-  int cpu = 1;
-  int memory_gib = 1;
-  std::time_t created_at = 0;
-  std::time_t started_at = 0;
-};
-
-std::string uid_of(const Job& j) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "b3e1c0de-0000-4000-8000-%012llu",
-                static_cast<unsigned long long>(j.id));
-  return buf;
-}
-
-// A ModalJob as the operator leaves it once the job runs (docs/sources.md, "Objects read"),
-// about 1.5 KB of JSON: the exporter has to read past everything it does not use.
-json to_object(const Job& j) {
-  const std::string uid = uid_of(j);
-  const std::string short_id = uid.substr(uid.size() - 10);
-  json annotations = {
-      {"modal-operator.io/telemetry-url", "http://127.0.0.1:9/telemetry/" + uid},
-      {"kubectl.kubernetes.io/last-applied-configuration",
-       R"({"apiVersion":"modal-operator.io/v1alpha1","kind":"ModalJob","metadata":{"name":")" +
-           j.name + R"("}})"}};
-  json conditions = json::array({{{"type", "Submitted"},
-                                  {"status", "True"},
-                                  {"lastTransitionTime", iso_utc(j.created_at) + "Z"},
-                                  {"reason", "AppCreated"},
-                                  {"message", "Modal app created"}},
-                                 {{"type", "Running"},
-                                  {"status", "True"},
-                                  {"lastTransitionTime", iso_utc(j.started_at) + "Z"},
-                                  {"reason", "TasksRunning"},
-                                  {"message", "all replicas are running"}}});
-  return {{"apiVersion", kGroupVersion},
-          {"kind", "ModalJob"},
-          {"metadata",
-           {{"name", j.name},
-            {"namespace", j.namespace_name},
-            {"uid", uid},
-            {"generation", 1},
-            {"labels", {{"app.kubernetes.io/part-of", "training"}, {"team", j.namespace_name}}},
-            {"annotations", annotations}}},
-          {"spec",
-           {{"image", "ghcr.io/example/trainer:2024.10"},
-            {"command", {"python", "-m", "trainer"}},
-            {"args", {"--epochs", "10", "--checkpoint-dir", "/vol/checkpoints"}},
-            {"cpu", std::to_string(j.cpu)},
-            {"memory", std::to_string(j.memory_gib) + "Gi"},
-            {"gpu", j.gpu->spec ? json(j.gpu->spec) : json(nullptr)},
-            {"env", {{"WANDB_PROJECT", "bench"}, {"HF_HOME", "/vol/hf"}}},
-            {"timeout", 86400},
-            {"retries", 2},
-            {"replicas", j.replicas},
-            {"enable_i6pn", j.i6pn}}},
-          {"status",
-           {{"phase", "Running"},
-            {"modal_app_id", "ap-" + short_id},
-            {"modal_function_id", "fu-" + short_id},
-            {"tunnel_url", nullptr},
-            {"log_url", "https://modal.com/apps/bench/main/ap-" + short_id},
-            {"created_at", iso_utc(j.created_at)},
-            {"started_at", iso_utc(j.started_at)},
-            {"finished_at", nullptr},
-            {"conditions", conditions}}}};
-}
-
-// The Modal ids of a job, as its status names them: "ap-" / "fu-" / "ta-" and this.
-std::string modal_id_of(const Job& j) {
-  const std::string uid = uid_of(j);
-  return uid.substr(uid.size() - 10);
-}
-
-#ifdef MX_BENCH_WITH_MODAL
-namespace pb = ::modal::client;
-
-// Modal's side of the live jobs. The app list and the billing rows are whole lists in the fake
-// server: changes are collected and handed over at most once a second (flush), so that a churn
-// at 50k jobs does not copy 50k items per change.
-class ModalWorld {
- public:
-  ModalWorld() {
-    server_.set_rates({{"cpu", "0.0473"},
-                       {"memory", "0.008"},
-                       {"T4", "0.59"},
-                       {"L4", "0.8"},
-                       {"A10G", "1.1"},
-                       {"A100-80GB", "2.5"},
-                       {"H100", "3.95"}});
-  }
-  std::string address() const { return server_.address(); }
-
-  void add(const Job& j) {
-    const std::string id = modal_id_of(j);
-    server_.add_job(id, static_cast<unsigned>(j.id % 5));
-    pb::AppListResponse::AppListItem app;
-    app.set_app_id("ap-" + id);
-    app.set_name(j.name);
-    app.set_description(j.namespace_name + "/" + j.name);
-    app.set_state(pb::APP_STATE_DEPLOYED);
-    app.set_created_at(static_cast<double>(j.created_at));
-    app.set_n_running_tasks(1);
-    apps_[id] = std::move(app);
-    const std::time_t now = std::time(nullptr);
-    const std::string resource = j.gpu->spec ? j.gpu->type : "cpu";
-    daily_[id] = {item(id, now - now % 86400, "1.25", resource)};
-    auto& hourly = hourly_[id];
-    hourly.clear();
-    for (int h = 2; h >= 1; --h) {
-      hourly.push_back(item(id, now - now % 3600 - h * 3600, "0.05", resource));
-    }
-    dirty_ = true;
-  }
-
-  void remove(const Job& j) {
-    const std::string id = modal_id_of(j);
-    server_.set_tasks("ap-" + id, {});
-    apps_.erase(id);
-    daily_.erase(id);
-    hourly_.erase(id);
-    dirty_ = true;
-  }
-
-  void flush(bool now = false) {
-    const auto t = Clock::now();
-    if (!dirty_ || (!now && t - flushed_ < std::chrono::seconds(1))) return;
-    std::vector<pb::AppListResponse::AppListItem> apps;
-    apps.reserve(apps_.size());
-    for (const auto& [id, app] : apps_) apps.push_back(app);
-    server_.set_apps(std::move(apps));
-    server_.set_billing_items("d", flatten(daily_));
-    server_.set_billing_items("h", flatten(hourly_));
-    dirty_ = false;
-    flushed_ = t;
-  }
-
- private:
-  using Rows = std::map<std::string, std::vector<pb::WorkspaceBillingReportItem>>;
-
-  static pb::WorkspaceBillingReportItem item(const std::string& id, std::time_t interval,
-                                             const char* cost, const std::string& resource) {
-    pb::WorkspaceBillingReportItem row;
-    row.set_object_id("ap-" + id);
-    row.mutable_interval()->set_seconds(interval);
-    row.set_cost(cost);
-    (*row.mutable_cost_by_resource())[resource] = cost;
-    return row;
-  }
-  static std::vector<pb::WorkspaceBillingReportItem> flatten(const Rows& rows) {
-    std::vector<pb::WorkspaceBillingReportItem> out;
-    for (const auto& [id, list] : rows) out.insert(out.end(), list.begin(), list.end());
-    return out;
-  }
-
-  mx::testing::FakeModalServer server_;
-  std::map<std::string, pb::AppListResponse::AppListItem> apps_;
-  Rows daily_, hourly_;
-  bool dirty_ = false;
-  Clock::time_point flushed_{};
-};
-#else
-class ModalWorld {  // a build without the Modal source: --modal is refused
- public:
-  std::string address() const { return {}; }
-  void add(const Job&) {}
-  void remove(const Job&) {}
-  void flush(bool = false) {}
-};
-#endif
+// The drivers' world and helpers (bench/lib).
+using namespace mx::bench;
 
 class Jobs {
  public:
@@ -358,88 +152,10 @@ class Jobs {
   std::optional<std::size_t> pending_create_;  // slot whose new job is created next turn
 };
 
-// ---- Churn -----------------------------------------------------------------------------------
-
-// Changes spaced evenly at the asked rate. When it falls behind (a busy machine) it does not
-// burst to catch up: the rate is a ceiling, and `stats` tells what was reached.
-class Churn {
- public:
-  explicit Churn(Jobs& jobs) : jobs_(jobs), thread_([this] { run(); }) {}
-  ~Churn() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void set_rate(double per_second) {
-    {
-      std::lock_guard lock(mu_);
-      rate_ = per_second;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  void run() {
-    std::unique_lock lock(mu_);
-    auto next = Clock::now();
-    while (!stop_) {
-      if (rate_ <= 0) {
-        cv_.wait(lock, [&] { return stop_ || rate_ > 0; });
-        next = Clock::now();
-        continue;
-      }
-      const auto period =
-          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate_));
-      next += period;
-      if (next < Clock::now() - std::chrono::seconds(1)) next = Clock::now();
-      if (cv_.wait_until(lock, next, [&] { return stop_; })) break;
-      if (rate_ <= 0) continue;
-      lock.unlock();
-      jobs_.churn_one();
-      lock.lock();
-    }
-  }
-
-  Jobs& jobs_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  double rate_ = 0;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts once the rest is initialised
-};
-
 // ---- Commands ---------------------------------------------------------------------------------
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-struct ProcSample {
-  long long cpu_ticks = -1;  // utime + stime
-  long long rss_kb = -1;
-  long long hwm_kb = -1;
-};
-
-ProcSample sample_process(int pid) {
-  ProcSample s;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  if (const auto paren = text.rfind(')'); paren != std::string::npos) {
-    std::istringstream fields(text.substr(paren + 2));
-    std::vector<std::string> f;
-    for (std::string v; fields >> v;) f.push_back(v);
-    // After the command name: state is field 3 of stat(5), utime 14 and stime 15.
-    if (f.size() > 12) s.cpu_ticks = std::stoll(f[11]) + std::stoll(f[12]);
-  }
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("VmRSS:")) s.rss_kb = std::stoll(line.substr(6));
-    if (line.starts_with("VmHWM:")) s.hwm_kb = std::stoll(line.substr(6));
-  }
-  return s;
 }
 
 // Waits for /readyz, then for modal_jobs_active to add up to `jobs` (every bench job runs): both
@@ -550,35 +266,16 @@ std::string command_latency(Jobs& jobs, const std::string& target, int count) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dir;
-  long jobs_count = -1, probes = 4;
-  std::uint64_t seed = 11;
-  bool with_modal = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--modal") {
-      with_modal = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(arg + " needs a value");
-    const std::string value = argv[++i];
-    try {
-      if (arg == "--dir") {
-        dir = value;
-      } else if (arg == "--jobs") {
-        jobs_count = std::stol(value);
-      } else if (arg == "--seed") {
-        seed = std::stoull(value);
-      } else if (arg == "--probes") {
+  long probes = 4;
+  const auto args = mx::bench::parse_driver_args(
+      argc, argv, 11,
+      [&](const std::string& arg, const std::string& value) {
+        if (arg != "--probes") usage("unknown argument " + arg);
         probes = std::stol(value);
-      } else {
-        usage("unknown argument " + arg);
-      }
-    } catch (const std::logic_error&) {
-      usage(arg + ": not a number: " + value);
-    }
-  }
-  if (dir.empty() || jobs_count < 1) usage("--dir and a positive --jobs are required");
+      },
+      usage);
+  const long jobs_count = args.jobs;
+  const bool with_modal = args.modal;
   if (probes < 1 || probes > jobs_count) usage("--probes must be in [1, jobs]");
 
 #ifndef MX_BENCH_WITH_MODAL
@@ -589,55 +286,44 @@ int main(int argc, char** argv) {
 
   mx::testing::FakeKubeApi kube;
   const auto load_start = Clock::now();
-  Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), seed,
+  Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), args.seed,
             modal ? &*modal : nullptr);
   const double load_ms = ms_since(load_start);
   kube.start();
-  const auto kubeconfig = kube.write_kubeconfig(dir);
-  Churn churn(jobs);
+  const auto kubeconfig = kube.write_kubeconfig(args.dir);
+  mx::bench::Paced churn([&jobs] { jobs.churn_one(); });
   std::cout << "ready kubeconfig=" << kubeconfig << " url=" << kube.url() << " jobs=" << jobs_count
             << " load_ms=" << static_cast<long>(load_ms)
             << (modal ? " modal=" + modal->address() : std::string()) << std::endl;
 
-  for (std::string line; std::getline(std::cin, line);) {
-    std::istringstream in(line);
-    std::string cmd;
-    in >> cmd;
-    std::string answer;
-    try {
-      if (cmd == "churn") {
-        double rate = -1;
-        in >> rate;
-        if (rate < 0) throw std::invalid_argument("churn needs a rate >= 0");
-        churn.set_rate(rate);
-        answer = "ok";
-      } else if (cmd == "sync") {
-        int pid = 0;
-        std::string target;
-        double timeout = 0;
-        in >> pid >> target >> timeout;
-        if (pid <= 0 || target.empty() || timeout <= 0)
-          throw std::invalid_argument("usage: sync PID HOST:PORT TIMEOUT_S");
-        answer = command_sync(pid, target, static_cast<std::size_t>(jobs_count), timeout);
-      } else if (cmd == "latency") {
-        std::string target;
-        int count = 0;
-        in >> target >> count;
-        if (target.empty() || count <= 0)
-          throw std::invalid_argument("usage: latency HOST:PORT COUNT");
-        answer = command_latency(jobs, target, count);
-      } else if (cmd == "stats") {
-        answer = "stats changes=" + std::to_string(jobs.changes());
-      } else if (cmd == "quit") {
-        break;
-      } else {
-        answer = "error unknown command: " + cmd;
-      }
-    } catch (const std::exception& e) {
-      answer = std::string("error ") + e.what();
+  mx::bench::serve_commands([&](const std::string& cmd, std::istringstream& in) -> std::string {
+    if (cmd == "churn") {
+      double rate = -1;
+      in >> rate;
+      if (rate < 0) throw std::invalid_argument("churn needs a rate >= 0");
+      churn.set_rate(rate);
+      return "ok";
     }
-    std::cout << answer << std::endl;
-  }
+    if (cmd == "sync") {
+      int pid = 0;
+      std::string target;
+      double timeout = 0;
+      in >> pid >> target >> timeout;
+      if (pid <= 0 || target.empty() || timeout <= 0)
+        throw std::invalid_argument("usage: sync PID HOST:PORT TIMEOUT_S");
+      return command_sync(pid, target, static_cast<std::size_t>(jobs_count), timeout);
+    }
+    if (cmd == "latency") {
+      std::string target;
+      int count = 0;
+      in >> target >> count;
+      if (target.empty() || count <= 0)
+        throw std::invalid_argument("usage: latency HOST:PORT COUNT");
+      return command_latency(jobs, target, count);
+    }
+    if (cmd == "stats") return "stats changes=" + std::to_string(jobs.changes());
+    return "error unknown command: " + cmd;
+  });
   churn.set_rate(0);
   kube.stop();
   return 0;

@@ -48,10 +48,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib/common.sh
 source "$ROOT/bench/lib/common.sh"
 
-usage() {
-  sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-}
 
 BUILD_DIR=build-rel
 JOBS_LIST=
@@ -78,15 +74,14 @@ while [[ $# -gt 0 ]]; do
     --nginx-workers) NGINX_WORKERS=$2; shift 2 ;;
     --modal) MODAL=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) usage ;;
-    *) echo "real-binary.sh: unknown argument: $1" >&2; usage ;;
+    -h|--help) bench_usage ;;
+    *) echo "real-binary.sh: unknown argument: $1" >&2; bench_usage ;;
   esac
 done
 [[ -n $JOBS_LIST ]] || JOBS_LIST=$([[ -n $QUICK ]] && echo 100 || echo 100,10000,50000)
 IFS=, read -r -a NS <<<"$JOBS_LIST"
-positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "real-binary.sh: $1 must be a positive integer" >&2; exit 2; }; }
-for v in DURATION ROUNDS IDLE CHANGES CHURN NGINX_WORKERS; do positive "--${v,,}" "${!v}"; done
-for n in "${NS[@]}"; do positive --jobs "$n"; done
+for v in DURATION ROUNDS IDLE CHANGES CHURN NGINX_WORKERS; do bench_positive "--${v,,}" "${!v}"; done
+for n in "${NS[@]}"; do bench_positive --jobs "$n"; done
 [[ $MODAL == on || $MODAL == off ]] || { echo "real-binary.sh: --modal must be on or off" >&2; exit 2; }
 if [[ $MODAL == on ]]; then
   CONFIG=$ROOT/bench/real-binary-modal.yaml

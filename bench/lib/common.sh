@@ -6,6 +6,18 @@
 BENCH_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CLK_TCK=$(getconf CLK_TCK)
 
+# The script's header comment (from its second line to the first line that is not a comment),
+# then exit 2.
+bench_usage() {
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+  exit 2
+}
+
+# Exits 2 unless VALUE is a positive integer: bench_positive NAME VALUE.
+bench_positive() {
+  [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "$(basename "$0"): $1 must be a positive integer" >&2; exit 2; }
+}
+
 # Missing tools among nginx wrk curl gzip, installed with apt-get when running as root.
 # Sets NGINX_BIN. Returns 1 (after saying what to install) when something is still missing.
 bench_require_tools() {

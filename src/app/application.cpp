@@ -235,6 +235,7 @@ void Application::reload() {
   stop_sources();
   config_ = next;
   model_.reconfigure(config_);
+  if (config_.kubernetes.enabled) model_.kubernetes_restarted();
   declare_sources();
   start_sources();
   log::info("Config reloaded", {{"file", *flags_.config_path}});

@@ -96,10 +96,32 @@ void Model::count_error(std::string_view component, std::string_view error_type)
   changed();
 }
 
+void Model::kubernetes_restarted() {
+  resync_pending_ = true;
+  unconfirmed_jobs_.clear();
+  for (const auto& [uid, state] : store_.all()) unconfirmed_jobs_.insert(uid);
+  unconfirmed_endpoints_.clear();
+  for (const auto& [uid, endpoint] : endpoints_) unconfirmed_endpoints_.insert(uid);
+}
+
 // Only the first Kubernetes sync (or a failure before it) moves the model: the publishes held
-// for it may go. Every other report is the self metrics' business, and publishes nothing.
+// for it may go. So does the first sync of a source started by a reload: what it did not
+// deliver was deleted meanwhile. Every other report is the self metrics' business, and
+// publishes nothing.
 void Model::source_succeeded(std::string_view source, double) {
-  if (source != "kubernetes" || synced_once_) return;
+  if (source != "kubernetes") return;
+  if (resync_pending_) {
+    resync_pending_ = false;
+    const auto jobs = std::exchange(unconfirmed_jobs_, {});
+    const auto endpoints = std::exchange(unconfirmed_endpoints_, {});
+    for (const auto& uid : jobs) delete_job(uid);
+    for (const auto& uid : endpoints) delete_endpoint(uid);
+    if (!jobs.empty() || !endpoints.empty()) {
+      log::info("objects deleted while the Kubernetes source restarted",
+                {{"jobs", jobs.size()}, {"endpoints", endpoints.size()}});
+    }
+  }
+  if (synced_once_) return;
   synced_once_ = true;
   forget_unconfirmed_history();
   changed();
@@ -151,6 +173,7 @@ bool Model::admit(const std::string& uid) {
 }
 
 void Model::upsert_job(JobObject job) {
+  if (resync_pending_) unconfirmed_jobs_.erase(job.uid);
   if (job.uid.empty() || !admit(job.uid)) return;
   const std::string uid = job.uid;
   const JobState* before = store_.find(uid);
@@ -190,6 +213,7 @@ void Model::delete_job(const std::string& uid) {
 }
 
 void Model::upsert_endpoint(EndpointObject endpoint) {
+  if (resync_pending_) unconfirmed_endpoints_.erase(endpoint.uid);
   if (!owns(endpoint.uid)) return;
   const auto uid = endpoint.uid;
   endpoints_[uid] = std::move(endpoint);

@@ -56,6 +56,11 @@ class Model : public KubernetesSink,
 
   void set_on_change(std::function<void()> on_change) { on_change_ = std::move(on_change); }
   void reconfigure(const Config& config);
+  // A new Kubernetes source replaces the running one (a reload). Its informers know nothing yet:
+  // jobs and endpoints deleted between the old source's last event and the new one's LIST are
+  // never reported as deleted. Every object known now must be delivered again before the new
+  // source's first complete sync; those that are not are deleted then, as a re-list does.
+  void kubernetes_restarted();
   // The error types `component` can raise: their counters start at 0.
   void declare_errors(std::string_view component, const std::vector<std::string>& types);
 
@@ -205,7 +210,12 @@ class Model : public KubernetesSink,
   std::map<std::pair<std::string, std::string>, double> errors_;  // (error_type, component)
   std::vector<UpstreamSample> upstream_;
   std::map<std::string, std::uint64_t> dropped_;
-  bool synced_once_ = false;        // the Kubernetes source completed its first full sync
+  bool synced_once_ = false;  // the Kubernetes source completed its first full sync
+  // After kubernetes_restarted(), until the new source's first complete sync: the UIDs not
+  // delivered again yet.
+  bool resync_pending_ = false;
+  std::unordered_set<std::string> unconfirmed_jobs_;
+  std::set<std::string> unconfirmed_endpoints_;
   bool kubernetes_failed_ = false;  // ... or failed before that
   static constexpr double kCostRefreshSeconds = 60;
   static constexpr std::size_t kRefreshSlots = 64;  // a power of two, like bucket counts

@@ -231,6 +231,20 @@ nlohmann::json modal_job(int i, const std::string& phase) {
           {"status", {{"phase", phase}, {"created_at", "2026-12-01T10:00:00"}}}};
 }
 
+// The exporter with its Kubernetes source only, against `kube` (started), with its files in a
+// directory of its own; `name` also names its log.
+std::unique_ptr<RunningExporter> kubernetes_only_exporter(testing::FakeKubeApi& kube,
+                                                          const std::string& name) {
+  const auto dir = temp_path(name);
+  std::filesystem::create_directories(dir);
+  const auto kubeconfig = kube.write_kubeconfig(dir);
+  std::ofstream(dir + "/exporter.yaml")
+      << "sources:\n  modal: {enabled: false}\n  telemetry: {enabled: false}\n";
+  return std::make_unique<RunningExporter>(
+      std::vector<std::string>{"--config", dir + "/exporter.yaml", "--kubeconfig", kubeconfig},
+      name);
+}
+
 // A fleet that arrives in many LIST pages is published once, when the LIST is complete (not a
 // snapshot per page), and a change after that is published on its own.
 TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
@@ -240,13 +254,8 @@ TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
   for (int i = 0; i < kJobs; ++i)
     kube.upsert("modal-operator.io/v1alpha1", "modaljobs", modal_job(i, "Running"));
   kube.set_max_page_size(10);  // 150 pages
-  const auto dir = temp_path("fleet");
-  std::filesystem::create_directories(dir);
-  const auto kubeconfig = kube.write_kubeconfig(dir);
-  std::ofstream(dir + "/exporter.yaml")
-      << "sources:\n  modal: {enabled: false}\n  telemetry: {enabled: false}\n";
-  RunningExporter exporter({"--config", dir + "/exporter.yaml", "--kubeconfig", kubeconfig},
-                           "fleet");
+  const auto started = kubernetes_only_exporter(kube, "fleet");
+  RunningExporter& exporter = *started;
   ASSERT_NE(exporter.port(), 0) << exporter.process().output();
 
   // Never a partial fleet: the first snapshot with any job in it has all of them. The builds are
@@ -268,6 +277,56 @@ TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
   })) << body;
   EXPECT_EQ(sample(body, "modal_exporter_snapshot_builds_total"), builds + 1) << body;
   EXPECT_GT(sample(body, "modal_exporter_snapshot_chunks"), 10) << body;
+  exporter.process().signal(SIGTERM);
+  EXPECT_EQ(exporter.process().wait_exit(), 0);
+}
+
+// SIGHUP restarts the Kubernetes source, whose informers start empty: a job deleted before the
+// new source could list (here the API server is down across the reload) gets no DELETED event.
+// It must still go at the new source's first sync, counted as cancelled.
+TEST(ExporterProcess, AJobDeletedAcrossAReloadGoesAndCountsAsCancelled) {
+  const std::string gv = "modal-operator.io/v1alpha1";
+  testing::FakeKubeApi kube;
+  kube.start();
+  kube.upsert(gv, "modaljobs", modal_job(1, "Running"));
+  kube.upsert(gv, "modaljobs", modal_job(2, "Running"));
+  const auto started = kubernetes_only_exporter(kube, "reload-delete");
+  RunningExporter& exporter = *started;
+  ASSERT_NE(exporter.port(), 0) << exporter.process().output();
+  const std::string active = "modal_jobs_active{gpu_type=\"A100\"}";
+  const std::string cancelled =
+      R"(modal_jobs_total{status="cancelled",gpu_type="A100",replicas="1"})";
+  std::string body;
+  ASSERT_TRUE(wait_until([&] {
+    body = testing::http_get(exporter.port(), "/metrics").body;
+    return sample(body, active) == 2;
+  })) << body;
+
+  kube.stop();
+  exporter.process().signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] {
+    return exporter.process().output().find("Config reloaded") != std::string::npos;
+  })) << exporter.process().output();
+  kube.remove(gv, "modaljobs", "ml", "job-2");
+  // The port can stay busy for a moment while the connections the stop cut are closing.
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      kube.start();
+      return true;
+    } catch (const std::runtime_error&) {
+      return false;
+    }
+  }));
+
+  EXPECT_TRUE(wait_until(
+      [&] {
+        body = testing::http_get(exporter.port(), "/metrics").body;
+        return sample(body, active) == 1 && sample(body, cancelled) == 1;
+      },
+      std::chrono::seconds(90)))
+      << body;
+  EXPECT_EQ(body.find("job_name=\"job-2\""), std::string::npos) << body;
+  EXPECT_NE(body.find("job_name=\"job-1\""), std::string::npos) << body;
   exporter.process().signal(SIGTERM);
   EXPECT_EQ(exporter.process().wait_exit(), 0);
 }

@@ -45,6 +45,12 @@ class ChildProcess {
       const int fd = ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
+      // Nothing else of the test's: an inherited listening socket (a fake server started
+      // before) would keep its port bound and take its connections after the test closed it.
+      if (::close_range(3, ~0U, 0) != 0) {
+        for (long other = 3; other < ::sysconf(_SC_OPEN_MAX); ++other)
+          ::close(static_cast<int>(other));
+      }
       for (const auto& e : extra_env) ::putenv(const_cast<char*>(e.c_str()));
       std::vector<char*> args;
       for (auto& a : argv) args.push_back(a.data());

@@ -136,6 +136,39 @@ TEST_F(ModelTest, DeletedBeforeTerminalIsCancelled) {
   EXPECT_EQ(text.find("job-b"), std::string::npos);
 }
 
+// A reload replaces the Kubernetes source: a job deleted before the new source listed never
+// gets a DELETED event. Its first complete sync must delete what it did not deliver.
+TEST_F(ModelTest, AReloadDeletesWhatTheNewSourceNoLongerLists) {
+  model_.upsert_job(job("kept", "Running"));
+  model_.upsert_job(job("gone", "Running"));
+  model_.upsert_job(job("done", "Running"));
+  EndpointObject endpoint;
+  endpoint.uid = "ep-gone";
+  endpoint.namespace_name = "ml";
+  endpoint.name = "gone";
+  model_.upsert_endpoint(endpoint);
+  model_.source_succeeded("kubernetes", 0.1);
+
+  model_.kubernetes_restarted();
+  model_.upsert_job(job("kept", "Running"));
+  model_.upsert_job(job("done", "Succeeded"));
+  auto text = render();
+  EXPECT_NE(text.find("job-gone"), std::string::npos) << "deleted before the sync completes";
+  model_.source_succeeded("kubernetes", 0.1);
+  text = render();
+  EXPECT_EQ(text.find("job-gone"), std::string::npos) << text;
+  EXPECT_EQ(model_.endpoints().count("ep-gone"), 0u);
+  EXPECT_NE(text.find("job-kept"), std::string::npos);
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="cancelled",gpu_type="T4",replicas="1"} 1)"))
+      << text;
+  EXPECT_TRUE(has(text, R"(modal_jobs_total{status="completed",gpu_type="T4",replicas="1"} 1)"));
+
+  // Later syncs (re-lists) leave the model to the informers.
+  model_.upsert_job(job("late", "Running"));
+  model_.source_succeeded("kubernetes", 0.1);
+  EXPECT_NE(render().find("job-late"), std::string::npos);
+}
+
 TEST_F(ModelTest, FailedWithoutTimestampsUsesSeenTransitions) {
   auto j = job("c", "Running", "none");
   model_.upsert_job(j);  // exporter sees it start at 2000

@@ -370,6 +370,14 @@ class Session : public std::enable_shared_from_this<Session> {
     flush();
   }
 
+  // Silent from now on, still connected: see FakeKubeApi::stall_open_watches.
+  void stall() {
+    if (ending_ || closed_) return;
+    stalled_ = true;
+    unregister();
+    watch_timer_.cancel();
+  }
+
   void close() {
     if (closed_) return;
     closed_ = true;
@@ -459,7 +467,7 @@ class Session : public std::enable_shared_from_this<Session> {
     } else if (spec.timeout_seconds > 0) {
       watch_timer_.expires_after(std::chrono::seconds(spec.timeout_seconds));
       watch_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (!ec) self->end_watch();
+        if (!ec && !self->stalled_) self->end_watch();
       });
     }
     flush();
@@ -547,6 +555,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string in_flight_;  // bytes of the write in progress
   std::array<char, 1024> drain_buffer_{};
   bool writing_ = false;
+  bool stalled_ = false;
   bool ending_ = false;
   bool closed_ = false;
 };
@@ -1306,6 +1315,17 @@ void FakeKubeApi::expire_open_watches() {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   for (const auto& reg : d.watches) d.post_to_watch(*reg, expired_event_line(), true);
+  d.watches.clear();
+}
+
+void FakeKubeApi::stall_open_watches() {
+  Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  for (const auto& reg : d.watches) {
+    if (auto session = reg->session.lock()) {
+      net::post(reg->executor, [session] { session->stall(); });
+    }
+  }
   d.watches.clear();
 }
 

@@ -116,7 +116,11 @@ class FakeKubeApi {
   void set_history_limit(std::size_t events);
   void expire_open_watches();  // ERROR 410 event on every open watch, then ends it
   void end_open_watches();     // ends every open watch cleanly (terminating chunk)
-  void send_bookmarks();       // BOOKMARK to every open watch that allows bookmarks
+  // Every open watch goes silent without ending: no more events, no terminating chunk, its
+  // timeoutSeconds no longer ends it, the connection stays open (a stream stuck in a proxy).
+  // Only the client hanging up, or stop(), ends it. It no longer counts as open.
+  void stall_open_watches();
+  void send_bookmarks();  // BOOKMARK to every open watch that allows bookmarks
   void send_raw_watch_line(const std::string& line);  // "line\n" verbatim to every open watch
   // 0 = one chunk per event; N = the watch byte stream is cut into chunks of N bytes (what is
   // queued is flushed at once, so a partial last chunk is sent rather than held back).

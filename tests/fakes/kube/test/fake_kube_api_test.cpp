@@ -350,6 +350,27 @@ TEST_F(FakeKubeApiTest, WatchEndsAfterTimeoutSecondsAndPassesRawLines) {
   EXPECT_EQ(w->lines()[0], "this is not json");
 }
 
+TEST_F(FakeKubeApiTest, AStalledWatchStaysOpenAndSilent) {
+  const std::string rv = std::to_string(api_.resource_version());
+  auto stalled = watch("/api/v1/pods?watch=1&timeoutSeconds=1&resourceVersion=" + rv);
+  ASSERT_TRUE(wait_watches(1));
+  api_.stall_open_watches();
+  EXPECT_EQ(api_.open_watch_count(), 0u);
+  api_.upsert("v1", "pods", pod("ns", "after-stall"));
+  // A watch opened now gets the event and ends after its own timeout, later than the stalled
+  // one's: by then the stalled one would have seen the event and ended had it not stalled.
+  auto control = watch("/api/v1/pods?watch=1&timeoutSeconds=2&resourceVersion=" + rv);
+  ASSERT_TRUE(control->wait_finished());
+  ASSERT_EQ(control->lines().size(), 1u);
+  EXPECT_TRUE(stalled->lines().empty());
+  EXPECT_FALSE(
+      stalled->wait([](const auto&, bool finished) { return finished; }, std::chrono::seconds(0)));
+  // Only the server going away (or the client) ends it, without the terminating chunk.
+  api_.stop();
+  ASSERT_TRUE(stalled->wait_finished());
+  EXPECT_FALSE(stalled->ended_cleanly());
+}
+
 TEST_F(FakeKubeApiTest, InjectsFailuresWithRetryAfter) {
   api_.inject_failure(429, 2, "/pods", 7);
   Connection conn = connect();
