@@ -9,11 +9,14 @@
 // while running (cancelled); a finished job is deleted after a while. About N jobs exist at any
 // time; R is the ceiling of object changes a second, from which the lifetimes follow (four
 // changes a job: lifetime ~ 4N/R). No job is deleted before it is --min-age seconds old and no
-// finished job before it was finished for --min-age seconds, so a fault that blinds the exporter
-// for less than that cannot make a job's life unknowable (a job created and deleted, or finished
-// and deleted, while the exporter could not see: no client can count it). --api-port: where the
-// API server listens (default: a port the system picks); an api-restart binds it again, so a
-// port below the system's ephemeral range cannot be taken meanwhile by an outgoing connection.
+// finished job before it was finished for --min-age seconds, and no job at all while a fault on
+// the Kubernetes side is in effect or ended less than --min-age seconds ago: overlapping faults
+// can blind the exporter for longer than any one of them (a stalled watch given up after 30 s,
+// then an API server restart and the client's back-off), and a job created and deleted, or
+// finished and deleted, while the exporter could not see has a life no client can count.
+// --api-port: where the API server listens (default: a port the system picks); an api-restart binds
+// it again, so a port below the system's ephemeral range cannot be taken meanwhile by an outgoing
+// connection.
 //
 // Writes DIR/kubeconfig, prints "ready kubeconfig=PATH url=URL jobs=N [modal=URL]", then reads one
 // command per line on stdin and answers each with one line on stdout ("error ..." on failure):
@@ -98,6 +101,11 @@ class World {
   void hold(bool on) {
     std::lock_guard lock(mu_);
     held_ = on;
+  }
+  // True while deletions must wait (see the top of this file); set before the churn starts.
+  void set_deletions_wait(std::function<bool()> wait) {
+    std::lock_guard lock(mu_);
+    deletions_wait_ = std::move(wait);
   }
 
   // One change: the most overdue step of a job's life, else a new job when fewer than N exist.
@@ -200,6 +208,9 @@ class World {
       j.started_at = std::time(nullptr);
       kube_.upsert(kGroupVersion, kPlural, to_object(j));
       next(running_s());
+    } else if (deletions_wait_ && deletions_wait_()) {
+      next(5);  // a deletion (or a finish, which is followed by one) waits for the exporter
+      return;
     } else if (j.phase == "Running") {
       const auto fate = pick(10);
       if (fate < 2) {  // cancelled: deleted while running
@@ -235,6 +246,7 @@ class World {
   using Due = std::pair<Clock::time_point, std::uint64_t>;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
   Truth t_;
+  std::function<bool()> deletions_wait_;
 };
 
 // ---- Faults ----------------------------------------------------------------------------------
@@ -314,6 +326,15 @@ class Faults {
     return "ok";
   }
 
+  // True while a fault on the Kubernetes side is in effect or ended less than `quiet` ago.
+  bool kubernetes_disturbed(Clock::duration quiet) const {
+    std::lock_guard lock(mu_);
+    for (const auto& f : active_) {
+      if (on_kubernetes_side(f.kind)) return true;
+    }
+    return Clock::now() < last_kubernetes_end_ + quiet;
+  }
+
   std::string active() const {
     std::lock_guard lock(mu_);
     std::string out;
@@ -329,6 +350,10 @@ class Faults {
     std::function<void()> tick;  // every 100 ms while it lasts
     std::function<bool()> done;  // over before the deadline when true
   };
+
+  static bool on_kubernetes_side(const std::string& kind) {
+    return !kind.starts_with("modal-");
+  }
 
   static constexpr const char* kModalMethods[] = {"AppList",
                                                   "TaskList",
@@ -359,6 +384,7 @@ class Faults {
       for (auto it = active_.begin(); it != active_.end();) {
         if (now >= it->until || (it->done && it->done())) {
           if (it->end) it->end();
+          if (on_kubernetes_side(it->kind)) last_kubernetes_end_ = Clock::now();
           it = active_.erase(it);
         } else {
           if (it->tick) it->tick();
@@ -373,6 +399,7 @@ class Faults {
   std::mt19937_64 rng_;
   mutable std::mutex mu_;
   std::vector<Active> active_;
+  Clock::time_point last_kubernetes_end_{};
   bool stop_ = false;
   std::thread thread_;  // last
 };
@@ -422,6 +449,8 @@ int main(int argc, char** argv) {
   kube.start();
   const auto kubeconfig = kube.write_kubeconfig(args.dir);
   Faults faults(kube, modal ? &*modal : nullptr, args.seed);
+  world.set_deletions_wait(
+      [&faults, quiet = seconds_f(min_age)] { return faults.kubernetes_disturbed(quiet); });
   mx::bench::Paced churn([&world] { world.step(); });
   churn.set_rate(rate);
   std::cout << "ready kubeconfig=" << kubeconfig << " url=" << kube.url() << " jobs=" << args.jobs
