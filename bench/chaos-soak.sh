@@ -61,10 +61,11 @@
 #   --warmup D          left out of the slopes (default 15m, at most a quarter of --duration)
 #   --recovery-bound S  /readyz and the sources back after a fault (default 90)
 #   --lag-bound S       counters caught up with the truth after the last fault (default 90)
-#   --min-age S         no job deleted younger, no finished job deleted sooner (default 45);
-#                       above the longest time the exporter cannot see (a stalled watch: 30 s
-#                       with bench/chaos-soak.yaml), or a job that finished and went away
-#                       meanwhile is rightly counted as cancelled, and the check fails
+#   --min-age S         no job deleted younger, no finished job deleted sooner, and no job
+#                       deleted while a fault on the Kubernetes side is in effect or ended less
+#                       than S ago (default 45): S must cover the exporter's back-off after a
+#                       fault, or a job that finished and went away unseen is rightly counted
+#                       as cancelled, and the check fails
 #   --scrape-timeout S  a scrape not answered in S seconds failed (default 10)
 #   --every-kind        a check more: every kind of the mix happened and recovered at least once
 #   --plot-only DIR     only draw DIR/soak.png again from DIR/samples.csv (of a run, or one
