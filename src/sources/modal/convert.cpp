@@ -37,6 +37,21 @@ void note(Issues& issues, DecimalStatus status, const std::string& value) {
   if (issues.example.empty()) issues.example = value.substr(0, kExampleChars);
 }
 
+// A map of name -> Decimal string (a cost split by resource or by category) into `out`: an
+// entry without a name or whose value is not a finite decimal is dropped and counted.
+template <typename Out>
+void add_decimal_parts(const google::protobuf::Map<std::string, std::string>& parts, Out& out,
+                       Issues& issues) {
+  for (const auto& [name, value] : parts) {
+    const auto part = parse_decimal_usd(value);
+    if (name.empty() || part.status != DecimalStatus::ok) {
+      note(issues, name.empty() ? DecimalStatus::malformed : part.status, value);
+      continue;
+    }
+    out[name] = part.value;
+  }
+}
+
 }  // namespace
 
 std::vector<ModalApp> apps(const pb::AppListResponse& response, Issues& issues) {
@@ -143,14 +158,7 @@ void add_billing_item(const pb::WorkspaceBillingReportItem& item, BillingReport&
   }
   BillingItem out{item.object_id(), to_unix(item.interval()), cost.value, {}};
   out.cost_by_resource.reserve(item.cost_by_resource().size());
-  for (const auto& [resource, value] : item.cost_by_resource()) {
-    const auto part = parse_decimal_usd(value);
-    if (resource.empty() || part.status != DecimalStatus::ok) {
-      note(issues, resource.empty() ? DecimalStatus::malformed : part.status, value);
-      continue;
-    }
-    out.cost_by_resource[resource] = part.value;
-  }
+  add_decimal_parts(item.cost_by_resource(), out.cost_by_resource, issues);
   report.items.push_back(std::move(out));
 }
 
@@ -198,14 +206,7 @@ EnvironmentCost environment_cost(const pb::EnvironmentBillingSummaryResponse& re
       note(issues, total.status, response.metered_cost());
     }
   }
-  for (const auto& [category, value] : response.metered_cost_breakdown()) {
-    const auto part = parse_decimal_usd(value);
-    if (category.empty() || part.status != DecimalStatus::ok) {
-      note(issues, category.empty() ? DecimalStatus::malformed : part.status, value);
-      continue;
-    }
-    cost.by_category[category] = part.value;
-  }
+  add_decimal_parts(response.metered_cost_breakdown(), cost.by_category, issues);
   return cost;
 }
 
