@@ -27,7 +27,8 @@
 #   bench/chaos-soak.sh [--build-dir DIR] [--duration D] [--jobs N] [--churn R]
 #                       [--fault-every S] [--fault-length S] [--faults LIST] [--seed S]
 #                       [--out DIR] [--sample S] [--warmup D] [--recovery-bound S]
-#                       [--lag-bound S] [--min-age S] [--scrape-timeout S] [--every-kind]
+#                       [--lag-bound S] [--min-age S] [--scrape-timeout S] [--kill-every D]
+#                       [--every-kind]
 #
 #   --build-dir DIR     holds src/modal-exporter and bench/bench_chaos (default build-rel):
 #                         cmake --build build-rel --target modal-exporter bench_chaos
@@ -58,7 +59,8 @@
 #   --seed S            seed of the faults' order and timing and of the jobs (default 1)
 #   --out DIR           where everything goes (default: a new /tmp/chaos-soak.XXXXXX)
 #   --sample S          seconds between /proc samples, one CSV row each (default 5)
-#   --warmup D          left out of the slopes (default 15m, at most a quarter of --duration)
+#   --warmup D          left out of the slopes, at the start and after each restart (default
+#                       15m, at most a quarter of --duration)
 #   --recovery-bound S  /readyz and the sources back after a fault (default 90)
 #   --lag-bound S       counters caught up with the truth after the last fault (default 90)
 #   --min-age S         no job deleted younger, no finished job deleted sooner, and no job
@@ -67,6 +69,9 @@
 #                       fault, or a job that finished and went away unseen is rightly counted
 #                       as cancelled, and the check fails
 #   --scrape-timeout S  a scrape not answered in S seconds failed (default 10)
+#   --kill-every D      SIGKILL on a clock of its own, every D (30m, 1h), and no longer in the
+#                       shuffled round: lifetimes long enough for the slopes after --warmup
+#                       (default: sigkill comes once per round, like every other kind)
 #   --every-kind        a check more: every kind of the mix happened and recovered at least once
 #   --plot-only DIR     only draw DIR/soak.png again from DIR/samples.csv (of a run, or one
 #                       still running)
@@ -168,6 +173,7 @@ RECOVERY_BOUND=90
 LAG_BOUND=90
 MIN_AGE=45
 SCRAPE_TIMEOUT=10
+KILL_EVERY=
 EVERY_KIND=
 ARGS=("$@")
 while [[ $# -gt 0 ]]; do
@@ -195,6 +201,7 @@ while [[ $# -gt 0 ]]; do
     --lag-bound) LAG_BOUND=$2 ;;
     --min-age) MIN_AGE=$2 ;;
     --scrape-timeout) SCRAPE_TIMEOUT=$2 ;;
+    --kill-every) KILL_EVERY=$2 ;;
     *) echo "chaos-soak.sh: unknown argument: $1" >&2; bench_usage ;;
   esac
   shift 2
@@ -245,6 +252,14 @@ done
 BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
 SANITIZE=$(sed -n 's/^MODAL_EXPORTER_SANITIZE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
 WITH_MODAL=$(sed -n 's/^MODAL_EXPORTER_WITH_MODAL:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
+# SIGKILL on its own clock: out of the round.
+KILL_EVERY_S=0
+if [[ -n $KILL_EVERY ]]; then
+  KILL_EVERY_S=$(seconds_of "$KILL_EVERY")
+  bench_positive --kill-every "$KILL_EVERY_S"
+  for i in "${!KINDS[@]}"; do [[ ${KINDS[$i]} == sigkill ]] && unset "KINDS[$i]"; done
+  KINDS=("${KINDS[@]}")
+fi
 if [[ ${WITH_MODAL:-ON} == OFF ]]; then
   # A build without the Modal source: Kubernetes only, and no Modal faults.
   MODAL=off
@@ -359,7 +374,7 @@ served_serial() {
 START_ISO=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$OUT/soak.log"
-say "out: $OUT; ${DURATION_S} s, $JOBS jobs, churn $CHURN/s, a fault every ~${FAULT_EVERY} s of ${KINDS[*]:-none}; seed $SEED; Modal $MODAL"
+say "out: $OUT; ${DURATION_S} s, $JOBS jobs, churn $CHURN/s, a fault every ~${FAULT_EVERY} s of ${KINDS[*]:-none}${KILL_EVERY:+, SIGKILL every $KILL_EVERY}; seed $SEED; Modal $MODAL"
 mkfifo "$W/ctl.in" "$W/ctl.out"
 # The API server's port is below the ephemeral range, so that no outgoing connection can take it
 # while an api-restart has it closed (bench_free_port).
@@ -828,6 +843,7 @@ tick_now
 T0_MS=$NOW_MS
 END_MS=$((T0_MS + DURATION_S * 1000))
 schedule_next_fault
+NEXT_KILL_MS=$((KILL_EVERY_S > 0 ? T0_MS + KILL_EVERY_S * 1000 : 0))
 NEXT_SCRAPE_MS=$NOW_MS
 NEXT_SAMPLE_MS=$NOW_MS
 NEXT_NOTE_MS=$NOW_MS
@@ -885,6 +901,10 @@ while :; do
     draw_kind
     start_fault "$KIND"
     schedule_next_fault
+  fi
+  if ((NEXT_KILL_MS > 0 && NOW_MS >= NEXT_KILL_MS)); then
+    start_fault sigkill
+    NEXT_KILL_MS=$((NEXT_KILL_MS + KILL_EVERY_S * 1000))
   fi
   sleep_to_next_tick
 done
@@ -954,13 +974,14 @@ fi
 
 # --- summary -------------------------------------------------------------------------------------------
 # Slope per hour of a CSV column after the warm-up: least squares within each exporter lifetime
-# (pid), pooled (each lifetime its own intercept), leaving out each restart's first 120 s.
+# (pid), pooled (each lifetime its own intercept), leaving out the run's and each restart's
+# first --warmup: a restarted exporter warms up again.
 slope() {
   awk -F, -v col="$1" -v warm="$WARMUP_S" -v scale="$2" '
     NR == 1 || $col == "" { next }
     BEGIN { born = -1e9 }
     $3 != pid { if (pid != "") born = $1; pid = $3 }
-    $1 < warm || $1 - born < 120 { next }
+    $1 < warm || $1 - born < warm { next }
     { n[pid]++; st[pid] += $1; sy[pid] += $col / scale; stt[pid] += $1 * $1; sty[pid] += $1 * $col / scale }
     END {
       for (p in n) { if (n[p] < 3) continue; m = n[p]
