@@ -44,9 +44,17 @@ Application::Application(Config config, Flags flags)
   publisher_->flush();
 }
 
-// The publisher's thread stops first (it reads nothing of the application's but its batches).
+// The HTTP thread stops first (its handlers read the publisher's snapshots), then the
+// publisher's (it reads nothing of the application's but its batches).
 Application::~Application() {
+  join_http_thread();
   publisher_.reset();
+}
+
+void Application::join_http_thread() {
+  if (!http_thread_.joinable()) return;
+  http_io_.stop();
+  http_thread_.join();
 }
 
 // Health series and readiness follow the enabled sources; their error counters start at 0.
@@ -65,9 +73,10 @@ int Application::run() {
   routes.snapshot = [this] { return publisher_->current(); };
   routes.self_metrics = [this](ExpositionFormat f) { return self_.render(f); };
   routes.ready = [this](std::string& why) { return self_.ready(why); };
-  server_ = std::make_unique<HttpServer>(io_, config_.web, make_exporter_handler(routes),
+  server_ = std::make_unique<HttpServer>(http_io_, config_.web, make_exporter_handler(routes),
                                          self_.registry());
   server_->start();
+  http_thread_ = std::thread([this] { http_io_.run(); });
   const auto endpoint = server_->local_endpoint();
   log::info("Metrics server listening",
             {{"address", endpoint.address().to_string() + ":" + std::to_string(endpoint.port())},
@@ -81,6 +90,7 @@ int Application::run() {
   schedule_tick();
   wait_for_signals();
   io_.run();
+  join_http_thread();
   if (!config_.state_file.empty()) model_.save_state(config_.state_file);
   log::info("modal-exporter stopped");
   return 0;
@@ -169,9 +179,9 @@ bool Application::awaiting_initial_sync() const {
 }
 
 // The derivation renders what changed on this thread (it reads the model); compressing and
-// assembling the snapshot happen on the publisher's thread, while this one serves scrapes. Many
+// assembling the snapshot happen on the publisher's thread. Many
 // changed jobs are handed over in slices of kJobsPerSlice, each posted after the publisher has
-// taken the previous one (scrapes and sources run in between); the last slice builds the
+// taken the previous one (the sources run in between); the last slice builds the
 // snapshot.
 void Application::publish() {
   last_publish_ = std::chrono::steady_clock::now();
@@ -213,7 +223,8 @@ void Application::schedule_tick() {
 }
 
 void Application::reload() {
-  if (server_) server_->reload_web_config();  // --web.config.file, independent of --config
+  // --web.config.file, independent of --config; on the server's thread, like all it does.
+  if (server_) boost::asio::post(http_io_, [this] { server_->reload_web_config(); });
   if (!flags_.config_path) {
     log::warn("SIGHUP received but no --config file was given; nothing to reload");
     return;
@@ -249,7 +260,7 @@ void Application::shutdown() {
   publish_timer_.cancel();
   slice_timer_.cancel();
   tick_timer_.cancel();
-  if (server_) server_->stop();
+  if (server_) boost::asio::post(http_io_, [this] { server_->stop(); });
   // Wait (bounded) for in-flight responses; then nothing is left and io_.run() returns.
   drain_timer_.expires_after(0ms);
   struct Drain {

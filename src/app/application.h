@@ -1,5 +1,8 @@
-// Wires the stages together on one io_context: sources -> model -> derivation -> snapshot ->
-// HTTP. Owns signal handling (SIGHUP reload, SIGTERM/SIGINT drain) and the state file.
+// Wires the stages together: sources -> model -> derivation -> snapshot -> HTTP. The sources, the
+// model and the derivation share one io_context and its thread; the publisher builds snapshots
+// on a thread of its own, and the HTTP server serves them from a third, so that a scrape never
+// waits behind a Modal answer of 10k tasks being compared or a slice of jobs being rendered.
+// Owns signal handling (SIGHUP reload, SIGTERM/SIGINT drain) and the state file.
 #pragma once
 
 #include <atomic>
@@ -10,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -46,6 +50,7 @@ class Application {
   void shutdown();
   void wait_for_signals();
   void declare_sources();
+  void join_http_thread();
 
   // Where the sources report their health: the self metrics (health series, readiness) and the
   // model (whether the Kubernetes sync is in), each told directly.
@@ -70,6 +75,10 @@ class Application {
   FamilySet families_;
   Derivation derivation_;
   std::unique_ptr<Publisher> publisher_;  // builds snapshots on its own thread
+  // The HTTP server's io_context and thread. What its handlers call across threads: the
+  // publisher's current snapshot and the self metrics (both guarded by mutexes).
+  boost::asio::io_context http_io_{1};
+  std::thread http_thread_;
   std::unique_ptr<HttpServer> server_;
   // The running sources, in registry order.
   std::vector<std::pair<const SourceEntry*, std::unique_ptr<Source>>> sources_;

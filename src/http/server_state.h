@@ -3,6 +3,7 @@
 // (admission.cpp) and the web config watcher (web_config_watcher.cpp) all work on.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -55,7 +56,9 @@ struct HttpServer::State {
   bool accepting = false;  // the accept thread runs (set and read on the io_context thread)
   bool stopping = false;
   ConnectionTable connections;
-  std::size_t active = 0;  // session objects alive, including closed ones finishing a handler
+  // Session objects alive, including closed ones finishing a handler. Atomic: the application
+  // reads it from its own thread while draining.
+  std::atomic<std::size_t> active = 0;
   std::shared_ptr<const Security> security = std::make_shared<Security>();
   TokenBucket bucket;
   std::vector<FileStamp> stamps;  // the web config file, then its certificate/key/CA files

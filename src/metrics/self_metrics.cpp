@@ -58,6 +58,7 @@ SelfMetrics::SelfMetrics(const BuildInfo& build)
 }
 
 void SelfMetrics::set_enabled_sources(const std::vector<std::string>& sources) {
+  std::lock_guard lock(sources_mu_);
   for (auto it = sources_.begin(); it != sources_.end();) {
     bool keep = false;
     for (const auto& s : sources) keep = keep || s == it->first;
@@ -86,6 +87,7 @@ SelfMetrics::SourceState* SelfMetrics::find(std::string_view source) {
 }
 
 void SelfMetrics::source_succeeded(std::string_view source, double poll_seconds) {
+  std::lock_guard lock(sources_mu_);
   auto* s = find(source);
   if (!s) return;
   s->ever_succeeded = true;
@@ -98,10 +100,12 @@ void SelfMetrics::source_succeeded(std::string_view source, double poll_seconds)
 }
 
 void SelfMetrics::source_failed(std::string_view source) {
+  std::lock_guard lock(sources_mu_);
   if (auto* s = find(source)) s->up->Set(0);
 }
 
 bool SelfMetrics::ready(std::string& why) const {
+  std::lock_guard lock(sources_mu_);
   why.clear();
   for (const auto& [name, state] : sources_) {
     if (state.ever_succeeded) continue;
@@ -112,6 +116,7 @@ bool SelfMetrics::ready(std::string& why) const {
 }
 
 std::vector<std::string> SelfMetrics::enabled_sources() const {
+  std::lock_guard lock(sources_mu_);
   std::vector<std::string> out;
   for (const auto& [name, state] : sources_) out.push_back(name);
   return out;

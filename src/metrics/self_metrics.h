@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,8 @@ class SelfMetrics {
   prometheus::Family<prometheus::Gauge>& last_success_;
   prometheus::Family<prometheus::Histogram>& poll_duration_;
   prometheus::Family<prometheus::Counter>& modal_calls_;
+  // Written on the application's thread, read by /readyz on the HTTP server's.
+  mutable std::mutex sources_mu_;
   std::map<std::string, SourceState, std::less<>> sources_;
   ProcessCollector process_;
 };
