@@ -146,6 +146,11 @@ void Model::source_failed(std::string_view source) {
   changed();
 }
 
+void Model::modal_first_rounds_ended() {
+  if (std::exchange(modal_settled_, true)) return;
+  changed();  // the publish held for it may go
+}
+
 // --- Kubernetes ------------------------------------------------------------------------------
 
 bool Model::owns(const std::string& uid) const {

@@ -93,6 +93,10 @@ class Model : public KubernetesSink,
   std::vector<std::string> known_job_app_ids() const override;
   std::vector<std::string> job_function_ids() const override;
   std::optional<std::uint64_t> job_ids_version() const override { return job_ids_version_; }
+  bool job_ids_settling() const override {
+    return config_.kubernetes.enabled && kubernetes_listing();
+  }
+  void modal_first_rounds_ended() override;
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override;
   void job_telemetry(JobTelemetry telemetry) override;
@@ -144,6 +148,9 @@ class Model : public KubernetesSink,
   // The Kubernetes source is still delivering its first full LIST (it neither completed one nor
   // failed yet): the application holds publishes until it is in.
   bool kubernetes_listing() const { return !synced_once_ && !kubernetes_failed_; }
+  // The Modal source's first tasks and billing rounds over every job have ended: until then the
+  // application holds the first publish (bounded), like for the first LIST.
+  bool modal_settled() const { return modal_settled_; }
   bool sharded() const { return config_.shard.total_shards > 1; }
   const CountedJob* counted(const std::string& uid) const { return history_.find(uid); }
   const Cost& cost() const { return cost_; }
@@ -217,6 +224,7 @@ class Model : public KubernetesSink,
   std::unordered_set<std::string> unconfirmed_jobs_;
   std::set<std::string> unconfirmed_endpoints_;
   bool kubernetes_failed_ = false;  // ... or failed before that
+  bool modal_settled_ = false;
   static constexpr double kCostRefreshSeconds = 60;
   static constexpr std::size_t kRefreshSlots = 64;  // a power of two, like bucket counts
   double last_tick_ = 0;

@@ -70,6 +70,13 @@ class ModalSink : public virtual SourceSink {
   // Changes whenever one of the three lists above may have changed, so that a poller can keep
   // its copies until then; nullopt: unknown, ask every time.
   virtual std::optional<std::uint64_t> job_ids_version() const { return std::nullopt; }
+  // True while the lists above are partial (the Kubernetes source's first LIST is still coming
+  // in): a round started now would ask about some of the apps, and a tasks_interval later about
+  // the rest, re-rendering those jobs a second time.
+  virtual bool job_ids_settling() const { return false; }
+  // Once, when a tasks round and a billing round that asked with complete lists have ended
+  // (answered or failed): what Modal says of every job is in. The first snapshot waits for it.
+  virtual void modal_first_rounds_ended() {}
 };
 
 }  // namespace mx

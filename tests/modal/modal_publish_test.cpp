@@ -1,6 +1,6 @@
 // The Modal source, the model, the derivation and the publisher together against the fake Modal
 // server: rounds whose answers repeat the previous ones build no snapshot; a change to one app's
-// answers re-renders that app and its job only.
+// answers re-renders that app and its job only; the rounds about jobs wait for the first LIST.
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -65,8 +65,29 @@ pb::EnvironmentListItem environment_item(const std::string& name, int gpus) {
   return e;
 }
 
+// Job i runs app ap-i, function fu-i.
+JobObject running_job(int i) {
+  const std::string id = std::to_string(i);
+  JobObject job;
+  job.uid = "m" + id;
+  job.kind = "ModalJob";
+  job.namespace_name = "ml";
+  job.name = "job-" + id;
+  job.gpu_type = "T4";
+  job.gpu_count = 1;
+  job.phase = "Running";
+  job.created_at = 90;
+  job.started_at = 100;
+  job.modal_app_id = "ap-" + id;
+  job.modal_function_id = "fu-" + id;
+  return job;
+}
+
 Config make_config(const std::string& server_url) {
   Config c;
+  // The jobs are put into the model by hand: no Kubernetes source, whose first LIST the Modal
+  // rounds would wait for.
+  c.kubernetes.enabled = false;
   c.modal.enabled = true;
   c.modal.server_url = server_url;
   c.modal.environment = "main";
@@ -96,19 +117,7 @@ class ModalPublishTest : public ::testing::Test {
       daily.push_back(billing_item(i, now - now % 86400 - 86400));
       hourly.push_back(billing_item(i, now - now % 3600 - 2 * 3600));
 
-      JobObject job;
-      job.uid = "m" + id;
-      job.kind = "ModalJob";
-      job.namespace_name = "ml";
-      job.name = "job-" + id;
-      job.gpu_type = "T4";
-      job.gpu_count = 1;
-      job.phase = "Running";
-      job.created_at = 90;
-      job.started_at = 100;
-      job.modal_app_id = "ap-" + id;
-      job.modal_function_id = "fu-" + id;
-      model_.upsert_job(job);
+      model_.upsert_job(running_job(i));
     }
     fake_.set_apps(apps);
     fake_.set_billing_items("d", daily);
@@ -265,6 +274,32 @@ TEST_F(ModalPublishTest, AChangedGpuCountShowsWithTheNextEnvironmentList) {
   // carries the new.
   EXPECT_LE(fake_.call_count("EnvironmentList"), lists + 2);
   EXPECT_EQ(body().find(before), std::string::npos);
+}
+
+// With a Kubernetes source whose first LIST is still coming in, the job lists are partial: the
+// tasks and billing rounds ask nothing until it is in, then ask about every job at once, and tell
+// the model when their answers are in (the application holds the first snapshot until then).
+TEST_F(ModalPublishTest, TasksAndBillingWaitForTheFirstListThenAskAboutEveryJob) {
+  Config config = config_;
+  config.kubernetes.enabled = true;
+  Model model(config);
+  for (int i = 0; i < kJobs; ++i) model.upsert_job(running_job(i));
+  source_ = std::make_unique<ModalSource>(io_, config.modal, config.backoff, model, model);
+  source_->start();
+  ASSERT_TRUE(run_until([&] { return fake_.call_count("AppList") >= 3; }));
+  EXPECT_EQ(fake_.call_count("TaskList"), 0);
+  EXPECT_EQ(fake_.call_count("WorkspaceBillingReport"), 0);
+  EXPECT_FALSE(model.modal_settled());
+
+  model.source_succeeded("kubernetes", 0.1);
+  EXPECT_TRUE(run_until([&] { return model.modal_settled(); }));
+  EXPECT_GE(fake_.call_count("TaskList"), 1);
+  EXPECT_GE(fake_.call_count("WorkspaceBillingReport"), 2);
+  for (int i = 0; i < kJobs; ++i) {
+    EXPECT_TRUE(model.cold_starts("m" + std::to_string(i)).has_value()) << i;
+  }
+  EXPECT_TRUE(model.billing_hourly().has_value());
+  source_.reset();  // before `model`, which it reports to
 }
 
 }  // namespace

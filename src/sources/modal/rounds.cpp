@@ -106,6 +106,7 @@ void Rounds::run_round(Poller& p) {
   p.server_hint.reset();
   p.pace = Pace::go_on;
   p.listed_tasks.clear();
+  p.started_settled = !sink_.job_ids_settling();
   queue_calls(p);
   if (p.queue.empty()) {  // nothing to ask about: no call, nothing to fail
     finish_round(p);
@@ -133,6 +134,7 @@ void Rounds::queue_calls(Poller& p) {
       p.queue.push_back([this, &p] { app_list(p); });
       break;
     case Kind::tasks: {
+      if (!p.started_settled) break;  // the watch starts it once the lists are complete
       auto apps = unique(sink_.active_job_app_ids());
       if (!ask(p, apps)) break;
       if (per_app_tasks_) {
@@ -145,6 +147,7 @@ void Rounds::queue_calls(Poller& p) {
       break;
     }
     case Kind::billing: {
+      if (!p.started_settled) break;
       auto app_ids = unique(sink_.known_job_app_ids());
       if (!ask(p, app_ids)) break;
       p.queue.push_back([this, &p, app_ids] { billing_report(p, "d", app_ids); });
@@ -193,6 +196,7 @@ void Rounds::note_failure(Poller& p, const Failure& failure) {
 
 void Rounds::finish_round(Poller& p) {
   p.running = false;
+  if (p.started_settled) note_settled(p);
   p.last_failed = p.failure.has_value();
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - p.started).count();
   if (!p.failure) {
@@ -239,17 +243,30 @@ void Rounds::schedule_watch(Duration delay) {
 // A tasks or billing round runs early when the jobs bring app ids it has not asked about, it is
 // not running or backing off, and its last call is at least tasks_interval ago.
 void Rounds::maybe_run_early(Poller& p, const std::vector<std::string>& ids) {
-  if (p.running || p.last_failed) return;
+  if (p.running || p.last_failed || sink_.job_ids_settling()) return;
   if (p.last_call && SteadyClock::now() - *p.last_call < config_.tasks_interval) return;
   if (ids_version_ && p.covered_version == ids_version_) return;
   bool grown = false;
   for (const auto& id : ids) grown = grown || !p.asked.contains(id);
   if (!grown) {
     p.covered_version = ids_version_;
+    note_settled(p);  // every app there is was asked about, and the answers are in
     return;
   }
   log::debug("modal round started early for new apps", {{"poll", p.name}});
   schedule(p, Duration{0});
+}
+
+// The first snapshot waits for what Modal says of every job (ModalSink::modal_first_rounds_ended):
+// a tasks round and a billing round with the job lists complete, or nothing left to ask.
+void Rounds::note_settled(Poller& p) {
+  p.ended_settled = true;
+  if (first_rounds_reported_ || !poller(Kind::tasks).ended_settled ||
+      !poller(Kind::billing).ended_settled) {
+    return;
+  }
+  first_rounds_reported_ = true;
+  sink_.modal_first_rounds_ended();
 }
 
 // Each watch runs every second or faster; with 10k jobs, reading the lists costs walks of every

@@ -83,6 +83,8 @@ class Rounds {
     std::optional<Duration> server_hint;
     Pace pace = Pace::go_on;
     std::set<std::string> listed_tasks;  // tasks round: every task id listed
+    bool started_settled = false;        // it started with the job lists complete
+    bool ended_settled = false;          // such a round ended, or there was nothing to ask
   };
 
   Poller& poller(Kind kind);
@@ -97,6 +99,7 @@ class Rounds {
   void finish_round(Poller& p);
 
   void schedule_watch(Duration delay);
+  void note_settled(Poller& p);
   void maybe_run_early(Poller& p, const std::vector<std::string>& ids);
   // Re-reads the sink's id lists when they may have changed; true when they were re-read.
   bool refresh_ids();
@@ -123,6 +126,7 @@ class Rounds {
   boost::asio::steady_timer watch_timer_;
   Duration watch_period_{1000};
   bool per_app_tasks_ = false;
+  bool first_rounds_reported_ = false;  // ModalSink::modal_first_rounds_ended was called
   // The sink's id lists as of `ids_version_` (re-read only when the version moves).
   std::optional<std::uint64_t> ids_version_;
   bool ids_read_ = false;
