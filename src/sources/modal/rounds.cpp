@@ -12,6 +12,8 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 constexpr std::string_view kComponent = "modal_api";
 constexpr std::string_view kSource = "modal";
+// How often the watch looks for the first LIST to be in (Rounds::schedule_watch).
+constexpr Duration kSettlingWatch = std::chrono::milliseconds(50);
 
 std::vector<std::string> unique(std::vector<std::string> ids) {
   std::sort(ids.begin(), ids.end());
@@ -236,7 +238,10 @@ void Rounds::schedule_watch(Duration delay) {
   watch_timer_.async_wait([this, life = rpc_.lifetime()](const boost::system::error_code& ec) {
     if (life->stopped || ec) return;
     watch();
-    schedule_watch(watch_period_);
+    // Until the first rounds over every job are in, the first snapshot waits for them: look
+    // often, so that they start within moments of the first LIST.
+    schedule_watch(first_rounds_reported_ ? watch_period_
+                                          : std::min<Duration>(watch_period_, kSettlingWatch));
   });
 }
 
@@ -282,6 +287,9 @@ bool Rounds::refresh_ids() {
 }
 
 void Rounds::watch() {
+  // The first LIST is still coming in: the lists are partial, and reading them at every page
+  // would walk every job again and again.
+  if (sink_.job_ids_settling()) return;
   const bool changed = refresh_ids();
   maybe_run_early(poller(Kind::tasks), active_apps_);
   maybe_run_early(poller(Kind::billing), known_apps_);
