@@ -100,6 +100,7 @@ class Rounds {
 
   void schedule_watch(Duration delay);
   void note_settled(Poller& p);
+  bool may_run_early(const Poller& p, std::chrono::steady_clock::time_point now) const;
   void maybe_run_early(Poller& p, const std::vector<std::string>& ids);
   // Re-reads the sink's id lists when they may have changed; true when they were re-read.
   bool refresh_ids();
@@ -130,6 +131,7 @@ class Rounds {
   // The sink's id lists as of `ids_version_` (re-read only when the version moves).
   std::optional<std::uint64_t> ids_version_;
   bool ids_read_ = false;
+  std::optional<std::chrono::steady_clock::time_point> ids_read_at_;  // when they last changed
   std::vector<std::string> active_apps_, known_apps_;
   std::set<std::string> deprecated_logged_;
   std::vector<std::string> environment_ids_;  // of the last EnvironmentList answer
