@@ -146,9 +146,9 @@ void Application::stop_sources() {
 // (a whole LIST page or Modal reply, not its first object); changes within kPublishDelay of the
 // last publish are coalesced into the next one. While the first Kubernetes LIST is still coming
 // in, and then Modal's first answers about every job (tasks and billing), the publish waits for
-// them (bounded by kInitialSyncHold): otherwise each job renders twice within a second, and the
+// them (bounded by kInitialSyncHold): otherwise each job renders twice within seconds, and the
 // second rendering sits beside the first until the next snapshot replaces it (at 10k jobs, a
-// peak 20 MiB above what the exporter holds afterwards).
+// start-up peak ~11 MiB above what the exporter holds afterwards).
 void Application::schedule_publish() {
   if (stopping_) return;
   const auto now = std::chrono::steady_clock::now();
@@ -184,10 +184,9 @@ bool Application::awaiting_initial_sync() const {
 }
 
 // The derivation renders what changed on this thread (it reads the model); compressing and
-// assembling the snapshot happen on the publisher's thread. Many
-// changed jobs are handed over in slices of kJobsPerSlice, each posted after the publisher has
-// taken the previous one (the sources run in between); the last slice builds the
-// snapshot.
+// assembling the snapshot happen on the publisher's thread. Many changed jobs are handed over in
+// slices of kJobsPerSlice, each posted after the publisher has taken the previous one (the
+// sources run in between); the last slice builds the snapshot.
 void Application::publish() {
   last_publish_ = std::chrono::steady_clock::now();
   if (slicing_) return;  // the running hand-over takes these changes too

@@ -245,8 +245,9 @@ void Rounds::schedule_watch(Duration delay) {
   });
 }
 
-// A tasks or billing round runs early when the jobs bring app ids it has not asked about, it is
-// not running or backing off, and its last call is at least tasks_interval ago.
+// A tasks round (and a billing round, until the first rounds are in: Rounds::watch) runs early
+// when the jobs bring app ids it has not asked about, it is not running or backing off, and its
+// last call is at least tasks_interval ago.
 void Rounds::maybe_run_early(Poller& p, const std::vector<std::string>& ids) {
   if (sink_.job_ids_settling() || !may_run_early(p, SteadyClock::now())) return;
   if (ids_version_ && p.covered_version == ids_version_) return;
@@ -290,8 +291,8 @@ void Rounds::watch() {
   // would walk every job again and again.
   if (sink_.job_ids_settling()) return;
   // Under churn the lists' version moves every second, and reading them walks every job (at
-  // 10k jobs a quarter of the exporter's CPU went there). They are read when an early round may
-  // start now, and otherwise once per tasks_interval, for the budget's functions.
+  // 10k jobs, read every second, a quarter of the exporter's CPU). They are read when an early
+  // round may start now, and otherwise once per tasks_interval, for the budget's functions.
   const auto now = SteadyClock::now();
   const bool billing_early = !first_rounds_reported_;
   const bool due = may_run_early(poller(Kind::tasks), now) ||

@@ -131,7 +131,7 @@ class Rounds {
   // The sink's id lists as of `ids_version_` (re-read only when the version moves).
   std::optional<std::uint64_t> ids_version_;
   bool ids_read_ = false;
-  std::optional<std::chrono::steady_clock::time_point> ids_read_at_;  // when they last changed
+  std::optional<std::chrono::steady_clock::time_point> ids_read_at_;  // when last re-read
   std::vector<std::string> active_apps_, known_apps_;
   std::set<std::string> deprecated_logged_;
   std::vector<std::string> environment_ids_;  // of the last EnvironmentList answer
