@@ -246,13 +246,15 @@ std::unique_ptr<RunningExporter> kubernetes_only_exporter(testing::FakeKubeApi& 
 }
 
 // A fleet that arrives in many LIST pages is published once, when the LIST is complete (not a
-// snapshot per page), and a change after that is published on its own.
+// snapshot per page), and a change after that is published on its own. The jobs are Pending:
+// a running job's cost is refreshed by the 5 s tick, whose publishes would count here too when
+// the test runs slowly (sanitizers on a loaded machine).
 TEST(ExporterProcess, InitialListIsPublishedOnceThenChangesOneByOne) {
   testing::FakeKubeApi kube;
   kube.start();
   constexpr int kJobs = 1500;
   for (int i = 0; i < kJobs; ++i)
-    kube.upsert("modal-operator.io/v1alpha1", "modaljobs", modal_job(i, "Running"));
+    kube.upsert("modal-operator.io/v1alpha1", "modaljobs", modal_job(i, "Pending"));
   kube.set_max_page_size(10);  // 150 pages
   const auto started = kubernetes_only_exporter(kube, "fleet");
   RunningExporter& exporter = *started;
