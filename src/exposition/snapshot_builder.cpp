@@ -390,15 +390,22 @@ std::shared_ptr<const Snapshot> SnapshotBuilder::build() {
     v.crc32 = combine_crc32(v.crc32, part.crc32, part.length);
     v.size += part.length;
   };
-  for (auto& family : families_) {
+  bool header_written = false;  // for the family the current one continues, if it does
+  for (std::size_t i = 0; i < families_.size(); ++i) {
+    Family& family = families_[i];
     seal(family);
     join(family);
 
+    if (!descs_[i].continues) header_written = false;
     if (family.bytes == 0) continue;
+    const bool with_header = !header_written;
+    header_written = true;
     for (int f = 0; f < 2; ++f) {
-      const ChunkPtr& header = family.header[f];
-      append(views[f], header);
-      append_deflated(views[f], Bytes(header, &header->deflated.bytes), header->deflated);
+      if (with_header) {
+        const ChunkPtr& header = family.header[f];
+        append(views[f], header);
+        append_deflated(views[f], Bytes(header, &header->deflated.bytes), header->deflated);
+      }
       for (const auto& bucket : family.buckets) {
         if (bucket.chunk) append(views[f], bucket.chunk);
       }

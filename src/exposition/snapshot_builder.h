@@ -32,6 +32,10 @@ struct FamilyDesc {
   std::string name;  // sample name for counters includes "_total"
   std::string help;
   MetricType type;
+  // More lines of the family added just before this one (same name, help and type), rendered
+  // right after it under one HELP/TYPE: a family split in two, so that the part that changes
+  // more often sits in chunks of its own and re-compresses without the rest.
+  bool continues = false;
 };
 
 using FamilyId = std::size_t;
@@ -208,7 +212,8 @@ class SnapshotBuilder {
 
 class FamilySet {
  public:
-  // Families render in the order they were added; HELP/TYPE once each, and only with samples.
+  // Families render in the order they were added; HELP/TYPE once each (once for a family and
+  // its continuations), and only with samples.
   // All families are added before the first take_changes()/publish().
   FamilyId add_family(FamilyDesc desc);
   // Replaces the lines `object_key` contributes to `family`; empty `lines` removes them.

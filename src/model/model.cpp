@@ -525,6 +525,17 @@ ModelSizes Model::sizes() const {
   return s;
 }
 
+// The hash's low bits, reversed: consecutive slots (one tick's) differ in their high bits, so
+// they fall in few chunks of a family with fewer buckets than slots too (the low bits pick the
+// bucket). In order, a tick's ~5 slots were ~5 different chunks of any family of 8 or more.
+std::size_t Model::refresh_slot(std::size_t hash) {
+  std::size_t slot = 0;
+  for (std::size_t bit = 1; bit < kRefreshSlots; bit <<= 1) {
+    slot = (slot << 1) | ((hash & bit) ? 1 : 0);
+  }
+  return slot;
+}
+
 void Model::tick() {
   const QueueWait wait = queue_wait();
   const double t = now();
@@ -532,11 +543,11 @@ void Model::tick() {
   // The time-driven part of a running job's cost is refreshed once a minute, each job at its own
   // moment of the minute: one of kRefreshSlots slots, taken from the low bits of the hash that
   // also picks the job's snapshot chunk (common/object_hash.h). A 5 s tick then re-renders ~1/12
-  // of the running jobs, and they sit in ~1/12 of the cost family's chunks, so a tick
-  // re-compresses little and never holds up a change published in the same moment. Nothing else
-  // re-renders because time passed.
+  // of the running jobs, only their total (the family's continuation that moves with time), and
+  // they sit in few of its chunks, so a tick re-compresses little and never holds up a change
+  // published in the same moment. Nothing else re-renders because time passed.
   auto refresh_due = [&](const std::string& uid) {
-    const auto slot = static_cast<double>(object_hash(uid) & (kRefreshSlots - 1));
+    const auto slot = static_cast<double>(refresh_slot(object_hash(uid)));
     const double offset = slot * kCostRefreshSeconds / static_cast<double>(kRefreshSlots);
     return std::floor((t - offset) / kCostRefreshSeconds) !=
            std::floor((previous - offset) / kCostRefreshSeconds);

@@ -226,7 +226,8 @@ class Model : public KubernetesSink,
   bool kubernetes_failed_ = false;  // ... or failed before that
   bool modal_settled_ = false;
   static constexpr double kCostRefreshSeconds = 60;
-  static constexpr std::size_t kRefreshSlots = 64;  // a power of two, like bucket counts
+  static constexpr std::size_t kRefreshSlots = 64;    // a power of two, like bucket counts
+  static std::size_t refresh_slot(std::size_t hash);  // of kRefreshSlots, from object_hash()
   double last_tick_ = 0;
 
   std::unordered_set<std::string> dirty_jobs_;  // no order needed: each is rendered alone

@@ -114,6 +114,31 @@ std::string job_lines(const std::string& family, int job, int value) {
          std::to_string(value) + "\n";
 }
 
+// A continuation's lines follow its family's under one HELP/TYPE; alone, it brings the header.
+TEST(Snapshot, AContinuationSharesItsFamilysHeader) {
+  FamilySet set;
+  auto cost = set.add_family({"cost", "C.", MetricType::gauge});
+  auto total = set.add_family({"cost", "C.", MetricType::gauge, /*continues=*/true});
+  auto other = set.add_family({"other", "O.", MetricType::gauge});
+  set.set(cost, "uid1", "cost{p=\"hourly\"} 1\n");
+  set.set(total, "uid1", "cost{p=\"total\"} 9\n");
+  set.set(other, "uid1", "other 3\n");
+  auto s1 = set.publish(6);
+  EXPECT_EQ(s1->body(ExpositionFormat::text),
+            "# HELP cost C.\n# TYPE cost gauge\ncost{p=\"hourly\"} 1\ncost{p=\"total\"} 9\n"
+            "# HELP other O.\n# TYPE other gauge\nother 3\n");
+  EXPECT_EQ(gzip_decompress(gzip_of(*s1, ExpositionFormat::openmetrics, "# EOF\n")),
+            s1->body(ExpositionFormat::openmetrics) + "# EOF\n");
+
+  set.set(cost, "uid1", "");
+  auto s2 = set.publish(6);
+  EXPECT_EQ(s2->body(ExpositionFormat::text),
+            "# HELP cost C.\n# TYPE cost gauge\ncost{p=\"total\"} 9\n"
+            "# HELP other O.\n# TYPE other gauge\nother 3\n");
+  EXPECT_EQ(gzip_decompress(gzip_of(*s2, ExpositionFormat::text, "")),
+            s2->body(ExpositionFormat::text));
+}
+
 TEST(Snapshot, GzipOfChunksIsTheBody) {
   FamilySet set;
   auto a = set.add_family({"a", "A.", MetricType::gauge});

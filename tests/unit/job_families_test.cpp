@@ -30,20 +30,21 @@ class JobFamiliesTest : public ::testing::Test {
     model_.modal_function_stats({"fu-1", 7, 0, 0});
   }
 
-  // The samples the entry named `family` writes for job u-1.
+  // The samples the entries named `family` (the family and its continuations) write for u-1.
   std::string samples(const std::string& family) {
     const JobState& state = model_.jobs().at("u-1");
     const CountedJob* counted = model_.counted("u-1");
     const JobView view{model_, state, counted, effective_start(state.object, counted)};
+    std::string out;
+    bool found = false;
     for (const auto& f : job_families()) {
       if (f.desc.name != family) continue;
-      std::string out;
+      found = true;
       JobSamples s(out, f.desc.name, state.object);
       f.write(view, s);
-      return out;
     }
-    ADD_FAILURE() << "no table entry " << family;
-    return {};
+    if (!found) ADD_FAILURE() << "no table entry " << family;
+    return out;
   }
 
   Model model_;
@@ -51,8 +52,18 @@ class JobFamiliesTest : public ::testing::Test {
 
 TEST_F(JobFamiliesTest, NamesAreUniqueAndEveryEntryBindsTheBaseLabels) {
   std::set<std::string> names;
+  const JobFamily* previous = nullptr;
   for (const auto& f : job_families()) {
-    EXPECT_TRUE(names.insert(f.desc.name).second) << f.desc.name;
+    // A continuation follows its family, the same in all but the flag.
+    if (f.desc.continues) {
+      ASSERT_NE(previous, nullptr);
+      EXPECT_EQ(f.desc.name, previous->desc.name);
+      EXPECT_EQ(f.desc.help, previous->desc.help);
+      EXPECT_EQ(f.desc.type, previous->desc.type);
+    } else {
+      EXPECT_TRUE(names.insert(f.desc.name).second) << f.desc.name;
+    }
+    previous = &f;
     EXPECT_FALSE(f.desc.help.empty()) << f.desc.name;
     const std::string out = samples(f.desc.name);
     for (std::size_t pos = 0; (pos = out.find(f.desc.name + "{", pos)) != std::string::npos;
