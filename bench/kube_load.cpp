@@ -3,12 +3,14 @@
 // measures from the outside what the real exporter makes of it: when the first /metrics holds
 // every job, and how long a single change takes to show up in /metrics.
 //
-//   bench_kube_load --dir DIR --jobs N [--seed S] [--probes P] [--modal]
+//   bench_kube_load --dir DIR --jobs N [--seed S] [--probes P] [--modal] [--telemetry-every K]
 //
 // With --modal it also serves Modal's side of every job from the fake Modal server of
 // tests/fakes (plaintext gRPC on loopback): an app with one running task (and its TaskGetInfo),
 // a function with a backlog, billing rows ("d": today; "h": the last two hours) and the rates,
 // kept in step with the churn's deletions and creations; the answers never change otherwise.
+// With --telemetry-every K, one job in K (not the probes) announces a telemetry endpoint, served
+// by bench/lib/telemetry_server.h: a DCGM page for its GPUs and growing network counters.
 //
 // Writes DIR/kubeconfig, prints "ready kubeconfig=PATH url=URL jobs=N [modal=URL]", then reads one
 // command per line on stdin and answers each with one line on stdout (an answer that starts with
@@ -17,7 +19,7 @@
 //   sync PID HOST:PORT TIMEOUT_S  wait until /metrics lists every job; the exporter's CPU ticks
 //                                 and RSS at that moment
 //   latency HOST:PORT COUNT       COUNT isolated changes, each timed until /metrics shows it
-//   stats                         changes made so far
+//   stats                         changes made so far, telemetry pages served
 //   quit                          (so does end of input)
 //
 // Measuring inside the process that makes the change leaves no clock or pipe between the change
@@ -43,6 +45,7 @@
 #include "bench_world.h"
 #include "fake_kube_api.h"
 #include "metrics_client.h"
+#include "telemetry_server.h"
 
 namespace {
 
@@ -52,9 +55,16 @@ using namespace mx::bench;
 
 class Jobs {
  public:
-  // `modal`, when given, follows every job created and deleted.
-  Jobs(mx::testing::FakeKubeApi& kube, int count, int probes, std::uint64_t seed, ModalWorld* modal)
-      : kube_(kube), rng_(seed), probes_(probes), modal_(modal) {
+  // `modal` and `telemetry`, when given, follow every job created and deleted; one job in
+  // `telemetry_every` has a telemetry endpoint.
+  Jobs(mx::testing::FakeKubeApi& kube, int count, int probes, std::uint64_t seed, ModalWorld* modal,
+       TelemetryServer* telemetry, int telemetry_every)
+      : kube_(kube),
+        rng_(seed),
+        probes_(probes),
+        modal_(modal),
+        telemetry_(telemetry),
+        telemetry_every_(telemetry_every) {
     slots_.reserve(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) slots_.push_back(make(i < probes));
     for (const auto& j : slots_) {
@@ -82,6 +92,7 @@ class Jobs {
       if (delete_next_) {
         kube_.remove(kGroupVersion, kPlural, j.namespace_name, j.name);
         if (modal_) modal_->remove(j);
+        if (!j.telemetry_url.empty()) telemetry_->remove(uid_of(j));
         j = make(false);
         pending_create_ = index;
       } else {
@@ -137,6 +148,11 @@ class Jobs {
     const std::time_t now = std::time(nullptr);
     j.created_at = now - static_cast<std::time_t>(pick(6 * 3600)) - 120;
     j.started_at = j.created_at + static_cast<std::time_t>(pick(120));
+    if (telemetry_ && !probe && j.id % static_cast<std::uint64_t>(telemetry_every_) == 0) {
+      const std::string uid = uid_of(j);
+      j.telemetry_url = telemetry_->url_for(uid);
+      telemetry_->add(uid, j.gpu->type, gpu_count(j), j.started_at);
+    }
     return j;
   }
 
@@ -146,6 +162,8 @@ class Jobs {
   std::vector<Job> slots_;
   int probes_;
   ModalWorld* modal_;
+  TelemetryServer* telemetry_;
+  int telemetry_every_;
   std::uint64_t next_id_ = 0;
   std::uint64_t changes_ = 0;
   bool delete_next_ = false;
@@ -259,7 +277,8 @@ std::string command_latency(Jobs& jobs, const std::string& target, int count) {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bench_kube_load: " << why << "\n"
-            << "usage: bench_kube_load --dir DIR --jobs N [--seed S] [--probes P] [--modal]\n";
+            << "usage: bench_kube_load --dir DIR --jobs N [--seed S] [--probes P] [--modal]"
+               " [--telemetry-every K]\n";
   std::exit(2);
 }
 
@@ -267,16 +286,23 @@ std::string command_latency(Jobs& jobs, const std::string& target, int count) {
 
 int main(int argc, char** argv) {
   long probes = 4;
+  long telemetry_every = 0;
   const auto args = mx::bench::parse_driver_args(
       argc, argv, 11,
       [&](const std::string& arg, const std::string& value) {
-        if (arg != "--probes") usage("unknown argument " + arg);
-        probes = std::stol(value);
+        if (arg == "--probes") {
+          probes = std::stol(value);
+        } else if (arg == "--telemetry-every") {
+          telemetry_every = std::stol(value);
+        } else {
+          usage("unknown argument " + arg);
+        }
       },
       usage);
   const long jobs_count = args.jobs;
   const bool with_modal = args.modal;
   if (probes < 1 || probes > jobs_count) usage("--probes must be in [1, jobs]");
+  if (telemetry_every < 0) usage("--telemetry-every must be >= 0 (0: no telemetry)");
 
 #ifndef MX_BENCH_WITH_MODAL
   if (with_modal) usage("--modal: built without the Modal source");
@@ -284,10 +310,14 @@ int main(int argc, char** argv) {
   std::optional<ModalWorld> modal;
   if (with_modal) modal.emplace();
 
+  std::optional<TelemetryServer> telemetry;
+  if (telemetry_every > 0) telemetry.emplace();
+
   mx::testing::FakeKubeApi kube;
   const auto load_start = Clock::now();
   Jobs jobs(kube, static_cast<int>(jobs_count), static_cast<int>(probes), args.seed,
-            modal ? &*modal : nullptr);
+            modal ? &*modal : nullptr, telemetry ? &*telemetry : nullptr,
+            static_cast<int>(telemetry_every));
   const double load_ms = ms_since(load_start);
   kube.start();
   const auto kubeconfig = kube.write_kubeconfig(args.dir);
@@ -321,7 +351,10 @@ int main(int argc, char** argv) {
         throw std::invalid_argument("usage: latency HOST:PORT COUNT");
       return command_latency(jobs, target, count);
     }
-    if (cmd == "stats") return "stats changes=" + std::to_string(jobs.changes());
+    if (cmd == "stats") {
+      return "stats changes=" + std::to_string(jobs.changes()) +
+             " telemetry_requests=" + std::to_string(telemetry ? telemetry->requests() : 0);
+    }
     return "error unknown command: " + cmd;
   });
   churn.set_rate(0);

@@ -2,8 +2,9 @@
 # The real modal-exporter against a fake Kubernetes API server holding N running ModalJobs
 # (bench_kube_load, over the fake of tests/fakes) and, by default, a fake Modal server holding
 # each job's app with a running task, its function's stats, billing rows and the rates
-# (bench/real-binary-modal.yaml); with --modal off, Kubernetes only (bench/real-binary.yaml).
-# Telemetry endpoints are off in both. For each N it reports, in one run:
+# (bench/real-binary-modal.yaml), and a telemetry endpoint for one job in ten (a DCGM page and
+# network counters, scraped every 10 s by the telemetry source, on by default); with --modal off,
+# Kubernetes only (bench/real-binary.yaml). For each N it reports, in one run:
 #   - start-up sync: the exporter's CPU (utime+stime) and wall time from its start until the
 #     first /metrics that lists all N jobs; RSS then, and peak RSS (VmHWM) over the whole run;
 #   - change-to-visible latency: one ModalJob changed, /metrics polled until it shows the new
@@ -11,8 +12,9 @@
 #     poll reads the body only up to the changed job's line, so polling costs next to nothing);
 #   - CPU with no change, and under a churn of --churn object changes a second, each over
 #     --idle seconds with one gzip scrape every 15 s (as a Prometheus would make);
-#   - with Modal on: the exporter's calls to Modal per minute over the two CPU windows
-#     (modal_exporter_modal_calls_total), and the RSS split into anonymous and file-backed pages;
+#   - with Modal on: the exporter's calls to Modal and its telemetry scrapes per minute over the
+#     two CPU windows (modal_exporter_modal_calls_total; the telemetry server's count);
+#   - the RSS split into anonymous and file-backed pages;
 #   - scrapes/s and p50/p99 latency, plain and gzip, 1 and 8 connections (wrk), WHILE the churn
 #     runs, beside nginx serving the very same bytes (sendfile, gzip_static, one worker); in
 #     --rounds rounds that alternate the two (exporter first, then nginx first, ...), so that a
@@ -85,7 +87,7 @@ for n in "${NS[@]}"; do bench_positive --jobs "$n"; done
 [[ $MODAL == on || $MODAL == off ]] || { echo "real-binary.sh: --modal must be on or off" >&2; exit 2; }
 if [[ $MODAL == on ]]; then
   CONFIG=$ROOT/bench/real-binary-modal.yaml
-  LOAD_MODAL=(--modal)
+  LOAD_MODAL=(--modal --telemetry-every 10)
 else
   CONFIG=$ROOT/bench/real-binary.yaml
   LOAD_MODAL=()
@@ -288,8 +290,15 @@ run_one() {
   R[$n:sync_polls]=$(kv polls "$ANSWER")
   say "N=$n: synced in ${R[$n:sync_wall]} s, ${R[$n:sync_cpu]} s CPU"
 
-  # --- the body nginx will serve, taken once the exporter has settled
-  sleep "$([[ -n $QUICK ]] && echo 0.5 || echo 2)"
+  # --- the body nginx will serve, taken once the exporter has settled (with Modal on, after
+  # the telemetry source's second round, 10 s after its first: the body has the GPU series)
+  if [[ -n $QUICK ]]; then
+    sleep 0.5
+  elif [[ $MODAL == on ]]; then
+    sleep 12
+  else
+    sleep 2
+  fi
   exporter_alive
   curl -fs -o "$D/www/metrics" "http://$EXPORTER_ADDR/metrics" || die "cannot fetch /metrics"
   bench_gzip_copy "$D/www/metrics"
@@ -316,9 +325,11 @@ run_one() {
   say "N=$n: CPU with no change (${IDLE} s)"
   sleep 1  # the last timed change's publish is not part of the idle window
   exporter_alive
-  local calls0 calls_t0
+  local calls0 calls_t0 telemetry0
   calls0=$(modal_calls)
   calls_t0=$(bench_now_ns)
+  ctl 10 stats
+  telemetry0=$(kv telemetry_requests "$ANSWER")
   R[$n:cpu_idle]=$(cpu_window "$IDLE")
 
   # --- CPU under churn
@@ -333,6 +344,8 @@ run_one() {
   ctl 10 stats
   R[$n:churn_rate]=$(awk -v c="$(($(kv changes "$ANSWER") - changes0))" \
     -v ns="$(($(bench_now_ns) - t0))" 'BEGIN { printf "%.1f", c / (ns / 1e9) }')
+  R[$n:telemetry_rpm]=$(awk -v c="$(($(kv telemetry_requests "$ANSWER") - telemetry0))" \
+    -v ns="$(($(bench_now_ns) - calls_t0))" 'BEGIN { printf "%.0f", c / (ns / 60e9) }')
   R[$n:modal_calls]=$(awk -v c="$(($(modal_calls) - calls0))" \
     -v ns="$(($(bench_now_ns) - calls_t0))" 'BEGIN { printf "%.0f", c / (ns / 60e9) }')
 
@@ -384,6 +397,9 @@ run_one() {
   done
   ctl 10 stats
   R[$n:churn_total]=$(kv changes "$ANSWER")
+  # Telemetry on, yet no endpoint scraped: the figures would not be the ones users get.
+  [[ $MODAL == off || $(kv telemetry_requests "$ANSWER") -gt 0 ]] ||
+    die "the exporter scraped no telemetry endpoint (see $D/exporter.log)"
   ctl 10 churn 0
   exporter_alive
   R[$n:rss_end]=$(mib "$(bench_rss_kb "$EXPORTER_PID" VmRSS)")
@@ -404,7 +420,7 @@ report_one() {
   out "| figure | value |"
   out "|---|---:|"
   out "| start-up sync: CPU / wall (until /metrics lists all $n jobs) | ${R[$n:sync_cpu]} s / ${R[$n:sync_wall]} s |"
-  out "| RSS after sync / 2 s later / at the end | ${R[$n:rss_sync]} / ${R[$n:rss_settled]} / ${R[$n:rss_end]} MiB |"
+  out "| RSS after sync / when the body was taken / at the end | ${R[$n:rss_sync]} / ${R[$n:rss_settled]} / ${R[$n:rss_end]} MiB |"
   out "| peak RSS (VmHWM, whole run) | ${R[$n:hwm]} MiB |"
   out "| RSS at the end: anonymous / file-backed | ${R[$n:rss_anon]} / ${R[$n:rss_file]} MiB |"
   out "| change visible in /metrics, plain: median / max ($CHANGES changes, no churn) | ${R[$n:lat_median]} / ${R[$n:lat_max]} ms |"
@@ -413,6 +429,7 @@ report_one() {
   out "| CPU under churn ($CHURN changes/s asked, ${R[$n:churn_rate]}/s made) | ${R[$n:cpu_churn]} % of a core |"
   [[ $MODAL == off ]] ||
     out "| Modal calls per minute (both CPU windows; modal_exporter_modal_calls_total) | ${R[$n:modal_calls]} |"
+    out "| telemetry scrapes per minute (both CPU windows) | ${R[$n:telemetry_rpm]} |"
   out ""
   out "Scrapes under the churn ($CHURN changes/s): $ROUNDS round(s) of wrk ${DURATION} s each, exporter and nginx" \
     "alternating; scrapes/s over all rounds, p50/p99 the median of the rounds':"
@@ -482,6 +499,7 @@ report_all() {
   across "CPU, no change (% of a core)" "%s" cpu_idle
   across "CPU, churn $CHURN/s (% of a core)" "%s" cpu_churn
   [[ $MODAL == off ]] || across "Modal calls per minute" "%s" modal_calls
+  [[ $MODAL == off ]] || across "telemetry scrapes per minute" "%s" telemetry_rpm
   local conns enc
   for conns in 1 8; do
     for enc in plain gzip; do

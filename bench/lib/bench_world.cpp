@@ -29,14 +29,21 @@ std::string modal_id_of(const Job& j) {
   return uid.substr(uid.size() - 10);
 }
 
+int gpu_count(const Job& j) {
+  if (!j.gpu->spec) return 0;
+  const std::string spec = j.gpu->spec;
+  const auto colon = spec.find(':');
+  return colon == std::string::npos ? 1 : std::stoi(spec.substr(colon + 1));
+}
+
 json to_object(const Job& j) {
   const std::string uid = uid_of(j);
   const std::string short_id = uid.substr(uid.size() - 10);
   json annotations = {
-      {"modal-operator.io/telemetry-url", "http://127.0.0.1:9/telemetry/" + uid},
       {"kubectl.kubernetes.io/last-applied-configuration",
        R"({"apiVersion":"modal-operator.io/v1alpha1","kind":"ModalJob","metadata":{"name":")" +
            j.name + R"("}})"}};
+  if (!j.telemetry_url.empty()) annotations["modal-operator.io/telemetry-url"] = j.telemetry_url;
   json conditions = json::array({{{"type", "Submitted"},
                                   {"status", "True"},
                                   {"lastTransitionTime", iso_utc(j.created_at) + "Z"},

@@ -50,7 +50,11 @@ struct Job {
   std::time_t created_at = 0;
   std::time_t started_at = 0;   // unset (0) while Pending
   std::time_t finished_at = 0;  // set once Succeeded or Failed
+  std::string telemetry_url;    // its modal-operator.io/telemetry-url; none when empty
 };
+
+// The GPUs a job asks for: spec.gpu's count ("H100:8"), 1 without one, 0 for no GPU.
+int gpu_count(const Job& j);
 
 std::string uid_of(const Job& j);
 // The Modal ids of a job, as its status names them: "ap-" / "fu-" / "ta-" and this.
