@@ -1,5 +1,6 @@
 #include "telemetry_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -28,7 +29,7 @@ struct Endpoint {
   std::string gpu_type;
   int gpus = 0;
   std::time_t started_at = 0;
-  double utilization = 0.5;  // 0-1, steady per job
+  double utilization = 0.5;  // 0-1, the job's level
   double rx_bytes_per_s = 0;
   double tx_bytes_per_s = 0;
 };
@@ -68,11 +69,15 @@ std::string page(const std::string& uid, const Endpoint& e, double now) {
                   g, uid.c_str(), g, g, e.gpu_type.c_str());
     return std::string(labels);
   };
+  // Utilization wanders a few points around the job's level, a new value every 10 s, as a
+  // busy GPU's does: the exporter sees a change at most scrapes.
+  const auto step = static_cast<long>(now / 10);
   out += "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n";
   out += "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n";
   for (int g = 0; g < e.gpus; ++g) {
-    out += "DCGM_FI_DEV_GPU_UTIL" + gpu_labels(g) + " " +
-           std::to_string(static_cast<int>(std::lround(e.utilization * 100))) + "\n";
+    const long wander = (step + g) % 7 - 3;
+    const long percent = std::clamp(std::lround(e.utilization * 100) + wander, 0L, 100L);
+    out += "DCGM_FI_DEV_GPU_UTIL" + gpu_labels(g) + " " + std::to_string(percent) + "\n";
   }
   for (const auto& gauge : kDcgmGauges) {
     out += std::string("# HELP ") + gauge.name + " " + gauge.help + "\n";

@@ -156,7 +156,10 @@ std::vector<FamilyDesc> Derivation::family_descs() {
 
 bool Derivation::update(Model& model, std::size_t max_jobs) {
   for (const auto& uid : model.take_dirty_jobs(max_jobs)) render_job(model, uid);
-  for (const auto& uid : model.take_dirty_costs()) render_job(model, uid, /*time_only=*/true);
+  for (const auto& uid : model.take_dirty_costs()) render_job(model, uid, RenderCause::time_passed);
+  for (const auto& uid : model.take_dirty_telemetry()) {
+    render_job(model, uid, RenderCause::telemetry_scraped);
+  }
   for (const auto& uid : model.take_dirty_endpoints()) render_endpoint(model, uid);
   for (const auto& app_id : model.take_dirty_apps()) render_app(model, app_id);
   if (model.take_dirty_aggregates()) render_aggregates(model);
@@ -165,11 +168,12 @@ bool Derivation::update(Model& model, std::size_t max_jobs) {
   return model.has_dirty_jobs();
 }
 
-void Derivation::render_job(const Model& model, const std::string& uid, bool time_only) {
+void Derivation::render_job(const Model& model, const std::string& uid, RenderCause cause) {
+  const bool whole = cause == RenderCause::job_changed;
   auto it = model.jobs().find(uid);
   if (it == model.jobs().end() || !it->second.renders_per_job) {
     // A deleted or shadowed job is also a dirty job, whose full render removes it.
-    if (!time_only) set_.remove_object(uid);
+    if (whole) set_.remove_object(uid);
     return;
   }
   const JobState& state = it->second;
@@ -177,7 +181,7 @@ void Derivation::render_job(const Model& model, const std::string& uid, bool tim
   const JobView view{model, state, counted, effective_start(state.object, counted)};
   const auto& families = job_families();
   for (std::size_t i = 0; i < families.size(); ++i) {
-    if (time_only && !families[i].moves_with_time) continue;
+    if (!whole && families[i].also_on != cause) continue;
     JobSamples samples(scratch_, families[i].desc.name, state.object);
     families[i].write(view, samples);
     hand_over(job_family_ids_[i], uid, scratch_);

@@ -12,6 +12,7 @@
 #include "exposition/snapshot_builder.h"
 #include "metrics/app_cost.h"
 #include "metrics/environment_families.h"
+#include "metrics/job_families.h"
 #include "model/model.h"
 
 namespace mx {
@@ -32,7 +33,8 @@ class Derivation {
 
  private:
   // Every family of the job, or only those that move with time (a cost refresh).
-  void render_job(const Model& model, const std::string& uid, bool time_only = false);
+  void render_job(const Model& model, const std::string& uid,
+                  RenderCause cause = RenderCause::job_changed);
   void render_endpoint(const Model& model, const std::string& uid);
   void render_aggregates(const Model& model);
   void render_app(const Model& model, const std::string& app_id);

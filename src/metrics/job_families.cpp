@@ -106,17 +106,19 @@ const std::vector<JobFamily>& job_families() {
         "GPU utilization ratio (0-1), mean over the job's GPUs, from the job's telemetry "
         "endpoint.",
         T::gauge},
-       gpu_utilization},
+       gpu_utilization,
+       RenderCause::telemetry_scraped},
       {{"modal_network_bandwidth_mbps",
         "Network bandwidth of the job in megabits per second, from its telemetry byte counters.",
         T::gauge},
-       network_bandwidth},
+       network_bandwidth,
+       RenderCause::telemetry_scraped},
       {{"modal_cost_estimate_usd", kCostHelp, T::gauge}, cost_rate_and_today},
       // The time-driven part: refreshed once a minute for every running job, so it has chunks
       // of its own, and a refresh re-compresses a third of the family's text.
       {{"modal_cost_estimate_usd", kCostHelp, T::gauge, /*continues=*/true},
        cost_total,
-       /*moves_with_time=*/true},
+       RenderCause::time_passed},
       {{"modal_job_info", "Information about each known job (always 1).", T::gauge}, info},
       {{"modal_job_status_phase", "The job's current phase (1 for the current one).", T::gauge},
        status_phase},

@@ -41,12 +41,19 @@ class JobSamples {
   const JobObject& job_;
 };
 
+// Why a job's series are re-rendered. A change of the job re-renders every family; the other
+// causes re-render only the families that name them, alone.
+enum class RenderCause {
+  job_changed,
+  time_passed,        // the running total cost (Model::take_dirty_costs)
+  telemetry_scraped,  // the values read from the job's endpoint (Model::take_dirty_telemetry)
+};
+
 struct JobFamily {
   FamilyDesc desc;
   void (*write)(const JobView& job, JobSamples& out);
-  // The samples change as time passes (the running total cost): re-rendered by the model's
-  // periodic refresh (Model::take_dirty_costs), alone, without the job's other families.
-  bool moves_with_time = false;
+  // What else re-renders this family, without the job's other families.
+  RenderCause also_on = RenderCause::job_changed;
 };
 
 const std::vector<JobFamily>& job_families();

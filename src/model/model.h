@@ -170,6 +170,11 @@ class Model : public KubernetesSink,
   bool has_dirty_jobs() const { return !dirty_jobs_.empty(); }
   // Running jobs whose time-driven series (their total cost) are due for a refresh (tick()).
   std::vector<std::string> take_dirty_costs() { return std::exchange(dirty_costs_, {}); }
+  // Jobs whose telemetry changed (job_telemetry, forget_job_telemetry): only their telemetry
+  // series need re-rendering, not the whole job.
+  std::unordered_set<std::string> take_dirty_telemetry() {
+    return std::exchange(dirty_telemetry_, {});
+  }
   std::set<std::string> take_dirty_endpoints();
   bool take_dirty_aggregates();
   bool take_dirty_app_costs() { return std::exchange(app_costs_dirty_, false); }
@@ -232,6 +237,7 @@ class Model : public KubernetesSink,
 
   std::unordered_set<std::string> dirty_jobs_;  // no order needed: each is rendered alone
   std::vector<std::string> dirty_costs_;
+  std::unordered_set<std::string> dirty_telemetry_;
   std::set<std::string> dirty_endpoints_;
   std::set<std::string> dirty_apps_;
   bool dirty_aggregates_ = true;

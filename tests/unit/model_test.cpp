@@ -292,6 +292,58 @@ TEST_F(ModelTest, ATicksCostRefreshesTouchFewChunks) {
   EXPECT_LE(most_changed, cost_chunks / 4) << "of " << cost_chunks << " cost chunks";
 }
 
+// A telemetry scrape re-renders the job's telemetry series only, and only when a value changed:
+// the snapshot's other chunks stay the previous one's.
+TEST_F(ModelTest, ATelemetryScrapeReRendersOnlyTheTelemetrySeries) {
+  constexpr std::size_t kJobs = 2000;
+  add_running_jobs(kJobs);
+  for (std::size_t i = 0; i < kJobs; i += 10) {
+    model_.job_telemetry({"r" + std::to_string(i), 0.5, 10.0, 2.0});
+  }
+  derivation_.update(model_);
+  auto before = set_.publish(1);
+
+  // The same values again: nothing to render.
+  for (std::size_t i = 0; i < kJobs; i += 10) {
+    model_.job_telemetry({"r" + std::to_string(i), 0.5, 10.0, 2.0});
+  }
+  EXPECT_TRUE(model_.take_dirty_telemetry().empty());
+  EXPECT_FALSE(model_.has_dirty_jobs());
+
+  // New values for every endpoint: only chunks with telemetry lines are new.
+  for (std::size_t i = 0; i < kJobs; i += 10) {
+    model_.job_telemetry({"r" + std::to_string(i), 0.75, 11.0, 2.5});
+  }
+  EXPECT_FALSE(model_.has_dirty_jobs());
+  derivation_.update(model_);
+  auto after = set_.publish(1);
+  std::set<const std::string*> kept;
+  for (const auto& piece : before->plain(ExpositionFormat::text)) kept.insert(piece.get());
+  std::size_t changed = 0;
+  for (const auto& piece : after->plain(ExpositionFormat::text)) {
+    if (kept.count(piece.get())) continue;
+    ++changed;
+    for (std::string_view line : {"modal_job_info{", "modal_cost_estimate_usd{",
+                                  "modal_job_status_phase{", "modal_job_replicas{"}) {
+      EXPECT_EQ(piece->find(line), std::string::npos) << line << " re-rendered";
+    }
+  }
+  EXPECT_GT(changed, 0u);
+  const std::string text = after->body(ExpositionFormat::text);
+  EXPECT_NE(text.find(R"(modal_gpu_utilization{namespace="ml",job_name="job-r10",)"),
+            std::string::npos);
+  EXPECT_NE(text.find("} 0.75\n"), std::string::npos);
+
+  // An endpoint that stopped answering: its series go, with the job's others untouched.
+  model_.forget_job_telemetry("r10");
+  EXPECT_FALSE(model_.has_dirty_jobs());
+  derivation_.update(model_);
+  const std::string gone = set_.publish(1)->body(ExpositionFormat::text);
+  EXPECT_EQ(gone.find(R"(modal_gpu_utilization{namespace="ml",job_name="job-r10",)"),
+            std::string::npos);
+  EXPECT_NE(gone.find(R"(modal_job_info{namespace="ml",job_name="job-r10",)"), std::string::npos);
+}
+
 TEST_F(ModelTest, EndpointsAndDuplicateNames) {
   model_.upsert_endpoint({"e", "ml", "api", "ap-1", 2});
   auto first = job("u1", "Running");
