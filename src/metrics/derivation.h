@@ -32,7 +32,8 @@ class Derivation {
   static std::vector<FamilyDesc> family_descs();
 
  private:
-  // Every family of the job, or only those that move with time (a cost refresh).
+  // Every family of the job (it changed), or only the families `cause` re-renders alone (a cost
+  // refresh, a telemetry scrape).
   void render_job(const Model& model, const std::string& uid,
                   RenderCause cause = RenderCause::job_changed);
   void render_endpoint(const Model& model, const std::string& uid);

@@ -114,8 +114,8 @@ const std::vector<JobFamily>& job_families() {
        network_bandwidth,
        RenderCause::telemetry_scraped},
       {{"modal_cost_estimate_usd", kCostHelp, T::gauge}, cost_rate_and_today},
-      // The time-driven part: refreshed once a minute for every running job, so it has chunks
-      // of its own, and a refresh re-compresses a third of the family's text.
+      // The time-driven part, refreshed once a minute for every running job: a continuation with
+      // chunks of its own, so that a refresh re-compresses the totals' chunks only.
       {{"modal_cost_estimate_usd", kCostHelp, T::gauge, /*continues=*/true},
        cost_total,
        RenderCause::time_passed},
