@@ -451,8 +451,8 @@ std::vector<TelemetryTarget> Model::telemetry_targets() const {
 }
 
 // A scrape of a job's endpoint re-renders the job's telemetry series only, and only when a value
-// changed: at 10k jobs with an endpoint for one in ten, a whole-job re-render per scrape
-// re-compressed nearly every chunk of the snapshot every 10 s.
+// changed: at 10k jobs with an endpoint for one in ten, a whole-job re-render per scrape would
+// re-compress nearly every chunk of the snapshot every 10 s.
 void Model::job_telemetry(JobTelemetry t) {
   JobState* state = store_.find(t.uid);
   if (!state) return;
@@ -528,7 +528,7 @@ ModelSizes Model::sizes() const {
 
 // The hash's low bits, reversed: consecutive slots (one tick's) differ in their high bits, so
 // they fall in few chunks of a family with fewer buckets than slots too (the low bits pick the
-// bucket). In order, a tick's ~5 slots were ~5 different chunks of any family of 8 or more.
+// bucket). Unreversed, a tick's ~5 slots would be ~5 different chunks of any family of 8 or more.
 std::size_t Model::refresh_slot(std::size_t hash) {
   std::size_t slot = 0;
   for (std::size_t bit = 1; bit < kRefreshSlots; bit <<= 1) {
