@@ -43,6 +43,7 @@
 
 #include "bench_driver.h"
 #include "bench_world.h"
+#include "common/open_files.h"
 #include "fake_kube_api.h"
 #include "metrics_client.h"
 #include "telemetry_server.h"
@@ -150,8 +151,7 @@ class Jobs {
     j.started_at = j.created_at + static_cast<std::time_t>(pick(120));
     if (telemetry_ && !probe && j.id % static_cast<std::uint64_t>(telemetry_every_) == 0) {
       const std::string uid = uid_of(j);
-      j.telemetry_url = telemetry_->url_for(uid);
-      telemetry_->add(uid, j.gpu->type, gpu_count(j), j.started_at);
+      j.telemetry_url = telemetry_->add(uid, j.gpu->type, gpu_count(j), j.started_at);
     }
     return j;
   }
@@ -311,7 +311,11 @@ int main(int argc, char** argv) {
   if (with_modal) modal.emplace();
 
   std::optional<TelemetryServer> telemetry;
-  if (telemetry_every > 0) telemetry.emplace();
+  if (telemetry_every > 0) {
+    // A listener and a connection per endpoint: 10,000 descriptors at 50k jobs.
+    mx::open_file_limit();
+    telemetry.emplace();
+  }
 
   mx::testing::FakeKubeApi kube;
   const auto load_start = Clock::now();

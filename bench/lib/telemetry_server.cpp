@@ -4,8 +4,10 @@
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -106,10 +108,12 @@ std::string page(const std::string& uid, const Endpoint& e, double now) {
 
 struct TelemetryServer::Impl {
   asio::io_context io{1};
-  tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  // Keeps the io_context running while no job has a listener yet.
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   std::thread thread;
   mutable std::mutex mu;
   std::unordered_map<std::string, Endpoint> endpoints;
+  std::unordered_map<std::string, std::shared_ptr<tcp::acceptor>> listeners;  // io thread only
   std::atomic<std::uint64_t> requests{0};
 
   http::response<http::string_body> answer(const http::request<http::string_body>& req) {
@@ -149,11 +153,11 @@ struct TelemetryServer::Impl {
     }
   }
 
-  asio::awaitable<void> accept() {
+  asio::awaitable<void> accept(std::shared_ptr<tcp::acceptor> acceptor) {
     for (;;) {
       boost::system::error_code ec;
       tcp::socket socket =
-          co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+          co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
       asio::co_spawn(io, session(std::move(socket)), asio::detached);
     }
@@ -161,7 +165,6 @@ struct TelemetryServer::Impl {
 };
 
 TelemetryServer::TelemetryServer() : impl_(std::make_unique<Impl>()) {
-  asio::co_spawn(impl_->io, impl_->accept(), asio::detached);
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }
 
@@ -170,13 +173,20 @@ TelemetryServer::~TelemetryServer() {
   impl_->thread.join();
 }
 
-std::string TelemetryServer::url_for(const std::string& uid) const {
-  return "http://127.0.0.1:" + std::to_string(impl_->acceptor.local_endpoint().port()) +
-         "/telemetry/" + uid;
-}
-
-void TelemetryServer::add(const std::string& uid, const std::string& gpu_type, int gpus,
-                          std::time_t started_at) {
+std::string TelemetryServer::add(const std::string& uid, const std::string& gpu_type, int gpus,
+                                 std::time_t started_at) {
+  // Opened here for its port; accepting runs on the server's thread.
+  auto acceptor = std::make_shared<tcp::acceptor>(
+      impl_->io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto port = acceptor->local_endpoint().port();
+  asio::post(impl_->io, [impl = impl_.get(), uid, acceptor] {
+    if (auto old = impl->listeners.find(uid); old != impl->listeners.end()) {
+      boost::system::error_code ignored;
+      old->second->close(ignored);
+    }
+    impl->listeners[uid] = acceptor;
+    asio::co_spawn(impl->io, impl->accept(acceptor), asio::detached);
+  });
   // Steady, job-specific values: the exporter's answers change only through the counters.
   const std::size_t h = std::hash<std::string>{}(uid);
   Endpoint e;
@@ -186,13 +196,26 @@ void TelemetryServer::add(const std::string& uid, const std::string& gpu_type, i
   e.utilization = static_cast<double>(h % 101) / 100.0;
   e.rx_bytes_per_s = 1e5 * static_cast<double>(1 + (h >> 8) % 500);
   e.tx_bytes_per_s = 1e5 * static_cast<double>(1 + (h >> 16) % 200);
-  std::lock_guard lock(impl_->mu);
-  impl_->endpoints[uid] = std::move(e);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->endpoints[uid] = std::move(e);
+  }
+  return "http://127.0.0.1:" + std::to_string(port) + "/telemetry/" + uid;
 }
 
 void TelemetryServer::remove(const std::string& uid) {
-  std::lock_guard lock(impl_->mu);
-  impl_->endpoints.erase(uid);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->endpoints.erase(uid);
+  }
+  // The job's pod is gone: nothing listens at its address any more.
+  asio::post(impl_->io, [impl = impl_.get(), uid] {
+    if (auto it = impl->listeners.find(uid); it != impl->listeners.end()) {
+      boost::system::error_code ignored;
+      it->second->close(ignored);
+      impl->listeners.erase(it);
+    }
+  });
 }
 
 std::uint64_t TelemetryServer::requests() const {

@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "common/open_files.h"
 #include "http/server_state.h"
 #include "http/session.h"
 
@@ -20,17 +21,13 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr rlim_t kFdReserve = 128;  // for the sources' connections, files and gRPC
+constexpr rlim_t kFdReserve = 128;  // for the sources' connections in flight, files and gRPC
 
 std::size_t connection_cap(int configured) {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return static_cast<std::size_t>(configured);
-  if (rl.rlim_cur < rl.rlim_max) {  // as Go programs do: the soft limit up to the hard one
-    rlimit raised = rl;
-    raised.rlim_cur = rl.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
-  }
-  const rlim_t usable = rl.rlim_cur > 2 * kFdReserve ? rl.rlim_cur - kFdReserve : rl.rlim_cur / 2;
+  const std::size_t open_files = open_file_limit();
+  // The scrape clients' idle connections have their own share (common/open_files.h).
+  const auto limit = static_cast<rlim_t>(open_files - idle_connection_budget(open_files));
+  const rlim_t usable = limit > 2 * kFdReserve ? limit - kFdReserve : limit / 2;
   return static_cast<std::size_t>(
       std::max<rlim_t>(1, std::min<rlim_t>(usable, static_cast<rlim_t>(configured))));
 }

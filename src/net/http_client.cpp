@@ -80,17 +80,76 @@ std::shared_ptr<asio::ssl::context> HttpClient::tls_context(std::string& error) 
 }
 
 std::shared_ptr<Exchange> HttpClient::exchange() {
-  std::erase_if(exchanges_, [](const auto& weak) { return weak.expired(); });
+  // Idle connections keep their entries alive: clean up when the list has doubled, not on
+  // every request.
+  if (exchanges_.size() >= 2 * exchanges_compacted_ + 64) {
+    std::erase_if(exchanges_, [](const auto& weak) { return weak.expired(); });
+    exchanges_compacted_ = exchanges_.size();
+  }
   auto ex = std::make_shared<Exchange>(shared_from_this());
   exchanges_.push_back(ex);
   return ex;
 }
 
 void HttpClient::cancel_all() {
+  auto idle = std::move(idle_);
+  idle_.clear();
+  idle_count_ = 0;
+  for (auto& [key, connections] : idle) {
+    for (auto& ex : connections) ex->cancel();
+  }
   auto exchanges = std::move(exchanges_);
   exchanges_.clear();
+  exchanges_compacted_ = 0;
   for (auto& weak : exchanges) {
     if (auto ex = weak.lock()) ex->cancel();
+  }
+}
+
+std::shared_ptr<Exchange> HttpClient::exchange_for(const std::string& key) {
+  if (const auto it = idle_.find(key); it != idle_.end()) {
+    auto ex = std::move(it->second.back());  // the most recently used
+    it->second.pop_back();
+    if (it->second.empty()) idle_.erase(it);
+    --idle_count_;
+    if (Exchange::Clock::now() - ex->idle_since() < kIdleTimeout) return ex;
+    ex->cancel();
+  }
+  return exchange();
+}
+
+void HttpClient::keep_idle(const std::string& key, std::shared_ptr<Exchange> ex) {
+  const auto now = Exchange::Clock::now();
+  close_expired_idle(now);
+  auto& connections = idle_[key];
+  if (connections.size() >= kMaxIdlePerHost) {
+    connections.front()->cancel();
+    connections.erase(connections.begin());
+    --idle_count_;
+  }
+  if (idle_count_ >= options_.max_idle_connections) {
+    if (connections.empty()) idle_.erase(key);
+    ex->cancel();
+    return;
+  }
+  ex->idle(now);
+  connections.push_back(std::move(ex));
+  ++idle_count_;
+}
+
+void HttpClient::close_expired_idle(Exchange::Clock::time_point now) {
+  // A sweep every third of the idle timeout: connections to hosts no longer scraped go.
+  if (now < next_idle_check_) return;
+  next_idle_check_ = now + kIdleTimeout / 3;
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& connections = it->second;
+    const auto expired = std::erase_if(connections, [now](const auto& ex) {
+      if (now - ex->idle_since() < kIdleTimeout) return false;
+      ex->cancel();
+      return true;
+    });
+    idle_count_ -= expired;
+    it = connections.empty() ? idle_.erase(it) : std::next(it);
   }
 }
 
@@ -115,8 +174,12 @@ asio::awaitable<Error> fetch_into(Exchange& ex, Request request, const FetchRequ
   co_return e;
 }
 
-asio::awaitable<void> run_fetch(std::shared_ptr<Exchange> ex, Request request, FetchRequest options,
-                                std::function<void(FetchResult)> done) {
+}  // namespace
+
+asio::awaitable<void> HttpClient::run_fetch(std::shared_ptr<HttpClient> self,
+                                            std::shared_ptr<Exchange> ex, std::string key,
+                                            Request request, FetchRequest options,
+                                            std::function<void(FetchResult)> done) {
   FetchResult result;
   Error e;
   try {
@@ -125,15 +188,17 @@ asio::awaitable<void> run_fetch(std::shared_ptr<Exchange> ex, Request request, F
     // Whatever happens, the caller hears back exactly once.
     e = make_error(ErrorKind::connection, std::string("internal error: ") + failure.what());
   }
-  ex->cancel();
+  if (!e && self->options_.max_idle_connections > 0 && ex->reusable()) {
+    self->keep_idle(key, std::move(ex));
+  } else {
+    ex->cancel();
+  }
   if (e) {
     result.error = std::move(e);
     result.body.clear();
   }
   done(std::move(result));
 }
-
-}  // namespace
 
 void HttpClient::fetch(const FetchRequest& request, std::function<void(FetchResult)> done) {
   std::string why;
@@ -150,7 +215,11 @@ void HttpClient::fetch(const FetchRequest& request, std::function<void(FetchResu
   Request r;
   r.url = std::move(*url);
   r.accept = request.accept;
-  asio::co_spawn(executor_, run_fetch(exchange(), std::move(r), request, std::move(done)),
+  std::string key = (r.url.tls ? "https://" : "http://") + r.url.host_header;
+  auto ex = options_.max_idle_connections > 0 ? exchange_for(key) : exchange();
+  asio::co_spawn(executor_,
+                 run_fetch(shared_from_this(), std::move(ex), std::move(key), std::move(r), request,
+                           std::move(done)),
                  asio::detached);
 }
 
@@ -160,8 +229,40 @@ Exchange::Exchange(std::shared_ptr<HttpClient> client)
     : client_(std::move(client)),
       resolver_(client_->executor_),
       resolve_deadline_(client_->executor_) {
-  parser_.header_limit(kHeaderLimit);
-  parser_.body_limit(boost::none);  // read_body() and the callers of read_some() bound it
+  reset_parser();
+}
+
+void Exchange::reset_parser() {
+  parser_.emplace();
+  parser_->header_limit(kHeaderLimit);
+  parser_->body_limit(boost::none);  // read_body() and the callers of read_some() bound it
+}
+
+void Exchange::drop_connection() {
+  boost::system::error_code ignored;
+  if (tls_ || plain_) tcp().socket().close(ignored);
+  tls_.reset();
+  plain_.reset();
+  tls_context_.reset();
+  buffer_.clear();
+  done_ = false;
+}
+
+bool Exchange::reusable() const {
+  if (cancelled_ || !done_ || !parser_ || !parser_->keep_alive() || buffer_.size() != 0) {
+    return false;
+  }
+  if (tls_) return beast::get_lowest_layer(*tls_).socket().is_open();
+  return plain_ && plain_->socket().is_open();
+}
+
+void Exchange::idle(Clock::time_point now) {
+  idle_since_ = now;
+  tcp().expires_never();
+  chunk_.reset();
+  parser_.reset();
+  buffer_.clear();
+  buffer_.shrink_to_fit();
 }
 
 beast::tcp_stream& Exchange::tcp() {
@@ -199,26 +300,49 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
   const HttpUrl& url = request.url;
   authority_ = url.host_header;
   boost::system::error_code ec;
-
-  // Resolution has no timeout of its own: a timer cancels it at the deadline.
-  resolve_deadline_.expires_at(deadline);
-  resolve_deadline_.async_wait([weak = weak_from_this()](boost::system::error_code wait_ec) {
-    auto self = weak.lock();
-    if (wait_ec || !self) return;
-    self->resolve_timed_out_ = true;
-    self->resolver_.cancel();
-  });
   std::string proxy_error;
   const std::optional<ProxyUrl> proxy = client_->proxy_for(url, proxy_error);
   if (!proxy_error.empty()) co_return make_error(ErrorKind::connection, proxy_error);
-  const std::string& connect_host = proxy ? proxy->host : url.host;
-  auto endpoints = co_await resolver_.async_resolve(connect_host, proxy ? proxy->port : url.port,
-                                                    redirect_error(use_awaitable, ec));
-  resolve_deadline_.cancel();
-  if (resolve_timed_out_ && !cancelled_) {
-    co_return make_error(ErrorKind::timeout, "resolve " + connect_host + " timed out");
+
+  if (tls_ || plain_) {
+    // A kept connection: its server may have closed it while it was idle.
+    reset_parser();
+    done_ = false;
+    tcp().expires_at(deadline);
+    bool nothing_back = false;
+    Error e = co_await send(request, proxy, nothing_back);
+    if (!e || !nothing_back || cancelled_ || e.kind == ErrorKind::timeout) co_return e;
+    drop_connection();
+    reset_parser();
   }
-  if (ec || cancelled_) co_return map_error(ec, "resolve " + connect_host);
+
+  const std::string& connect_host = proxy ? proxy->host : url.host;
+  const std::string& connect_port = proxy ? proxy->port : url.port;
+  asio::ip::tcp::resolver::results_type endpoints;
+  const auto address = asio::ip::make_address(connect_host, ec);
+  if (!ec) {
+    // The port was checked when the URL was parsed (1-65535).
+    const auto port = static_cast<unsigned short>(std::stoul(connect_port));
+    endpoints = asio::ip::tcp::resolver::results_type::create(
+        asio::ip::tcp::endpoint(address, port), connect_host, connect_port);
+  } else {
+    // Resolution has no timeout of its own: a timer cancels it at the deadline.
+    resolve_deadline_.expires_at(deadline);
+    resolve_deadline_.async_wait([weak = weak_from_this()](boost::system::error_code wait_ec) {
+      auto self = weak.lock();
+      if (wait_ec || !self) return;
+      self->resolve_timed_out_ = true;
+      self->resolver_.cancel();
+    });
+    ec = {};
+    endpoints = co_await resolver_.async_resolve(connect_host, connect_port,
+                                                 redirect_error(use_awaitable, ec));
+    resolve_deadline_.cancel();
+    if (resolve_timed_out_ && !cancelled_) {
+      co_return make_error(ErrorKind::timeout, "resolve " + connect_host + " timed out");
+    }
+    if (ec || cancelled_) co_return map_error(ec, "resolve " + connect_host);
+  }
 
   const TlsOptions& tls_options = client_->options_.tls;
   if (url.tls) {
@@ -248,7 +372,14 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
                                    redirect_error(use_awaitable, ec));
     if (ec || cancelled_) co_return map_error(ec, "TLS handshake with " + authority_);
   }
+  bool nothing_back = false;
+  co_return co_await send(request, proxy, nothing_back);
+}
 
+asio::awaitable<Error> Exchange::send(const Request& request, const std::optional<ProxyUrl>& proxy,
+                                      bool& nothing_back) {
+  const HttpUrl& url = request.url;
+  boost::system::error_code ec;
   // Through a proxy, a plain http:// request names its whole URL (absolute form).
   const bool forward = proxy && !tls_;
   http::request<http::empty_body> req{
@@ -259,10 +390,11 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
   }
   req.set(http::field::user_agent, user_agent());
   req.set(http::field::accept, request.accept);
-  req.set(http::field::connection, "close");
+  if (client_->options_.max_idle_connections == 0) req.set(http::field::connection, "close");
   if (!request.bearer_token.empty()) {
     req.set(http::field::authorization, "Bearer " + request.bearer_token);
   }
+  nothing_back = true;
   if (tls_) {
     co_await http::async_write(*tls_, req, redirect_error(use_awaitable, ec));
   } else {
@@ -271,17 +403,18 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
   if (ec || cancelled_) co_return map_error(ec, "send request");
 
   if (tls_) {
-    co_await http::async_read_header(*tls_, buffer_, parser_, redirect_error(use_awaitable, ec));
+    co_await http::async_read_header(*tls_, buffer_, *parser_, redirect_error(use_awaitable, ec));
   } else {
-    co_await http::async_read_header(*plain_, buffer_, parser_, redirect_error(use_awaitable, ec));
+    co_await http::async_read_header(*plain_, buffer_, *parser_, redirect_error(use_awaitable, ec));
   }
+  nothing_back = buffer_.size() == 0 && !parser_->got_some();
   if (ec || cancelled_) co_return map_error(ec, "read response header");
 
-  const auto& header = parser_.get();
+  const auto& header = parser_->get();
   status_ = static_cast<int>(header.result_int());
   content_type_ = std::string(header[http::field::content_type]);
   retry_after_ = parse_retry_after(header[http::field::retry_after]);
-  done_ = parser_.is_done();
+  done_ = parser_->is_done();
   co_return Error{};
 }
 
@@ -324,28 +457,29 @@ asio::awaitable<Error> Exchange::read_some(std::string& out, Clock::time_point d
   if (cancelled_ || (!tls_ && !plain_)) {
     co_return map_error(asio::error::operation_aborted, "read");
   }
+  if (!parser_) co_return map_error(asio::error::operation_aborted, "read");
   if (!chunk_) chunk_ = std::make_unique<std::array<char, 64 * 1024>>();
-  parser_.get().body().data = chunk_->data();
-  parser_.get().body().size = chunk_->size();
+  parser_->get().body().data = chunk_->data();
+  parser_->get().body().size = chunk_->size();
   boost::system::error_code ec;
   tcp().expires_at(deadline);
   if (tls_) {
-    co_await http::async_read_some(*tls_, buffer_, parser_, redirect_error(use_awaitable, ec));
+    co_await http::async_read_some(*tls_, buffer_, *parser_, redirect_error(use_awaitable, ec));
   } else {
-    co_await http::async_read_some(*plain_, buffer_, parser_, redirect_error(use_awaitable, ec));
+    co_await http::async_read_some(*plain_, buffer_, *parser_, redirect_error(use_awaitable, ec));
   }
   if (ec == http::error::need_buffer) ec = {};
-  if (ec == asio::ssl::error::stream_truncated && parser_.is_header_done()) {
+  if (ec == asio::ssl::error::stream_truncated && parser_->is_header_done()) {
     // A TLS peer that closes without close_notify ends a body delimited by EOF this way.
     boost::system::error_code eof_ec;
-    parser_.put_eof(eof_ec);
-    if (!eof_ec && parser_.is_done()) ec = {};
+    parser_->put_eof(eof_ec);
+    if (!eof_ec && parser_->is_done()) ec = {};
   }
   if (cancelled_) co_return map_error(asio::error::operation_aborted, "read");
-  const std::size_t n = chunk_->size() - parser_.get().body().size;
+  const std::size_t n = chunk_->size() - parser_->get().body().size;
   out.append(chunk_->data(), n);
   if (ec) co_return map_error(ec, "read response body");
-  done_ = parser_.is_done();
+  done_ = parser_->is_done();
   co_return Error{};
 }
 
@@ -355,7 +489,7 @@ asio::awaitable<Error> Exchange::read_body(std::string& out, std::size_t max_byt
     return make_error(ErrorKind::too_large,
                       "response body larger than " + std::to_string(max_bytes) + " bytes");
   };
-  if (const auto length = parser_.content_length(); length && *length > max_bytes) {
+  if (const auto length = parser_->content_length(); length && *length > max_bytes) {
     co_return too_large();
   }
   while (!done_) {

@@ -215,6 +215,94 @@ TEST_F(HttpFetchTest, CancelAllCompletesInFlightFetches) {
   server_.stop();
 }
 
+std::shared_ptr<HttpClient> keeping_client(boost::asio::io_context& io, std::size_t max_idle) {
+  ClientOptions options;
+  options.max_idle_connections = max_idle;
+  return HttpClient::create(io.get_executor(), options);
+}
+
+TEST_F(HttpFetchTest, AKeptConnectionCarriesTheNextRequests) {
+  server_.set_keep_alive(true);
+  auto client = keeping_client(io_, 8);
+  for (int i = 0; i < 3; ++i) {
+    auto r = fetch(*client, server_.url("/ok"));
+    ASSERT_TRUE(r->ok()) << r->error.message;
+    EXPECT_EQ(r->body, "up 1\n");
+  }
+  EXPECT_EQ(server_.connections_accepted(), 1);
+  EXPECT_EQ(client->idle_connections(), 1u);
+  client->cancel_all();
+  EXPECT_EQ(client->idle_connections(), 0u);
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_EQ(server_.connections_accepted(), 2);
+}
+
+TEST_F(HttpFetchTest, AKeptConnectionTheServerClosedIsReplaced) {
+  server_.set_keep_alive(true);
+  auto client = keeping_client(io_, 8);
+  ASSERT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  server_.close_connections();
+  io_.poll();
+  // The request goes out on the closed connection, no answer comes, and a new connection
+  // carries it: the caller sees a success.
+  auto r = fetch(*client, server_.url("/ok"));
+  ASSERT_TRUE(r->ok()) << r->error.message;
+  EXPECT_EQ(r->body, "up 1\n");
+  EXPECT_EQ(server_.connections_accepted(), 2);
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_EQ(server_.connections_accepted(), 2);
+}
+
+TEST_F(HttpFetchTest, NoConnectionIsKeptAfterAnErrorOrWhenTheServerCloses) {
+  auto client = keeping_client(io_, 8);
+  // The server answers "Connection: close".
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_EQ(server_.connections_accepted(), 2);
+  EXPECT_EQ(client->idle_connections(), 0u);
+  // A 404's body is not read: its connection is closed.
+  server_.set_keep_alive(true);
+  EXPECT_EQ(fetch(*client, server_.url("/404"))->status, 404);
+  EXPECT_EQ(client->idle_connections(), 0u);
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_EQ(server_.connections_accepted(), 4);
+  EXPECT_EQ(client->idle_connections(), 1u);
+}
+
+TEST_F(HttpFetchTest, WithoutIdleConnectionsEachRequestAsksToClose) {
+  server_.set_keep_alive(true);
+  auto client = HttpClient::create(io_.get_executor());
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_EQ(server_.connections_accepted(), 2);
+  EXPECT_EQ(client->idle_connections(), 0u);
+}
+
+TEST_F(HttpFetchTest, IdleConnectionsStayWithinTheLimit) {
+  server_.set_keep_alive(true);
+  TestHttpServer other(io_, [](const std::string&) {
+    return ServedResponse{200, "text/plain", "b 1\n"};
+  });
+  other.set_keep_alive(true);
+  auto client = keeping_client(io_, 1);
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_TRUE(fetch(*client, other.url("/"))->ok());
+  EXPECT_EQ(client->idle_connections(), 1u);
+  // The first host's connection was kept; the second's was closed when the pool was full.
+  EXPECT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  EXPECT_TRUE(fetch(*client, other.url("/"))->ok());
+  EXPECT_EQ(server_.connections_accepted(), 1);
+  EXPECT_EQ(other.connections_accepted(), 2);
+}
+
+TEST_F(HttpFetchTest, AnIpv6LiteralIsConnectedToWithoutResolving) {
+  auto client = HttpClient::create(io_.get_executor());
+  const std::string port = std::to_string(mx::testing::closed_port());
+  auto r = fetch(*client, "http://[::1]:" + port + "/");
+  EXPECT_EQ(r->error.kind, ErrorKind::connection);
+  EXPECT_THAT(r->error.message, HasSubstr("connect to [::1]:" + port));
+}
+
 class HttpsFetchTest : public ::testing::Test {
  protected:
   HttpsFetchTest()
@@ -247,6 +335,20 @@ TEST_F(HttpsFetchTest, TrustedCertificate) {
   const auto r = fetch(fetcher, server_.url("/metrics"));
   EXPECT_TRUE(r.ok()) << r.error.message;
   EXPECT_EQ(r.body, "up 1\n");
+}
+
+TEST_F(HttpsFetchTest, AKeptTlsConnectionCarriesTheNextRequests) {
+  server_.set_keep_alive(true);
+  ClientOptions options({}, mx::testing::make_client_tls_trusting(cert_));
+  options.max_idle_connections = 4;
+  auto client = HttpClient::create(io_.get_executor(), options);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(fetch(*client, server_.url("/metrics")).ok());
+  EXPECT_EQ(server_.connections_accepted(), 1);
+  server_.close_connections();
+  io_.poll();
+  const auto r = fetch(*client, server_.url("/metrics"));
+  EXPECT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(server_.connections_accepted(), 2);
 }
 
 TEST_F(HttpsFetchTest, UnknownCertificateIsRefusedWithSystemCas) {

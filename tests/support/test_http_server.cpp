@@ -26,6 +26,8 @@ namespace {
 struct Load {
   int in_flight = 0;  // requests read but not yet answered
   int max_in_flight = 0;
+  int accepted = 0;
+  bool keep_alive = false;
 };
 
 class ConnectionBase {
@@ -84,7 +86,7 @@ class Connection final : public ConnectionBase,
     response_.result(r.status);
     response_.version(11);
     response_.set(http::field::content_type, r.content_type);
-    response_.set(http::field::connection, "close");
+    response_.keep_alive(load_->keep_alive && request_.keep_alive());
     response_.body() = r.body;
     response_.prepare_payload();
     auto self = this->shared_from_this();
@@ -100,9 +102,14 @@ class Connection final : public ConnectionBase,
 
   void write() {
     auto self = this->shared_from_this();
-    http::async_write(*stream_, response_, [self](beast::error_code, std::size_t) {
+    http::async_write(*stream_, response_, [self](beast::error_code ec, std::size_t) {
       self->done();
-      beast::error_code ec;
+      if (!ec && self->response_.keep_alive()) {
+        self->request_ = {};
+        self->response_ = {};
+        self->read();
+        return;
+      }
       beast::get_lowest_layer(*self->stream_).socket().shutdown(tcp::socket::shutdown_send, ec);
     });
   }
@@ -133,6 +140,7 @@ struct TestHttpServer::Impl : std::enable_shared_from_this<Impl> {
   void accept() {
     acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
       if (ec || !self->acceptor.is_open()) return;
+      ++self->load->accepted;
       std::shared_ptr<ConnectionBase> base;
       if (self->tls) {
         auto c = std::make_shared<Connection<true>>(std::move(socket), self->tls.get(),
@@ -178,6 +186,20 @@ std::string TestHttpServer::url(std::string_view path) const {
 
 int TestHttpServer::max_in_flight() const {
   return impl_->load->max_in_flight;
+}
+
+void TestHttpServer::set_keep_alive(bool keep_alive) {
+  impl_->load->keep_alive = keep_alive;
+}
+
+int TestHttpServer::connections_accepted() const {
+  return impl_->load->accepted;
+}
+
+void TestHttpServer::close_connections() {
+  for (auto& weak : impl_->connections) {
+    if (auto c = weak.lock()) c->close();
+  }
 }
 
 void TestHttpServer::stop() {

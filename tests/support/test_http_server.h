@@ -36,6 +36,12 @@ class TestHttpServer {
   std::string url(std::string_view path) const;
   // The most requests this server held unanswered at once.
   int max_in_flight() const;
+  // With keep-alive, a connection stays open for the next request when the client asks for it
+  // (HTTP/1.1's default); without (the default), every answer says "Connection: close".
+  void set_keep_alive(bool keep_alive);
+  int connections_accepted() const;
+  // Closes the open connections (as a server does with idle ones), and keeps listening.
+  void close_connections();
   // Stops accepting and drops delayed answers, so the io_context can run dry.
   void stop();
 

@@ -33,6 +33,7 @@ class TelemetryServer {
   }
   void stop() { server_.stop(); }
   int max_in_flight() const { return server_.max_in_flight(); }
+  TestHttpServer& http() { return server_; }
   bool flaky_down = true;
 
  private:
@@ -154,6 +155,27 @@ TEST_F(TelemetrySourceTest, DerivesUtilizationAndBandwidth) {
   ASSERT_TRUE(run_until(io_, [&] { return sink_.succeeded["telemetry"] >= rounds + 2; }));
   EXPECT_EQ(server_.hits("/dcgm"), hits);
   EXPECT_EQ(sink_.forgotten.size(), 1u);
+  source.stop();
+}
+
+TEST_F(TelemetrySourceTest, AnEndpointKeepsItsConnectionAcrossRounds) {
+  server_.http().set_keep_alive(true);
+  sink_.targets = {{"job-a", server_.url("/dcgm")}, {"job-b", server_.url("/ratio")}};
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
+  source.start();
+  ASSERT_TRUE(run_until(io_, [&] { return sink_.succeeded["telemetry"] >= 4; }));
+  // Both URLs name one host and port: one kept connection carries every scrape of both (the
+  // two scrapes of a round may each open one while the other is in flight).
+  EXPECT_GE(server_.hits("/dcgm"), 4);
+  EXPECT_LE(server_.http().connections_accepted(), 2);
+
+  // The server closes its idle connections: the next round connects again and succeeds.
+  server_.http().close_connections();
+  const int rounds = sink_.succeeded["telemetry"];
+  ASSERT_TRUE(run_until(io_, [&] { return sink_.succeeded["telemetry"] >= rounds + 2; }));
+  EXPECT_EQ(sink_.failed["telemetry"], 0);
+  EXPECT_TRUE(sink_.errors.empty());
+  EXPECT_LE(server_.http().connections_accepted(), 4);
   source.stop();
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/open_files.h"
 #include "net/http_client.h"
 #include "sources/telemetry/exposition_parser.h"
 #include "sources/telemetry/scrape_health.h"
@@ -30,6 +31,15 @@ double monotonic_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// A connection kept per endpoint, as Prometheus keeps one per target: each scrape of a pod's
+// endpoint every few seconds would otherwise pay a connect. Bounded by the open-file limit's
+// share for idle connections.
+net::ClientOptions client_options(std::shared_ptr<boost::asio::ssl::context> tls) {
+  net::ClientOptions options({}, std::move(tls));
+  options.max_idle_connections = idle_connection_budget(open_file_limit());
+  return options;
+}
+
 }  // namespace
 
 class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
@@ -42,7 +52,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
         backoff_(backoff),
         sink_(sink),
         source_health_(health),
-        http_(net::HttpClient::create(io.get_executor(), {{}, std::move(tls)})),
+        http_(net::HttpClient::create(io.get_executor(), client_options(std::move(tls)))),
         timer_(io) {
     // A zero interval would spin the io_context; config validation should prevent it anyway.
     config_.interval = std::max(config_.interval, Duration(10));

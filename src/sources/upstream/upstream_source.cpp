@@ -36,6 +36,17 @@ std::vector<UpstreamSample> upstream_samples_from(const std::vector<ExpositionSa
   return out;
 }
 
+namespace {
+
+// One URL: one kept connection, as Prometheus keeps to a target.
+net::ClientOptions client_options(std::shared_ptr<boost::asio::ssl::context> tls) {
+  net::ClientOptions options({}, std::move(tls));
+  options.max_idle_connections = 1;
+  return options;
+}
+
+}  // namespace
+
 class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
  public:
   using Clock = std::chrono::steady_clock;
@@ -46,7 +57,7 @@ class UpstreamSource::Impl : public std::enable_shared_from_this<Impl> {
         sink_(sink),
         source_health_(health),
         health_(backoff),
-        http_(net::HttpClient::create(io.get_executor(), {{}, std::move(tls)})),
+        http_(net::HttpClient::create(io.get_executor(), client_options(std::move(tls)))),
         timer_(io) {
     config_.interval = std::max(config_.interval, Duration(10));
   }
