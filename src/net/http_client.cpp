@@ -1,6 +1,7 @@
 #include "net/http_client.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -320,9 +321,10 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
   const std::string& connect_port = proxy ? proxy->port : url.port;
   asio::ip::tcp::resolver::results_type endpoints;
   const auto address = asio::ip::make_address(connect_host, ec);
-  if (!ec) {
-    // The port was checked when the URL was parsed (1-65535).
-    const auto port = static_cast<unsigned short>(std::stoul(connect_port));
+  unsigned short port = 0;
+  const auto [port_end, port_ec] =
+      std::from_chars(connect_port.data(), connect_port.data() + connect_port.size(), port);
+  if (!ec && port_ec == std::errc() && port_end == connect_port.data() + connect_port.size()) {
     endpoints = asio::ip::tcp::resolver::results_type::create(
         asio::ip::tcp::endpoint(address, port), connect_host, connect_port);
   } else {
