@@ -290,12 +290,23 @@ run_one() {
   R[$n:sync_polls]=$(kv polls "$ANSWER")
   say "N=$n: synced in ${R[$n:sync_wall]} s, ${R[$n:sync_cpu]} s CPU"
 
-  # --- the body nginx will serve, taken once the exporter has settled (with Modal on, after
-  # the telemetry source's second round, 10 s after its first: the body has the GPU series)
+  # --- the body nginx will serve, taken once the exporter has settled (with Modal on, once the
+  # telemetry source's second round has given the jobs their network bandwidth, which takes two
+  # scrapes of an endpoint 10 s apart: the body has every telemetry series)
   if [[ -n $QUICK ]]; then
     sleep 0.5
   elif [[ $MODAL == on ]]; then
-    sleep 12
+    local waited=0
+    # grep -q stops reading at the first match; pipefail would then see curl's broken pipe.
+    until set +o pipefail; curl -s "http://$EXPORTER_ADDR/metrics" |
+      grep -q '^modal_network_bandwidth_mbps{'; do
+      set -o pipefail
+      exporter_alive
+      ((waited++ < 60)) || die "N=$n: no telemetry series in /metrics 60 s after sync"
+      sleep 1
+    done
+    set -o pipefail
+    sleep 3  # the rest of that round
   else
     sleep 2
   fi
