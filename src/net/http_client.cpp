@@ -113,7 +113,10 @@ std::shared_ptr<Exchange> HttpClient::exchange_for(const std::string& key) {
     it->second.pop_back();
     if (it->second.empty()) idle_.erase(it);
     --idle_count_;
-    if (Exchange::Clock::now() - ex->idle_since() < kIdleTimeout) return ex;
+    if (Exchange::Clock::now() - ex->idle_since() < kIdleTimeout) {
+      ex->resume(shared_from_this());
+      return ex;
+    }
     ex->cancel();
   }
   return exchange();
@@ -259,6 +262,7 @@ bool Exchange::reusable() const {
 
 void Exchange::idle(Clock::time_point now) {
   idle_since_ = now;
+  client_.reset();
   tcp().expires_never();
   chunk_.reset();
   parser_.reset();

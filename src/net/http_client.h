@@ -180,8 +180,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // Whether the connection can carry another request: the last answer was read whole, neither
   // side asked to close it, and it was not cancelled.
   bool reusable() const;
-  // Gives back what an idle connection does not need (the body chunk, the parser, buffers).
+  // Gives back what an idle connection does not need (the body chunk, the parser, buffers) and
+  // its client: the client's pool holds it, and a reference back would keep both alive forever.
   void idle(Clock::time_point now);
+  // Out of the pool, for the next request of `client`.
+  void resume(std::shared_ptr<HttpClient> client) { client_ = std::move(client); }
   Clock::time_point idle_since() const { return idle_since_; }
 
  private:

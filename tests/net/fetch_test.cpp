@@ -237,6 +237,17 @@ TEST_F(HttpFetchTest, AKeptConnectionCarriesTheNextRequests) {
   EXPECT_EQ(server_.connections_accepted(), 2);
 }
 
+TEST_F(HttpFetchTest, DroppingAClientFreesItAndItsIdleConnections) {
+  server_.set_keep_alive(true);
+  auto client = keeping_client(io_, 8);
+  ASSERT_TRUE(fetch(*client, server_.url("/ok"))->ok());
+  ASSERT_EQ(client->idle_connections(), 1u);
+  // An idle connection holds no reference to its client: nothing keeps the two alive.
+  const std::weak_ptr<HttpClient> weak = client;
+  client.reset();
+  EXPECT_TRUE(weak.expired());
+}
+
 TEST_F(HttpFetchTest, AKeptConnectionTheServerClosedIsReplaced) {
   server_.set_keep_alive(true);
   auto client = keeping_client(io_, 8);
