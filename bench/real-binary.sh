@@ -296,17 +296,17 @@ run_one() {
   if [[ -n $QUICK ]]; then
     sleep 0.5
   elif [[ $MODAL == on ]]; then
-    local waited=0
-    # grep -q stops reading at the first match; pipefail would then see curl's broken pipe.
-    until set +o pipefail; curl -s "http://$EXPORTER_ADDR/metrics" |
-      grep -q '^modal_network_bandwidth_mbps{'; do
-      set -o pipefail
+    # Polled until the number of bandwidth series is above zero and stays put for a second:
+    # the second round is over.
+    local waited=0 count=0 previous=-1
+    while :; do
+      count=$(curl -s "http://$EXPORTER_ADDR/metrics" | grep -c '^modal_network_bandwidth_mbps{' || true)
+      ((count > 0 && count == previous)) && break
+      previous=$count
       exporter_alive
       ((waited++ < 60)) || die "N=$n: no telemetry series in /metrics 60 s after sync"
       sleep 1
     done
-    set -o pipefail
-    sleep 3  # the rest of that round
   else
     sleep 2
   fi

@@ -250,6 +250,7 @@ void Exchange::drop_connection() {
   tls_context_.reset();
   buffer_.clear();
   done_ = false;
+  reset_parser();
 }
 
 bool Exchange::reusable() const {
@@ -318,7 +319,6 @@ asio::awaitable<Error> Exchange::open(Request request, Clock::time_point deadlin
     Error e = co_await send(request, proxy, nothing_back);
     if (!e || !nothing_back || cancelled_ || e.kind == ErrorKind::timeout) co_return e;
     drop_connection();
-    reset_parser();
   }
 
   const std::string& connect_host = proxy ? proxy->host : url.host;
@@ -460,10 +460,9 @@ asio::awaitable<Error> Exchange::open_tunnel(const ProxyUrl& proxy, const HttpUr
 
 asio::awaitable<Error> Exchange::read_some(std::string& out, Clock::time_point deadline) {
   if (done_) co_return Error{};
-  if (cancelled_ || (!tls_ && !plain_)) {
+  if (cancelled_ || (!tls_ && !plain_) || !parser_) {  // no parser: an idle connection
     co_return map_error(asio::error::operation_aborted, "read");
   }
-  if (!parser_) co_return map_error(asio::error::operation_aborted, "read");
   if (!chunk_) chunk_ = std::make_unique<std::array<char, 64 * 1024>>();
   parser_->get().body().data = chunk_->data();
   parser_->get().body().size = chunk_->size();

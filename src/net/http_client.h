@@ -177,6 +177,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // Closes the connection: pending and later operations end with ErrorKind::cancelled.
   void cancel();
 
+ private:
+  friend class HttpClient;  // its pool of idle connections uses the four below
   // Whether the connection can carry another request: the last answer was read whole, neither
   // side asked to close it, and it was not cancelled.
   bool reusable() const;
@@ -187,7 +189,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void resume(std::shared_ptr<HttpClient> client) { client_ = std::move(client); }
   Clock::time_point idle_since() const { return idle_since_; }
 
- private:
   // Writes the request on the open connection and reads the response header. `nothing_back`
   // says whether the failure came before any byte of an answer (a closed idle connection).
   asio::awaitable<Error> send(const Request& request, const std::optional<ProxyUrl>& proxy,
