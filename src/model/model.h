@@ -99,6 +99,7 @@ class Model : public KubernetesSink,
   void modal_first_rounds_ended() override;
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override;
+  bool telemetry_targets_settling() const override { return job_ids_settling(); }
   void job_telemetry(JobTelemetry telemetry) override;
   void forget_job_telemetry(const std::string& uid) override;
   // --- UpstreamSink

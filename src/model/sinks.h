@@ -101,6 +101,9 @@ class TelemetrySink : public virtual SourceSink {
  public:
   // Running jobs that carry modal-operator.io/telemetry-url.
   virtual std::vector<TelemetryTarget> telemetry_targets() const = 0;
+  // True while the targets above are partial (the Kubernetes source's first LIST is still
+  // coming in): the first round waits for the rest instead of leaving them an interval later.
+  virtual bool telemetry_targets_settling() const { return false; }
   virtual void job_telemetry(JobTelemetry telemetry) = 0;
   // The job stopped being a target (ended, deleted, URL removed): its series go away.
   virtual void forget_job_telemetry(const std::string& uid) = 0;

@@ -24,6 +24,10 @@ using asio::use_awaitable;
 namespace {
 
 constexpr std::size_t kHeaderLimit = 64 * 1024;
+// What one read may take from the connection. Beast reads as much as the buffer has room for,
+// and an empty buffer grows by 512 bytes: a 5 KB telemetry page took ten reads, and a LIST
+// page hundreds of TLS record reads. Reserved per request, given back when the connection idles.
+constexpr std::size_t kReadBufferBytes = 16 * 1024;
 
 std::optional<Duration> parse_retry_after(std::string_view value) {
   if (value.empty() || value.size() >= 10) return std::nullopt;
@@ -408,6 +412,7 @@ asio::awaitable<Error> Exchange::send(const Request& request, const std::optiona
   }
   if (ec || cancelled_) co_return map_error(ec, "send request");
 
+  buffer_.reserve(kReadBufferBytes);
   if (tls_) {
     co_await http::async_read_header(*tls_, buffer_, *parser_, redirect_error(use_awaitable, ec));
   } else {
@@ -463,7 +468,8 @@ asio::awaitable<Error> Exchange::read_some(std::string& out, Clock::time_point d
   if (cancelled_ || (!tls_ && !plain_) || !parser_) {  // no parser: an idle connection
     co_return map_error(asio::error::operation_aborted, "read");
   }
-  if (!chunk_) chunk_ = std::make_unique<std::array<char, 64 * 1024>>();
+  // Not zeroed: each read overwrites what it hands over (64 KiB of memset per scrape otherwise).
+  if (!chunk_) chunk_ = std::make_unique_for_overwrite<std::array<char, 64 * 1024>>();
   parser_->get().body().data = chunk_->data();
   parser_->get().body().size = chunk_->size();
   boost::system::error_code ec;

@@ -31,6 +31,7 @@ class RecordingSink : public TelemetrySink, public UpstreamSink, public SourceHe
 
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override { return targets; }
+  bool telemetry_targets_settling() const override { return targets_settling; }
   void job_telemetry(JobTelemetry telemetry) override {
     telemetry_by_uid[telemetry.uid].push_back(telemetry);
   }
@@ -51,6 +52,7 @@ class RecordingSink : public TelemetrySink, public UpstreamSink, public SourceHe
   }
 
   std::vector<TelemetryTarget> targets;
+  bool targets_settling = false;
   std::map<std::pair<std::string, std::string>, int> errors;
   std::map<std::string, int> succeeded;
   std::map<std::string, int> failed;

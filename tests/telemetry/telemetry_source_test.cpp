@@ -242,6 +242,36 @@ TEST_F(TelemetrySourceTest, NoTargetsIsASuccessfulRound) {
   EXPECT_GE(sink_.last_poll_seconds, 0.0);
 }
 
+// While the first LIST is coming in, the first round waits for it, and starts as soon as it is
+// complete rather than an interval later (an hour here: only that start can scrape in time).
+TEST_F(TelemetrySourceTest, TheFirstRoundWaitsForTheTargetsToSettle) {
+  config_.interval = 1h;
+  sink_.targets = {{"job-a", server_.url("/dcgm")}};
+  sink_.targets_settling = true;
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
+  source.start();
+  io_.run_for(600ms);  // two looks at least, each of them still settling
+  EXPECT_EQ(server_.hits("/dcgm"), 0);
+  EXPECT_TRUE(sink_.succeeded.empty());
+
+  sink_.targets.push_back({"job-b", server_.url("/ratio")});
+  sink_.targets_settling = false;
+  ASSERT_TRUE(run_until(io_, [&] { return sink_.succeeded["telemetry"] >= 1; }));
+  EXPECT_EQ(server_.hits("/dcgm"), 1);
+  EXPECT_EQ(server_.hits("/ratio"), 1);
+  source.stop();
+}
+
+// A LIST that takes longer than an interval does not hold the scrapes back further.
+TEST_F(TelemetrySourceTest, SettlingHoldsTheFirstRoundForOneIntervalAtMost) {
+  sink_.targets = {{"job-a", server_.url("/dcgm")}};
+  sink_.targets_settling = true;
+  TelemetrySource source(io_, config_, backoff_, sink_, sink_);
+  source.start();
+  ASSERT_TRUE(run_until(io_, [&] { return sink_.reports("job-a") >= 2; }));
+  source.stop();
+}
+
 TEST_F(TelemetrySourceTest, DisabledDoesNothing) {
   config_.enabled = false;
   sink_.targets = {{"job-a", server_.url("/dcgm")}};

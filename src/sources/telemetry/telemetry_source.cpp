@@ -23,6 +23,12 @@ constexpr std::string_view kComponent = "telemetry";  // error component and sou
 // The scrape carries no credentials: a 401/403 means a wrong URL, http_4xx (docs/metrics.md).
 constexpr net::AuthPolicy kAuthPolicy = net::AuthPolicy::anonymous;
 
+// How often the first round looks again while the Kubernetes source's first LIST is coming in
+// (TelemetrySink::telemetry_targets_settling). Scraping the part listed so far would leave the
+// rest a whole interval later: each start left most jobs' GPU series out of /metrics for an
+// interval, and their bandwidth (two scrapes) for two.
+constexpr auto kSettlingCheck = std::chrono::milliseconds(250);
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -66,6 +72,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
     if (running_) return;
     running_ = true;
     ++generation_;
+    started_ = Clock::now();
     begin_round();
   }
 
@@ -85,6 +92,11 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   };
 
   void begin_round() {
+    // Bounded by one interval: a LIST that takes longer gets what the old schedule gave it.
+    if (sink_.telemetry_targets_settling() && Clock::now() < started_ + config_.interval) {
+      begin_round_at(Clock::now() + kSettlingCheck);
+      return;
+    }
     round_start_ = Clock::now();
     round_ok_ = true;
     update_targets(sink_.telemetry_targets());
@@ -228,7 +240,11 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
     } else {
       source_health_.source_failed(kComponent);
     }
-    timer_.expires_at(round_start_ + config_.interval);
+    begin_round_at(round_start_ + config_.interval);
+  }
+
+  void begin_round_at(Clock::time_point at) {
+    timer_.expires_at(at);
     timer_.async_wait(
         [weak = weak_from_this(), generation = generation_](boost::system::error_code ec) {
           auto self = weak.lock();
@@ -247,6 +263,7 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   std::uint64_t generation_ = 0;
 
   std::map<std::string, Target> targets_;  // by job UID
+  Clock::time_point started_{};
   Clock::time_point round_start_{};
   bool round_ok_ = true;
   std::vector<std::string> queue_;  // UIDs to scrape this round
