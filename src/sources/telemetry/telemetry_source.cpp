@@ -25,8 +25,8 @@ constexpr net::AuthPolicy kAuthPolicy = net::AuthPolicy::anonymous;
 
 // How often the first round looks again while the Kubernetes source's first LIST is coming in
 // (TelemetrySink::telemetry_targets_settling). Scraping the part listed so far would leave the
-// rest a whole interval later: each start left most jobs' GPU series out of /metrics for an
-// interval, and their bandwidth (two scrapes) for two.
+// rest a whole interval later: after each start most jobs' GPU series would be missing from
+// /metrics for an interval, and their bandwidth (a rate of two scrapes) for two.
 constexpr auto kSettlingCheck = std::chrono::milliseconds(250);
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -92,7 +92,8 @@ class TelemetrySource::Impl : public std::enable_shared_from_this<Impl> {
   };
 
   void begin_round() {
-    // Bounded by one interval: a LIST that takes longer gets what the old schedule gave it.
+    // Bounded by one interval: past it, the round takes what is listed so far, as any round
+    // would, and the rest come with the next one.
     if (sink_.telemetry_targets_settling() && Clock::now() < started_ + config_.interval) {
       begin_round_at(Clock::now() + kSettlingCheck);
       return;
