@@ -25,8 +25,9 @@ namespace {
 
 constexpr std::size_t kHeaderLimit = 64 * 1024;
 // What one read may take from the connection. Beast reads as much as the buffer has room for,
-// and an empty buffer grows by 512 bytes: a 5 KB telemetry page took ten reads, and a LIST
-// page hundreds of TLS record reads. Reserved per request, given back when the connection idles.
+// and an empty buffer grows by 512 bytes: a 5 KB telemetry page would take ten reads, and a
+// LIST page hundreds of TLS record reads. Reserved per request, given back when the connection
+// idles.
 constexpr std::size_t kReadBufferBytes = 16 * 1024;
 
 std::optional<Duration> parse_retry_after(std::string_view value) {

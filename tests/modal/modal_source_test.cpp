@@ -1114,9 +1114,7 @@ TEST_F(ModalSourceTest, AFailedSummaryFailsTheRoundLikeAnyCall) {
     auto it = sink_.environment_costs.find("en-main");
     return it != sink_.environment_costs.end() && it->second.has_value();
   }));
-  // Both failed calls are counted; each failed round marks the source failed and is logged.
-  // (Once, under ThreadSanitizer, the two failures were seen in one failed round: the count of
-  // rounds is not asserted.)
+  // Both failed calls are counted; each failed round marks the source failed and logs once.
   EXPECT_EQ(sink_.error("grpc_internal"), 2);
   EXPECT_GE(sink_.failures, 1);
   EXPECT_GE(log_lines_containing("method=EnvironmentBillingSummary"), 1);

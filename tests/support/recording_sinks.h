@@ -31,7 +31,10 @@ class RecordingSink : public TelemetrySink, public UpstreamSink, public SourceHe
 
   // --- TelemetrySink
   std::vector<TelemetryTarget> telemetry_targets() const override { return targets; }
-  bool telemetry_targets_settling() const override { return targets_settling; }
+  bool telemetry_targets_settling() const override {
+    ++settling_checks;
+    return targets_settling;
+  }
   void job_telemetry(JobTelemetry telemetry) override {
     telemetry_by_uid[telemetry.uid].push_back(telemetry);
   }
@@ -53,6 +56,7 @@ class RecordingSink : public TelemetrySink, public UpstreamSink, public SourceHe
 
   std::vector<TelemetryTarget> targets;
   bool targets_settling = false;
+  mutable int settling_checks = 0;
   std::map<std::pair<std::string, std::string>, int> errors;
   std::map<std::string, int> succeeded;
   std::map<std::string, int> failed;

@@ -250,7 +250,7 @@ TEST_F(TelemetrySourceTest, TheFirstRoundWaitsForTheTargetsToSettle) {
   sink_.targets_settling = true;
   TelemetrySource source(io_, config_, backoff_, sink_, sink_);
   source.start();
-  io_.run_for(600ms);  // two looks at least, each of them still settling
+  ASSERT_TRUE(run_until(io_, [&] { return sink_.settling_checks >= 3; }));
   EXPECT_EQ(server_.hits("/dcgm"), 0);
   EXPECT_TRUE(sink_.succeeded.empty());
 
