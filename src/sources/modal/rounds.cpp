@@ -90,10 +90,16 @@ Rounds::Poller& Rounds::poller(Kind kind) {
   return *pollers_.front();
 }
 
+// Re-arming the timer cancels a pending wait, but not one that has already expired and sits in
+// the io_context's queue (an early round asked for just as the interval ended). That wait would
+// start a second round over the state of the first while its calls are out: the first call back
+// would end the round, a tasks round would keep the budget's tasks from a partial list, and the
+// other call's failure would be counted but never reported. Only the latest wait starts a round.
 void Rounds::schedule(Poller& p, Duration delay) {
+  const auto wait = ++p.waits;
   p.timer.expires_after(delay);
-  p.timer.async_wait([this, life = rpc_.lifetime(), &p](const boost::system::error_code& ec) {
-    if (life->stopped || ec) return;
+  p.timer.async_wait([this, life = rpc_.lifetime(), &p, wait](const boost::system::error_code& ec) {
+    if (life->stopped || ec || wait != p.waits) return;
     run_round(p);
   });
 }

@@ -66,6 +66,8 @@ class Rounds {
     const char* name;
     Duration interval;
     boost::asio::steady_timer timer;
+    // Counts schedule() calls: only the latest wait may start a round (Rounds::schedule).
+    std::uint64_t waits = 0;
     Backoff backoff;
     bool running = false;
     bool last_failed = false;
