@@ -29,6 +29,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const auto result = mx::parse_exposition(body, options);
   MX_FUZZ_CHECK(result.errors.size() <= options.max_errors);
+  if (options.keep) {
+    // The filter decides what is copied out, never what is an error.
+    mx::ExpositionParseOptions unfiltered = options;
+    unfiltered.keep = nullptr;
+    const auto all = mx::parse_exposition(body, unfiltered);
+    MX_FUZZ_CHECK(all.error_count == result.error_count);
+    MX_FUZZ_CHECK(all.sample_lines == result.sample_lines);
+    MX_FUZZ_CHECK(all.errors.size() == result.errors.size());
+    for (std::size_t i = 0; i < all.errors.size(); ++i) {
+      MX_FUZZ_CHECK(all.errors[i].line == result.errors[i].line &&
+                    all.errors[i].reason == result.errors[i].reason);
+    }
+    std::size_t k = 0;
+    for (const auto& s : all.samples) {
+      if (!options.keep(s.name)) continue;
+      MX_FUZZ_CHECK(k < result.samples.size());
+      const auto& kept = result.samples[k++];
+      MX_FUZZ_CHECK(kept.name == s.name && kept.labels == s.labels &&
+                    same_value(kept.value, s.value) && kept.timestamp_ms == s.timestamp_ms);
+    }
+    MX_FUZZ_CHECK(k == result.samples.size());
+  }
   MX_FUZZ_CHECK(result.error_count >= result.errors.size());
   MX_FUZZ_CHECK(result.samples.size() <= result.sample_lines);
   for (const auto& e : result.errors) MX_FUZZ_CHECK(e.line >= 1 && !e.reason.empty());

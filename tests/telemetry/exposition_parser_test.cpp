@@ -261,6 +261,51 @@ TEST(ExpositionParser, KeepFilterSelectsSamplesButStillChecksTheRest) {
   EXPECT_EQ(r.sample_lines, 3u);
 }
 
+// Lines the filter leaves out are checked without being copied: the filter changes which
+// samples come out, never which lines are errors or why.
+TEST(ExpositionParser, KeepFilterChecksLeftOutLinesExactlyAsKeptOnes) {
+  const std::string body =
+      "# TYPE other gauge\n"
+      "other{gpu=\"0\",UUID=\"GPU-0123456789abcdef\",esc=\"a\\\"b\\\\c\\nd\"} 1\n"
+      "wanted{gpu=\"0\",UUID=\"GPU-0123456789abcdef\",esc=\"a\\\"b\"} 2\n"
+      "other{a=\"1\",a=\"2\"} 3\n"       // duplicate label name
+      "other{a=\"bad \\x escape\"} 4\n"  // invalid escape
+      "other{a=\"unterminated} 5\n"
+      "other{a=\"1\"} not-a-number\n"
+      "other{a=\"1\"} 6 12x\n"  // bad timestamp
+      "wanted{b=\"1\",c=\"2\",d=\"3\"} 7\n"
+      "wanted 8\n"
+      "other{a=\"1\"} 9\n";
+  ExpositionParseOptions all;
+  const auto unfiltered = parse_exposition(body, all);
+  ExpositionParseOptions filtered;
+  filtered.keep = [](std::string_view name) { return name == "wanted"; };
+  const auto r = parse_exposition(body, filtered);
+
+  EXPECT_EQ(r.error_count, 5u);
+  EXPECT_EQ(r.error_count, unfiltered.error_count);
+  EXPECT_EQ(r.sample_lines, unfiltered.sample_lines);
+  ASSERT_EQ(r.errors.size(), unfiltered.errors.size());
+  for (std::size_t i = 0; i < r.errors.size(); ++i) {
+    EXPECT_EQ(r.errors[i].line, unfiltered.errors[i].line);
+    EXPECT_EQ(r.errors[i].reason, unfiltered.errors[i].reason);
+  }
+  std::vector<ExpositionSample> wanted;
+  for (const auto& sample : unfiltered.samples) {
+    if (sample.name == "wanted") wanted.push_back(sample);
+  }
+  ASSERT_EQ(r.samples.size(), 3u);
+  ASSERT_EQ(wanted.size(), 3u);
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    EXPECT_EQ(r.samples[i].name, wanted[i].name);
+    EXPECT_EQ(r.samples[i].labels, wanted[i].labels);  // the reused labels leak nothing
+    EXPECT_EQ(r.samples[i].value, wanted[i].value);
+  }
+  ASSERT_EQ(r.samples[0].labels.size(), 3u);
+  EXPECT_EQ(r.samples[0].labels[2].value, "a\"b");
+  EXPECT_TRUE(r.samples[2].labels.empty());
+}
+
 TEST(ExpositionParser, ArbitraryBytesNeverCrash) {
   std::string body;
   unsigned x = 12345;

@@ -135,13 +135,23 @@ bool known_type(std::string_view type) {
 
 enum class LineKind { blank, comment, sample, eof };
 
+// What the lines of one body share: the sample the kept lines are parsed into, the label names
+// of the line being read, and the keep filter. Reused from line to line, so that the strings and
+// vectors keep their capacity: a telemetry page's lines all have the same labels.
+struct LineScratch {
+  ExpositionSample sample;
+  std::vector<std::string_view> label_names;
+  const std::function<bool(std::string_view)>* keep = nullptr;
+};
+
 class LineParser {
  public:
   LineParser(std::string_view line, ExpositionFormat format) : s_(line), format_(format) {}
 
-  // Parses one line. On a sample line fills `sample` (name, labels, value, timestamp).
-  // Returns the error reason, or an empty string when the line is fine.
-  std::string parse(ExpositionSample& sample, LineKind& kind) {
+  // Parses one line. On a sample line fills `scratch.sample`'s name; its labels, value and
+  // timestamp only when the keep filter takes the name (`kept`), since the other lines are only
+  // checked. Returns the error reason, or an empty string when the line is fine.
+  std::string parse(LineScratch& scratch, LineKind& kind, bool& kept) {
     skip_blanks();
     if (at_end()) {
       kind = LineKind::blank;
@@ -152,7 +162,7 @@ class LineParser {
       return parse_comment(kind);
     }
     kind = LineKind::sample;
-    return parse_sample(sample);
+    return parse_sample(scratch, kept);
   }
 
  private:
@@ -207,7 +217,8 @@ class LineParser {
     return {};
   }
 
-  std::string parse_sample(ExpositionSample& sample) {
+  std::string parse_sample(LineScratch& scratch, bool& kept) {
+    ExpositionSample& sample = scratch.sample;
     const std::size_t start = i_;
     if (!is_metric_start(s_[i_])) {
       return "invalid metric name: must start with a letter, '_' or ':', found " +
@@ -219,13 +230,15 @@ class LineParser {
       return "invalid metric name " + quote(s_.substr(start, i_ - start + 1)) + ": " +
              describe_char(s_[i_]) + " not allowed";
     }
-    sample.name.assign(name);
-    sample.labels.clear();
+    kept = !*scratch.keep || (*scratch.keep)(name);
+    if (kept) sample.name.assign(name);
+    std::size_t label_count = 0;
     skip_blanks();
     if (!at_end() && s_[i_] == '{') {
-      if (auto why = parse_labels(sample); !why.empty()) return why;
+      if (auto why = parse_labels(scratch, kept, label_count); !why.empty()) return why;
       skip_blanks();
     }
+    if (kept) sample.labels.resize(label_count);
     if (at_end()) return "missing value for " + quote(name);
     const std::string_view value_text = token();
     if (value_text[0] == '#') return "missing value for " + quote(name);
@@ -265,8 +278,13 @@ class LineParser {
     return {};
   }
 
-  std::string parse_labels(ExpositionSample& sample) {
+  // Checks the label set; when `store`, also writes it into the first `count` labels of the
+  // scratch sample, reusing the strings already there.
+  std::string parse_labels(LineScratch& scratch, bool store, std::size_t& count) {
     ++i_;  // '{'
+    auto& labels = scratch.sample.labels;
+    auto& names = scratch.label_names;
+    names.clear();
     bool need_separator = false;
     for (;;) {
       skip_blanks();
@@ -302,22 +320,30 @@ class LineParser {
         return "expected '\"' to open the value of label " + quote(label_name);
       }
       ++i_;
-      for (const auto& existing : sample.labels) {
-        if (existing.name == label_name) return "duplicate label name " + quote(label_name);
+      for (const auto existing : names) {
+        if (existing == label_name) return "duplicate label name " + quote(label_name);
       }
-      auto& label = sample.labels.emplace_back();
-      label.name.assign(label_name);
-      if (auto why = parse_label_value(label.value, label_name); !why.empty()) return why;
+      names.push_back(label_name);
+      std::string* value = nullptr;
+      if (store) {
+        if (count == labels.size()) labels.emplace_back();
+        auto& label = labels[count++];
+        label.name.assign(label_name);
+        label.value.clear();
+        value = &label.value;
+      }
+      if (auto why = parse_label_value(value, label_name); !why.empty()) return why;
       need_separator = true;
     }
   }
 
-  std::string parse_label_value(std::string& out, std::string_view label_name) {
+  // Unescapes the value into `out`, or only checks it when `out` is null.
+  std::string parse_label_value(std::string* out, std::string_view label_name) {
     for (;;) {
       // Copy runs without escapes in one go; most values have none.
       const std::size_t run_start = i_;
       while (i_ < s_.size() && s_[i_] != '"' && s_[i_] != '\\') ++i_;
-      out.append(s_.data() + run_start, i_ - run_start);
+      if (out) out->append(s_.data() + run_start, i_ - run_start);
       if (at_end()) return "unterminated value of label " + quote(label_name);
       if (s_[i_] == '"') {
         ++i_;
@@ -325,20 +351,22 @@ class LineParser {
       }
       ++i_;  // backslash
       if (at_end()) return "unterminated value of label " + quote(label_name);
+      char unescaped = 0;
       switch (s_[i_]) {
         case '\\':
-          out += '\\';
+          unescaped = '\\';
           break;
         case '"':
-          out += '"';
+          unescaped = '"';
           break;
         case 'n':
-          out += '\n';
+          unescaped = '\n';
           break;
         default:
           return "invalid escape sequence \\" + std::string(1, s_[i_]) + " in value of label " +
                  quote(label_name) + " (only \\\\, \\\" and \\n are allowed)";
       }
+      if (out) *out += unescaped;
       ++i_;
     }
   }
@@ -360,8 +388,8 @@ ExpositionParseResult parse_exposition(std::string_view body,
     }
   };
 
-  // Reused for every line so that its buffers keep their capacity across lines.
-  ExpositionSample scratch;
+  LineScratch scratch;
+  scratch.keep = &options.keep;
   std::size_t pos = 0;
   std::size_t line_no = 0;
   bool after_eof = false;
@@ -385,8 +413,9 @@ ExpositionParseResult parse_exposition(std::string_view body,
     }
 
     LineKind kind = LineKind::blank;
+    bool kept = false;
     LineParser parser(line, options.format);
-    std::string why = parser.parse(scratch, kind);
+    std::string why = parser.parse(scratch, kind, kept);
     if (!why.empty()) {
       add_error(line_no, std::move(why));
       continue;
@@ -395,7 +424,7 @@ ExpositionParseResult parse_exposition(std::string_view body,
       after_eof = true;
     } else if (kind == LineKind::sample) {
       ++result.sample_lines;
-      if (!options.keep || options.keep(scratch.name)) result.samples.push_back(scratch);
+      if (kept) result.samples.push_back(scratch.sample);
     }
   }
   return result;
