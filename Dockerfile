@@ -62,14 +62,14 @@ LABEL org.opencontainers.image.title="modal-exporter" \
       org.opencontainers.image.base.name="docker.io/library/debian:12-slim"
 
 # Only the shared libraries the binary links (the runtime packages of the -dev packages above;
-# gRPC, protobuf and Abseil are linked from their static archives, cmake/StaticArchives.cmake)
+# gRPC, protobuf, Abseil and yaml-cpp are linked from their static archives,
+# cmake/StaticArchives.cmake)
 # + CA roots for the TLS connections to the Kubernetes and Modal APIs.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates \
       libboost-system1.81.0 \
       libprometheus-cpp-core1.0 \
-      libyaml-cpp0.7 \
       libsimdjson14 \
       libssl3 \
       libcrypt1 \

@@ -29,6 +29,7 @@
 #include "fake_modal_server.h"
 #include "sources/modal/convert.h"
 #include "sources/modal/decimal.h"
+#include "support/test_http_server.h"
 
 namespace mx {
 namespace {
@@ -865,6 +866,41 @@ TEST_F(ModalSourceTest, StopRightAfterStartAndDestroyWithoutStart) {
 TEST_F(ModalSourceTest, UnsendableClientVersionIsAConfigError) {
   config_.client_version = "1.0\n";
   EXPECT_THROW(std::make_unique<ModalSource>(io_, config_, backoff_, sink_, sink_), ConfigError);
+}
+
+// Modal's endpoints speak TLS. The gRPC linked into the exporter (without its optional plugins,
+// src/sources/modal/rpc.cpp) completes TLS calls, and trusts the CA bundle SSL_CERT_FILE names,
+// as OpenSSL and the other sources do.
+TEST_F(ModalSourceTest, PollsOverTlsTrustingTheBundleSslCertFileNames) {
+  const auto cert = mx::testing::make_test_certificate();
+  FakeModalServer tls_fake(FakeModalServer::Tls{cert.cert_pem, cert.key_pem});
+  tls_fake.set_apps({make_app("ap-1", "job-a", 2)});
+  config_.server_url = tls_fake.address();
+  ASSERT_TRUE(config_.server_url.starts_with("https://"));
+  setenv("SSL_CERT_FILE", write("ca.pem", cert.cert_pem).c_str(), 1);
+  start();
+  const bool polled = run_until([&] { return sink_.successes >= 2; });
+  unsetenv("SSL_CERT_FILE");
+  ASSERT_TRUE(polled);
+  ASSERT_FALSE(sink_.apps.empty());
+  EXPECT_EQ(sink_.apps.back().at(0).app_id, "ap-1");
+  EXPECT_FALSE(tls_fake.calls_of("AppList").empty());
+  EXPECT_EQ(sink_.failures, 0);
+}
+
+// ... and refuses a server whose certificate no trusted authority signed.
+TEST_F(ModalSourceTest, AnUntrustedModalCertificateFailsEveryCall) {
+  const auto cert = mx::testing::make_test_certificate();
+  FakeModalServer tls_fake(FakeModalServer::Tls{cert.cert_pem, cert.key_pem});
+  tls_fake.set_apps({make_app("ap-1", "job-a", 2)});
+  config_.server_url = tls_fake.address();
+  config_.call_timeout = 2s;
+  unsetenv("SSL_CERT_FILE");
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.failures >= 2; }));
+  EXPECT_EQ(sink_.successes, 0);
+  EXPECT_TRUE(tls_fake.calls_of("AppList").empty());
+  EXPECT_TRUE(tls_fake.calls_of("AuthTokenGet").empty());
 }
 
 TEST_F(ModalSourceTest, UnreachableServerIsUnavailable) {

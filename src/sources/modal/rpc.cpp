@@ -1,5 +1,6 @@
 #include "sources/modal/rpc.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -10,17 +11,38 @@
 #include "common/log.h"
 #include "sources/modal/modal_util.h"
 
+#ifdef MX_GRPC_WITHOUT_XDS
+// gRPC core registers its optional plugins (xDS resolver and load-balancing policies, the RBAC
+// filter, Google default credentials with ALTS, the file-watcher certificate provider) through
+// this one function; gRPC's own builds without them define it empty
+// (grpc_plugin_registry_noextra.cc). Defined here, before libgrpc.a is searched, it keeps that
+// archive's member out of the link and with it ~2 MB of code the exporter never runs: it talks
+// to Modal's fixed endpoints with TLS or plaintext credentials and needs none of those plugins.
+// Only with the static archives (MODAL_EXPORTER_STATIC_GRPC): against the shared library it would
+// save nothing. The symbol is gRPC's C++ name for
+// grpc_core::RegisterExtraFilters(grpc_core::CoreConfiguration::Builder*), whose types live in
+// gRPC's internal headers, which Debian does not ship.
+extern "C" void mx_grpc_register_no_extra_plugins(void* builder) __asm__(
+    "_ZN9grpc_core20RegisterExtraFiltersEPNS_17CoreConfiguration7BuilderE");
+extern "C" void mx_grpc_register_no_extra_plugins(void*) {}
+#endif
+
 namespace mx::modal_client {
 namespace {
 
 constexpr std::string_view kComponent = "modal_api";
 
-// TLS trust: the system CA bundle when there is one (what curl and the other sources trust), else
-// gRPC's own default roots.
+// TLS trust: the CA bundle SSL_CERT_FILE names, as OpenSSL (and so the Kubernetes and telemetry
+// clients, and curl) reads it; else the system bundle when there is one; else gRPC's own default
+// roots.
 grpc::SslCredentialsOptions system_roots() {
   grpc::SslCredentialsOptions options;
-  for (const char* path :
-       {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"}) {
+  const char* named = std::getenv("SSL_CERT_FILE");
+  std::vector<const char*> paths;
+  if (named && *named) paths.push_back(named);
+  paths.insert(paths.end(),
+               {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"});
+  for (const char* path : paths) {
     std::ifstream in(path, std::ios::binary);
     if (!in) continue;
     std::ostringstream pem;

@@ -213,8 +213,19 @@ class FakeModalServer::Service final : public modal_pb::ModalClient::Service {
 };
 
 FakeModalServer::FakeModalServer() : service_(std::make_unique<Service>(*this)) {
+  listen(grpc::InsecureServerCredentials());
+}
+
+FakeModalServer::FakeModalServer(const Tls& tls)
+    : service_(std::make_unique<Service>(*this)), tls_(true) {
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({tls.key_pem, tls.cert_pem});
+  listen(grpc::SslServerCredentials(options));
+}
+
+void FakeModalServer::listen(std::shared_ptr<grpc::ServerCredentials> credentials) {
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort("127.0.0.1:0", std::move(credentials), &port_);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) throw std::runtime_error("FakeModalServer: cannot listen");
@@ -231,7 +242,7 @@ FakeModalServer::~FakeModalServer() {
 }
 
 std::string FakeModalServer::address() const {
-  return "http://127.0.0.1:" + std::to_string(port_);
+  return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_);
 }
 
 grpc::Status FakeModalServer::admit(grpc::ServerContext* ctx, const std::string& method,

@@ -1,5 +1,6 @@
-// A scriptable, in-process fake of Modal's control plane (modal.client.ModalClient over plaintext
-// gRPC on 127.0.0.1 with an ephemeral port). Test fixture, and the Modal half of tools/modal-sim.
+// A scriptable, in-process fake of Modal's control plane (modal.client.ModalClient over gRPC on
+// 127.0.0.1 with an ephemeral port; plaintext, or TLS with a certificate the test gives). Test
+// fixture, and the Modal half of tools/modal-sim.
 //
 // It answers AuthTokenGet, AppList, TaskList, TaskGetInfo, FunctionGetCurrentStats,
 // WorkspaceBillingReport (server streaming), WorkspaceBillingRates, EnvironmentList and
@@ -45,12 +46,19 @@ class FakeModalServer {
   static constexpr const char* kDefaultTokenId = "ak-fake-token-id";
   static constexpr const char* kDefaultTokenSecret = "as-fake-token-secret";
 
+  // A server certificate and its key (PEM) for TLS.
+  struct Tls {
+    std::string cert_pem;
+    std::string key_pem;
+  };
+
   FakeModalServer();  // listening when constructed; throws std::runtime_error when it cannot bind
+  explicit FakeModalServer(const Tls& tls);  // the same over TLS
   ~FakeModalServer();
   FakeModalServer(const FakeModalServer&) = delete;
   FakeModalServer& operator=(const FakeModalServer&) = delete;
 
-  std::string address() const;  // "http://127.0.0.1:<port>"
+  std::string address() const;  // "http://127.0.0.1:<port>" ("https://" over TLS)
   int port() const { return port_; }
 
   // --- auth ---------------------------------------------------------------------------------
@@ -125,6 +133,7 @@ class FakeModalServer {
 
  private:
   class Service;
+  void listen(std::shared_ptr<grpc::ServerCredentials> credentials);
   friend class Service;
 
   // Records the call, applies delay, injected faults and the auth checks. OK: go on answering.
@@ -177,6 +186,7 @@ class FakeModalServer {
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  bool tls_ = false;
 };
 
 }  // namespace mx::testing
