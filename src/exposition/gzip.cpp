@@ -1,14 +1,50 @@
 #include "exposition/gzip.h"
 
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 namespace mx {
 
 Deflater::Deflater(int level) : level_(level) {
-  // windowBits -15: raw deflate, no zlib/gzip wrapper (the gzip framing is written here).
-  if (deflateInit2(&zs_, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+  init(level);
+}
+
+void Deflater::init(int level) {
+  zs_ = z_stream{};
+  zs_.zalloc = &Deflater::allocate;
+  zs_.zfree = &Deflater::release;
+  zs_.opaque = this;
+  // Negative windowBits: raw deflate, no zlib/gzip wrapper (the gzip framing is written here).
+  // Stored blocks are the same whatever the window (zlib copies the input straight out when the
+  // output has room, as it has here: deflateBound), so level 0 takes the smallest (9 bits,
+  // memLevel 1).
+  const bool stored = level == 0;
+  if (deflateInit2(&zs_, level, Z_DEFLATED, stored ? -9 : -15, stored ? 1 : 8,
+                   Z_DEFAULT_STRATEGY) != Z_OK) {
     throw std::runtime_error("deflateInit2 failed");
   }
+}
+
+// Each block carries its size in front (one alignment unit), so release() knows what it frees.
+constexpr std::size_t kBlockHeader = alignof(std::max_align_t);
+
+voidpf Deflater::allocate(voidpf self, uInt items, uInt size) {
+  const std::size_t bytes = static_cast<std::size_t>(items) * size;
+  auto* start = static_cast<unsigned char*>(std::malloc(kBlockHeader + bytes));
+  if (!start) return Z_NULL;
+  std::memcpy(start, &bytes, sizeof bytes);
+  static_cast<Deflater*>(self)->state_bytes_ += bytes;
+  return start + kBlockHeader;
+}
+
+void Deflater::release(voidpf self, voidpf block) {
+  auto* start = static_cast<unsigned char*>(block) - kBlockHeader;
+  std::size_t bytes = 0;
+  std::memcpy(&bytes, start, sizeof bytes);
+  static_cast<Deflater*>(self)->state_bytes_ -= bytes;
+  std::free(start);
 }
 
 Deflater::~Deflater() {
@@ -16,6 +52,12 @@ Deflater::~Deflater() {
 }
 
 void Deflater::set_level(int level) {
+  if ((level == 0) != (level_ == 0)) {
+    deflateEnd(&zs_);
+    level_ = level;
+    init(level);
+    return;
+  }
   if (deflateReset(&zs_) != Z_OK || deflateParams(&zs_, level, Z_DEFAULT_STRATEGY) != Z_OK) {
     throw std::runtime_error("deflateParams failed");
   }

@@ -20,7 +20,10 @@ struct DeflatedPart {
 };
 
 // A reusable raw-deflate compressor: one z_stream (~270 KiB of zlib state) reset per piece
-// instead of allocated per piece. Not thread-safe; one per thread that compresses.
+// instead of allocated per piece. Level 0 only stores, which needs neither a 32 KiB window nor
+// hash chains: it gets zlib's smallest state (a few KiB), so a compressor kept for stored tails
+// costs neither the memory nor the 64 KiB cleared on every reset. Not thread-safe; one per
+// thread that compresses.
 class Deflater {
  public:
   explicit Deflater(int level);
@@ -32,11 +35,19 @@ class Deflater {
   // final=true ends the deflate stream. The result holds exactly its bytes (no slack).
   DeflatedPart compress(std::string_view data, bool final);
   int level() const { return level_; }
+  // From or to level 0 the state is made again in the size the new level needs.
   void set_level(int level);
+  // Bytes zlib holds for this compressor (its state, window, hash chains and pending buffer).
+  std::size_t state_bytes() const { return state_bytes_; }
 
  private:
+  void init(int level);
+  static voidpf allocate(voidpf self, uInt items, uInt size);
+  static void release(voidpf self, voidpf block);
+
   z_stream zs_{};
   int level_;
+  std::size_t state_bytes_ = 0;
   std::string scratch_;
 };
 

@@ -102,6 +102,45 @@ TEST(Gzip, PrefixPlusTailIsOneValidStream) {
   EXPECT_THROW(gzip_decompress("not gzip"), std::runtime_error);
 }
 
+// A compressor that only stores (the per-scrape tail's) keeps zlib's smallest state; one that
+// moves between level 0 and a compressing level gets the state that level needs, and so the
+// same bytes as a compressor made at that level.
+TEST(Gzip, AStoringCompressorKeepsZlibsSmallestState) {
+  std::string big;
+  for (int i = 0; i < 20000; ++i)
+    big += "modal_job_replicas{job_name=\"j" + std::to_string(i) + "\"} 1\n";
+  Deflater stored(0);
+  Deflater six(6);
+  EXPECT_LT(stored.state_bytes(), 16u * 1024);
+  EXPECT_GT(six.state_bytes(), 200u * 1024);
+  const auto stored_part = stored.compress(big, true);
+  {  // the same bytes as zlib's full-size state at level 0
+    z_stream zs{};
+    ASSERT_EQ(deflateInit2(&zs, 0, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    std::string out(deflateBound(&zs, big.size()) + 16, '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(big.data());
+    zs.avail_in = static_cast<uInt>(big.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    ASSERT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    out.resize(out.size() - zs.avail_out);
+    deflateEnd(&zs);
+    EXPECT_EQ(stored_part.bytes, out);
+  }
+  EXPECT_LT(stored_part.bytes.size(), big.size() + big.size() / 1000);  // 5 bytes per 64 KiB
+  EXPECT_EQ(gzip_decompress(gzip_header() + gzip_tail(0, 0, big)), big);
+
+  stored.set_level(6);
+  EXPECT_GT(stored.state_bytes(), 200u * 1024);
+  const auto compressed = stored.compress(big, false);
+  EXPECT_EQ(compressed.bytes, six.compress(big, false).bytes);
+  EXPECT_LT(compressed.bytes.size(), big.size() / 4);
+
+  six.set_level(0);
+  EXPECT_LT(six.state_bytes(), 16u * 1024);
+  EXPECT_EQ(six.compress(big, true).bytes, stored_part.bytes);
+}
+
 // What a gzip scrape sends: the header, every chunk's stored deflate piece, then the tail.
 std::string gzip_of(const Snapshot& s, ExpositionFormat f, std::string_view tail) {
   std::string gz = gzip_header();
