@@ -91,10 +91,36 @@ TEST(CallBudget, TaskInfoAndStatsTakeTurns) {
   EXPECT_EQ(order, (std::vector<std::string>{"ta-1", "fu-a", "ta-2", "fu-b", "ta-3"}));
   b.add_task("ta-4");
   b.add_task("ta-5");
-  b.retain_tasks({"ta-5"});
+  b.retain_tasks(IdKeys({"ta-5"}));
   EXPECT_EQ(b.queued_tasks(), 1u);
   EXPECT_EQ(b.next(t0).id, "ta-5");
   EXPECT_EQ(b.next(t0).kind, CallBudget::Kind::none);
+}
+
+TEST(IdKeys, HoldsEachIdOnceAndLeavesOutTheEmptyOne) {
+  IdKeys keys({"ap-b", "ap-a", "ap-b", ""});
+  EXPECT_EQ(keys.size(), 2u);
+  EXPECT_TRUE(keys.contains("ap-a"));
+  EXPECT_TRUE(keys.contains("ap-b"));
+  EXPECT_FALSE(keys.contains("ap-c"));
+  EXPECT_FALSE(keys.contains(""));
+  keys.add("ap-c");
+  keys.add("ap-a");
+  keys.add("");
+  keys.seal();
+  EXPECT_EQ(keys.size(), 3u);
+  EXPECT_TRUE(keys.contains("ap-c"));
+  EXPECT_TRUE(keys.contains_key(IdKeys::key("ap-c")));
+}
+
+// What the rounds ask: did the jobs bring an app the last round did not ask about?
+TEST(IdKeys, CoversWhenEveryIdOfTheOtherIsIn) {
+  const IdKeys asked({"ap-a", "ap-b", "ap-c"});
+  EXPECT_TRUE(asked.covers(IdKeys({"ap-c", "ap-a"})));
+  EXPECT_TRUE(asked.covers(IdKeys({"", "ap-b"})));  // a job without an app brings none
+  EXPECT_TRUE(asked.covers(IdKeys()));
+  EXPECT_FALSE(asked.covers(IdKeys({"ap-a", "ap-new"})));
+  EXPECT_FALSE(IdKeys().covers(asked));
 }
 
 }  // namespace

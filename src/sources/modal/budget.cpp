@@ -1,8 +1,6 @@
 #include "sources/modal/budget.h"
 
 #include <algorithm>
-#include <functional>
-#include <string_view>
 
 #include "common/log.h"
 #include "sources/modal/convert.h"
@@ -21,23 +19,12 @@ Budget::Budget(boost::asio::io_context& io, const ModalConfig& config, const Bac
           std::chrono::duration<double>(1.0 / config.max_calls_per_second))),
       backoff_(backoff.initial, backoff.max) {}
 
-namespace {
-
-std::uint64_t task_key(std::string_view task_id) {
-  return std::hash<std::string_view>{}(task_id);
-}
-
-}  // namespace
-
 void Budget::task_listed(const std::string& task_id) {
-  if (seen_tasks_.insert(task_key(task_id)).second) budget_.add_task(task_id);
+  if (seen_tasks_.insert(IdKeys::key(task_id)).second) budget_.add_task(task_id);
 }
 
-void Budget::retain_tasks(const std::set<std::string>& listed) {
-  std::unordered_set<std::uint64_t> keep;
-  keep.reserve(listed.size());
-  for (const auto& id : listed) keep.insert(task_key(id));
-  std::erase_if(seen_tasks_, [&keep](std::uint64_t key) { return !keep.contains(key); });
+void Budget::retain_tasks(const IdKeys& listed) {
+  std::erase_if(seen_tasks_, [&listed](std::uint64_t key) { return !listed.contains_key(key); });
   budget_.retain_tasks(listed);
 }
 
@@ -89,16 +76,16 @@ void Budget::step() {
 void Budget::task_info(const std::string& task_id) {
   pb::TaskGetInfoRequest request;
   request.set_task_id(task_id);
-  rpc_.unary(
-      "TaskGetInfo", std::move(request), &Stub::PrepareAsyncTaskGetInfo,
-      [this, task_id](pb::TaskGetInfoResponse& response, const Rpc::Result& result) {
-        if (!result) {
-          sink_.modal_task_info(modal_convert::task_info(response, task_id));
-        } else if (result->kind != FailureKind::not_found) {
-          seen_tasks_.erase(task_key(task_id));  // asked again when it is still listed next round
-        }
-        done(result);
-      });
+  rpc_.unary("TaskGetInfo", std::move(request), &Stub::PrepareAsyncTaskGetInfo,
+             [this, task_id](pb::TaskGetInfoResponse& response, const Rpc::Result& result) {
+               if (!result) {
+                 sink_.modal_task_info(modal_convert::task_info(response, task_id));
+               } else if (result->kind != FailureKind::not_found) {
+                 seen_tasks_.erase(
+                     IdKeys::key(task_id));  // asked again when it is still listed next round
+               }
+               done(result);
+             });
 }
 
 void Budget::function_stats(const std::string& function_id) {

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
-#include <set>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -38,8 +37,8 @@ class Budget {
 
   // A task listed by a TaskList round: its TaskGetInfo is queued unless done or queued already.
   void task_listed(const std::string& task_id);
-  // After a successful tasks round: tasks no longer listed need no TaskGetInfo.
-  void retain_tasks(const std::set<std::string>& listed);
+  // After a successful tasks round: tasks no longer listed need no TaskGetInfo (`listed` sealed).
+  void retain_tasks(const IdKeys& listed);
   // The current job functions.
   void set_functions(const std::vector<std::string>& ids);
   // (Re)arms the timer for the earliest moment a call may go out.
@@ -57,9 +56,8 @@ class Budget {
   SourceHealth& health_;
   Rpc& rpc_;
   CallBudget budget_;
-  // Listed tasks whose TaskGetInfo is done or queued, by a 64-bit hash of the id: every running
-  // task is listed each round, and its id (25 characters or more) is not kept a second time
-  // here. Two ids of one hash would cost the second its TaskGetInfo (odds ~1e-11 at 10k tasks).
+  // Listed tasks whose TaskGetInfo is done or queued, by IdKeys::key: every running task is
+  // listed each round, and its id is not kept a second time here.
   std::unordered_set<std::uint64_t> seen_tasks_;
   boost::asio::steady_timer timer_;
   Clock::duration period_{};

@@ -1,8 +1,33 @@
 #include "sources/modal/pacing.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace mx {
+
+std::uint64_t IdKeys::key(std::string_view id) {
+  return std::hash<std::string_view>{}(id);
+}
+
+IdKeys::IdKeys(const std::vector<std::string>& ids) {
+  keys_.reserve(ids.size());
+  for (const auto& id : ids) add(id);
+  seal();
+}
+
+void IdKeys::seal() {
+  std::sort(keys_.begin(), keys_.end());
+  keys_.erase(std::unique(keys_.begin(), keys_.end()), keys_.end());
+  keys_.shrink_to_fit();
+}
+
+bool IdKeys::contains_key(std::uint64_t key) const {
+  return std::binary_search(keys_.begin(), keys_.end(), key);
+}
+
+bool IdKeys::covers(const IdKeys& other) const {
+  return std::includes(keys_.begin(), keys_.end(), other.keys_.begin(), other.keys_.end());
+}
 
 void TokenLifetime::accept(std::string token, std::optional<Clock::time_point> exp,
                            Clock::time_point now, double jitter) {
@@ -39,13 +64,12 @@ void CallBudget::set_functions(const std::vector<std::string>& ids) {
       ++it;
       continue;
     }
-    order_.erase({it->second, it->first});
+    order_.erase({it->second, &it->first});
     it = last_.erase(it);
   }
   for (const auto& id : wanted) {
-    if (last_.emplace(id, Clock::time_point::min()).second) {
-      order_.emplace(Clock::time_point::min(), id);
-    }
+    const auto [it, added] = last_.emplace(id, Clock::time_point::min());
+    if (added) order_.emplace(Clock::time_point::min(), &it->first);
   }
 }
 
@@ -55,7 +79,7 @@ bool CallBudget::add_task(const std::string& task_id) {
   return true;
 }
 
-void CallBudget::retain_tasks(const std::set<std::string>& listed) {
+void CallBudget::retain_tasks(const IdKeys& listed) {
   std::deque<std::string> kept;
   for (auto& id : tasks_) {
     if (listed.contains(id)) {
@@ -83,10 +107,10 @@ CallBudget::Next CallBudget::next(Clock::time_point now) {
   if (function_due) {
     auto node = order_.extract(order_.begin());
     out.kind = Kind::function_stats;
-    out.id = node.value().second;
+    out.id = *node.value().second;
     node.value().first = now;
     order_.insert(std::move(node));
-    last_[out.id] = now;
+    last_.at(out.id) = now;
     task_turn_ = true;
     return out;
   }

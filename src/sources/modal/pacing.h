@@ -13,11 +13,40 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 namespace mx {
+
+// A set of Modal object ids (apps, tasks, environments) held as 64-bit hashes: the rounds and
+// the budget remember which ids they asked about or saw listed, and at 10k jobs a set of the
+// ids themselves (25 characters or more, each on the heap) cost ~110 bytes an id against 8.
+// Two ids of one hash look like one: the second is taken as already asked about (an early
+// round or a TaskGetInfo skipped until the next round; odds ~1e-11 at 10k ids).
+class IdKeys {
+ public:
+  static std::uint64_t key(std::string_view id);
+
+  IdKeys() = default;
+  explicit IdKeys(const std::vector<std::string>& ids);
+
+  // Adds one id ("" is no object's: left out); contains() sees it after the next seal().
+  void add(std::string_view id) {
+    if (!id.empty()) keys_.push_back(key(id));
+  }
+  void seal();
+  bool contains(std::string_view id) const { return contains_key(key(id)); }
+  bool contains_key(std::uint64_t key) const;
+  // Whether every id of `other` is in this set (both sealed).
+  bool covers(const IdKeys& other) const;
+  std::size_t size() const { return keys_.size(); }
+  void clear() { keys_.clear(); }
+
+ private:
+  std::vector<std::uint64_t> keys_;  // sorted and unique once sealed
+};
 
 class TokenLifetime {
  public:
@@ -77,8 +106,8 @@ class CallBudget {
   void set_functions(const std::vector<std::string>& ids);
   // Queues one TaskGetInfo; false when the task is already queued.
   bool add_task(const std::string& task_id);
-  // Drops queued tasks that are no longer listed.
-  void retain_tasks(const std::set<std::string>& listed);
+  // Drops queued tasks that are no longer listed (`listed` sealed).
+  void retain_tasks(const IdKeys& listed);
 
   // The next call to make at `now`. A function handed out counts as refreshed at `now`.
   Next next(Clock::time_point now);
@@ -90,8 +119,15 @@ class CallBudget {
 
  private:
   Clock::duration min_age_;
-  // (last refresh, id), oldest first; never refreshed = time_point::min().
-  std::set<std::pair<Clock::time_point, std::string>> order_;
+  // (last refresh, id), oldest first, then by id; never refreshed = time_point::min(). The id
+  // is the key of its entry in last_ (a node's key stays where it is), not a second copy.
+  struct Older {
+    bool operator()(const std::pair<Clock::time_point, const std::string*>& a,
+                    const std::pair<Clock::time_point, const std::string*>& b) const {
+      return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+    }
+  };
+  std::set<std::pair<Clock::time_point, const std::string*>, Older> order_;
   std::unordered_map<std::string, Clock::time_point> last_;
   std::deque<std::string> tasks_;
   std::set<std::string> queued_;

@@ -131,7 +131,7 @@ void Rounds::run_round(Poller& p) {
 
 bool Rounds::ask(Poller& p, const std::vector<std::string>& app_ids) {
   if (app_ids.empty()) return false;
-  p.asked = {app_ids.begin(), app_ids.end()};
+  p.asked = IdKeys(app_ids);
   p.covered_version.reset();
   return true;
 }
@@ -210,7 +210,10 @@ void Rounds::finish_round(Poller& p) {
   if (!p.failure) {
     p.backoff.reset();
     if (p.kind == Kind::apps) health_.source_succeeded(kSource, seconds);
-    if (p.kind == Kind::tasks) budget_.retain_tasks(p.listed_tasks);
+    if (p.kind == Kind::tasks) {
+      p.listed_tasks.seal();
+      budget_.retain_tasks(p.listed_tasks);
+    }
     schedule(p, p.interval);
     return;
   }
@@ -254,12 +257,10 @@ void Rounds::schedule_watch(Duration delay) {
 // A tasks round (and a billing round, until the first rounds are in: Rounds::watch) runs early
 // when the jobs bring app ids it has not asked about, it is not running or backing off, and its
 // last call is at least tasks_interval ago.
-void Rounds::maybe_run_early(Poller& p, const std::vector<std::string>& ids) {
+void Rounds::maybe_run_early(Poller& p, const IdKeys& ids) {
   if (sink_.job_ids_settling() || !may_run_early(p, SteadyClock::now())) return;
   if (ids_version_ && p.covered_version == ids_version_) return;
-  bool grown = false;
-  for (const auto& id : ids) grown = grown || !p.asked.contains(id);
-  if (!grown) {
+  if (p.asked.covers(ids)) {
     p.covered_version = ids_version_;
     note_settled(p);  // every app there is was asked about, and the answers are in
     return;
@@ -287,8 +288,8 @@ bool Rounds::refresh_ids() {
   if (ids_read_ && version && version == ids_version_) return false;
   ids_version_ = version;
   ids_read_ = true;
-  active_apps_ = unique(sink_.active_job_app_ids());
-  known_apps_ = unique(sink_.known_job_app_ids());
+  active_apps_ = IdKeys(sink_.active_job_app_ids());
+  known_apps_ = IdKeys(sink_.known_job_app_ids());
   return true;
 }
 
@@ -368,7 +369,7 @@ void Rounds::task_list(Poller& p, const std::string& app_id, std::vector<std::st
                  report(issues, "TaskList", "task without task id or app id skipped");
                  for (auto& [id, tasks] : by_app) {
                    for (const auto& t : tasks) {
-                     p.listed_tasks.insert(t.task_id);
+                     p.listed_tasks.add(t.task_id);
                      budget_.task_listed(t.task_id);
                    }
                    sink_.modal_tasks(id, std::move(tasks));

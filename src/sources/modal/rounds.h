@@ -72,7 +72,7 @@ class Rounds {
     bool running = false;
     bool last_failed = false;
     std::optional<std::chrono::steady_clock::time_point> last_call;  // last round that called
-    std::set<std::string> asked;                                     // app ids of that round
+    IdKeys asked;                                                    // ids of that round
     // The job ids' version (ModalSink::job_ids_version) for which `asked` covered every id:
     // until either changes, the watch need not look again.
     std::optional<std::uint64_t> covered_version;
@@ -84,9 +84,9 @@ class Rounds {
     std::optional<Failure> failure;
     std::optional<Duration> server_hint;
     Pace pace = Pace::go_on;
-    std::set<std::string> listed_tasks;  // tasks round: every task id listed
-    bool started_settled = false;        // it started with the job lists complete
-    bool ended_settled = false;          // such a round ended, or there was nothing to ask
+    IdKeys listed_tasks;           // tasks round: every task id listed
+    bool started_settled = false;  // it started with the job lists complete
+    bool ended_settled = false;    // such a round ended, or there was nothing to ask
   };
 
   Poller& poller(Kind kind);
@@ -103,7 +103,7 @@ class Rounds {
   void schedule_watch(Duration delay);
   void note_settled(Poller& p);
   bool may_run_early(const Poller& p, std::chrono::steady_clock::time_point now) const;
-  void maybe_run_early(Poller& p, const std::vector<std::string>& ids);
+  void maybe_run_early(Poller& p, const IdKeys& ids);
   // Re-reads the sink's id lists when they may have changed; true when they were re-read.
   bool refresh_ids();
   void watch();
@@ -134,7 +134,7 @@ class Rounds {
   std::optional<std::uint64_t> ids_version_;
   bool ids_read_ = false;
   std::optional<std::chrono::steady_clock::time_point> ids_read_at_;  // when last re-read
-  std::vector<std::string> active_apps_, known_apps_;
+  IdKeys active_apps_, known_apps_;
   std::set<std::string> deprecated_logged_;
   std::vector<std::string> environment_ids_;  // of the last EnvironmentList answer
   std::set<std::string> refused_logged_;      // environments whose cost was refused, logged
