@@ -81,8 +81,8 @@ void Budget::task_info(const std::string& task_id) {
                if (!result) {
                  sink_.modal_task_info(modal_convert::task_info(response, task_id));
                } else if (result->kind != FailureKind::not_found) {
-                 seen_tasks_.erase(
-                     IdKeys::key(task_id));  // asked again when it is still listed next round
+                 // Asked again when it is still listed next round.
+                 seen_tasks_.erase(IdKeys::key(task_id));
                }
                done(result);
              });
