@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <utility>
 
 namespace mx {
 namespace {
@@ -27,7 +28,12 @@ bool Cost::set_rates(const BillingRates& rates) {
 Cost::BillingChange Cost::set_billing(BillingReport report) {
   auto& target = report.resolution == "d" ? daily_ : hourly_;
   Items next;
-  for (auto& item : report.items) next[item.app_id].push_back(std::move(item));
+  for (auto& item : report.items) {
+    // The key holds the app id once; a row keeps none (30k rows at 10k jobs, each id 25
+    // characters on the heap otherwise).
+    auto& rows = next[std::exchange(item.app_id, std::string())];
+    rows.push_back(std::move(item));
+  }
   BillingChange change;
   if (!target) {
     change.any = change.first = true;

@@ -45,6 +45,7 @@ class Cost {
   std::size_t billing_rows() const;
 
   // The last complete reports by app id; nullopt until the first of that resolution arrived.
+  // A stored row's own app_id is empty: its key says it.
   using Items = std::unordered_map<std::string, std::vector<BillingItem>>;
   const std::optional<Items>& daily() const { return daily_; }
   const std::optional<Items>& hourly_report() const { return hourly_; }

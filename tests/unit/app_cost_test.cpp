@@ -107,6 +107,21 @@ TEST_F(AppCostTest, AnAppWithoutRowsShowsOnlyWhatItRanToday) {
   EXPECT_FALSE(job_cost_today(model_, old, 2.0, old.started_at, false));
 }
 
+// 30k rows at 10k jobs: the app id (25 characters, on the heap) is kept once, as the rows' key.
+TEST_F(AppCostTest, StoredRowsKeepTheAppIdOnceInTheirKey) {
+  const std::string app = "ap-0123456789abcdefghijklmn";
+  auto row = item(kDay0 - 86400, 2e9, {{"T4", 2e9}});
+  row.app_id = app;
+  model_.modal_billing(BillingReport{"d", kDay0 - 30 * 86400, clock_, {row, row}});
+  ASSERT_TRUE(model_.billing_daily());
+  const auto& rows = model_.billing_daily()->at(app);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_TRUE(rows[0].app_id.empty());
+  EXPECT_EQ(rows[1].app_id.capacity(), std::string().capacity());
+  EXPECT_TRUE(has(render(), "modal_app_cost_usd{app_id=\"" + app +
+                                "\",resource=\"T4\",time_period=\"total\"} 4"));
+}
+
 TEST_F(AppCostTest, CostIsSplitByResource) {
   model_.upsert_job(running_job());
   model_.modal_billing(BillingReport{"d",
