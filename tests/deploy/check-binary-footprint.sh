@@ -3,8 +3,9 @@
 # the memory goes") must show in the binary it produced:
 #   check-binary-footprint.sh BINARY STATIC_ARCHIVES PACKED_RELOCS WITH_MODAL  (each 1 or 0)
 # - relative relocations packed (DT_RELR) when the linker can;
-# - with the static archives, yaml-cpp is not a shared library of the binary, and gRPC's optional
-#   plugins (xDS, ALTS) are not linked in (src/sources/modal/rpc.cpp).
+# - with the static archives, yaml-cpp is not a shared library of the binary, gRPC's optional
+#   plugins (xDS, ALTS) are not linked in (src/sources/modal/rpc.cpp), and of protobuf only the
+#   lite runtime is (proto/modal_api.proto: no descriptors, reflection or text format).
 set -euo pipefail
 bin="$1" static="$2" relr="$3" modal="$4"
 on() { [[ "$1" =~ ^(ON|on|1|TRUE|true|YES|yes)$ ]]; }
@@ -41,6 +42,19 @@ if on "$static"; then
       bad=1
     else
       echo "ok: gRPC's optional plugins (xDS, RBAC, ALTS) are not linked"
+    fi
+    if ! grep -q 'google::protobuf::MessageLite::' <<<"$symbols"; then
+      echo "FAIL: no protobuf runtime in $bin's symbols: the check below would prove nothing" >&2
+      bad=1
+    fi
+    full="$(grep -cE 'google::protobuf::(DescriptorBuilder|DescriptorPool|Reflection|TextFormat)::' \
+      <<<"$symbols" || true)"
+    if [[ "$full" -ne 0 ]]; then
+      echo "FAIL: $full symbols of protobuf's full runtime (descriptors, reflection, text format)" \
+        "are linked into $bin; the project's protos are compiled for the lite runtime" >&2
+      bad=1
+    else
+      echo "ok: of protobuf only the lite runtime is linked"
     fi
   fi
 fi

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fake_modal_server.h"
 #include "rpc_status.pb.h"
 #include "sources/modal/decimal.h"
 
@@ -179,12 +180,30 @@ TEST(ConvertRetryAfter, ReadsRpcRetryPolicyFromStatusDetails) {
   policy.set_retry_after_secs(2.5);
   ::mx::rpc::StatusDetails details;
   details.set_code(8);
-  details.add_details()->PackFrom(pb::AppListRequest());  // another detail first
-  details.add_details()->PackFrom(policy);
+  *details.add_details() = mx::testing::pack_any(pb::AppListRequest());  // another detail first
+  *details.add_details() = mx::testing::pack_any(policy);
   const auto secs = modal_convert::retry_after_seconds(
       grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "x", details.SerializeAsString()));
   ASSERT_TRUE(secs);
   EXPECT_DOUBLE_EQ(*secs, 2.5);
+}
+
+// The lite runtime has no Any::Is: the type URL's last path segment must be the whole name.
+TEST(ConvertRetryAfter, ADetailOfAnotherTypeIsNotARetryPolicy) {
+  pb::RPCRetryPolicy policy;
+  policy.set_retry_after_secs(2.5);
+  ::mx::rpc::StatusDetails details;
+  auto* other = details.add_details();
+  *other = mx::testing::pack_any(policy);
+  other->set_type_url("type.googleapis.com/other.modal.client.RPCRetryPolicy");
+  EXPECT_FALSE(modal_convert::retry_after_seconds(
+      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "x", details.SerializeAsString())));
+  other->set_type_url("modal.client.RPCRetryPolicy");  // no "/": not a type URL
+  EXPECT_FALSE(modal_convert::retry_after_seconds(
+      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "x", details.SerializeAsString())));
+  other->set_type_url("/modal.client.RPCRetryPolicy");
+  EXPECT_TRUE(modal_convert::retry_after_seconds(
+      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "x", details.SerializeAsString())));
 }
 
 TEST(ConvertEnvironments, EveryFieldAndPresenceOfTheOptionalOnes) {

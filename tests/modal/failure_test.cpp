@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fake_modal_server.h"
 #include "modal_api.pb.h"
 #include "rpc_status.pb.h"
 
@@ -47,7 +48,7 @@ TEST(ModalFailure, AServersRetryHintAsksToWait) {
   ::modal::client::RPCRetryPolicy policy;
   policy.set_retry_after_secs(2.5);
   ::mx::rpc::StatusDetails details;
-  details.add_details()->PackFrom(policy);
+  *details.add_details() = mx::testing::pack_any(policy);
   const Status internal(StatusCode::INTERNAL, "x", details.SerializeAsString());
   const auto f = describe("AppList", internal, true, "");
   EXPECT_EQ(f.kind, FailureKind::rate_limited);

@@ -20,7 +20,6 @@
 #include <thread>
 #include <vector>
 
-#include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -335,7 +334,7 @@ TEST_F(ModalSourceTest, PublishesAppsWithAuthMetadata) {
     EXPECT_TRUE(call.metadata.at("x-modal-libmodal-version").starts_with("modal-exporter/"))
         << call.metadata.at("x-modal-libmodal-version");
     EXPECT_EQ(call.metadata.at("x-modal-auth-token"), fake_.current_token());
-    EXPECT_NE(call.request.find("environment_name: \"main\""), std::string::npos) << call.request;
+    EXPECT_EQ(call.request_as<pb::AppListRequest>().environment_name(), "main");
   }
   const auto token_calls = fake_.calls_of("AuthTokenGet");
   ASSERT_EQ(token_calls.size(), 1u);
@@ -666,7 +665,9 @@ TEST_F(ModalSourceTest, TasksTaskInfoStatsAndRates) {
   }));
   // One environment-wide TaskList per round, split by app.
   for (const auto& call : fake_.calls_of("TaskList")) {
-    EXPECT_EQ(call.request, "environment_name: \"main\"");
+    const auto request = call.request_as<pb::TaskListRequest>();
+    EXPECT_EQ(request.environment_name(), "main");
+    EXPECT_EQ(request.app_id(), "");
   }
   ASSERT_EQ(sink_.tasks["ap-1"].size(), 2u);
   EXPECT_EQ(sink_.tasks["ap-1"][0].task_id, "ta-1");
@@ -922,9 +923,10 @@ TEST_F(ModalSourceTest, TaskListFallsBackToPerAppWhereTheServerRefusesTheEnviron
   start();
   ASSERT_TRUE(run_until([&] { return sink_.task_lists >= 6; }));
   const auto calls = fake_.calls_of("TaskList");
-  EXPECT_EQ(calls.front().request, "environment_name: \"main\"");
+  EXPECT_EQ(calls.front().request_as<pb::TaskListRequest>().environment_name(), "main");
+  EXPECT_EQ(calls.front().request_as<pb::TaskListRequest>().app_id(), "");
   for (std::size_t i = 1; i < calls.size(); ++i) {
-    EXPECT_NE(calls[i].request.find("app_id"), std::string::npos) << calls[i].request;
+    EXPECT_NE(calls[i].request_as<pb::TaskListRequest>().app_id(), "");
   }
   EXPECT_EQ(log_lines_containing("refuses the environment-wide form"), 1);
   EXPECT_EQ(sink_.failures, 0);
@@ -1089,8 +1091,7 @@ TEST_F(ModalSourceTest, EnvironmentsAndTheirMonthToDateCost) {
   std::set<std::string> asked;
   for (const auto& call : fake_.calls_of("EnvironmentBillingSummary")) {
     pb::EnvironmentBillingSummaryRequest request;
-    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(call.request, &request))
-        << call.request;
+    ASSERT_TRUE(request.ParseFromString(call.request));
     asked.insert(request.environment_id());
     const auto start = request.start_timestamp().seconds();
     EXPECT_LE(start, now);

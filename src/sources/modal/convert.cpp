@@ -18,7 +18,7 @@ std::optional<double> positive_or_none(double v) {
   return std::nullopt;
 }
 
-double to_unix(const google::protobuf::Timestamp& ts) {
+double to_unix(const pb::Timestamp& ts) {
   return static_cast<double>(ts.seconds()) + static_cast<double>(ts.nanos()) / 1e9;
 }
 
@@ -216,13 +216,26 @@ std::int64_t month_start(std::int64_t unix_seconds) {
   return duration_cast<seconds>(sys_days{day.year() / day.month() / 1}.time_since_epoch()).count();
 }
 
+namespace {
+
+// An Any's type URL ends in "/" and the full name of the message it holds (what Any::Is checks
+// in the full runtime).
+bool is_any_of(const ::mx::rpc::Any& any, std::string_view full_name) {
+  const std::string_view url = any.type_url();
+  return url.size() > full_name.size() && url.ends_with(full_name) &&
+         url[url.size() - full_name.size() - 1] == '/';
+}
+
+}  // namespace
+
 std::optional<double> retry_after_seconds(const grpc::Status& status) {
   if (status.error_details().empty()) return std::nullopt;
   ::mx::rpc::StatusDetails details;
   if (!details.ParseFromString(status.error_details())) return std::nullopt;
+  const std::string policy_type = pb::RPCRetryPolicy::default_instance().GetTypeName();
   for (const auto& any : details.details()) {
     pb::RPCRetryPolicy policy;
-    if (!any.Is<pb::RPCRetryPolicy>() || !any.UnpackTo(&policy)) continue;
+    if (!is_any_of(any, policy_type) || !policy.ParseFromString(any.value())) continue;
     const double secs = policy.retry_after_secs();
     if (std::isfinite(secs) && secs > 0) return secs;
     return std::nullopt;  // the first instruction counts, as in Modal's client

@@ -32,7 +32,7 @@ void Rounds::queue_environment_calls(Poller& p) {
 }
 
 void Rounds::environment_list(Poller& p) {
-  rpc_.unary("EnvironmentList", google::protobuf::Empty{}, &Stub::PrepareAsyncEnvironmentList,
+  rpc_.unary("EnvironmentList", pb::Empty{}, &Stub::PrepareAsyncEnvironmentList,
              [this, &p](pb::EnvironmentListResponse& response, const Rpc::Result& result) {
                if (!result) {
                  modal_convert::Issues issues;

@@ -22,8 +22,8 @@ std::vector<std::string> unique(std::vector<std::string> ids) {
   return ids;
 }
 
-google::protobuf::Timestamp to_timestamp(std::int64_t unix_seconds) {
-  google::protobuf::Timestamp ts;
+pb::Timestamp to_timestamp(std::int64_t unix_seconds) {
+  pb::Timestamp ts;
   ts.set_seconds(unix_seconds);
   return ts;
 }

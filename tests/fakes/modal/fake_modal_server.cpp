@@ -41,11 +41,18 @@ grpc::Status fault_status(grpc::StatusCode code, std::optional<double> retry_aft
   ::mx::rpc::StatusDetails details;
   details.set_code(static_cast<int>(code));
   details.set_message("injected fault");
-  details.add_details()->PackFrom(policy);
+  *details.add_details() = pack_any(policy);
   return {code, "injected fault", details.SerializeAsString()};
 }
 
 }  // namespace
+
+::mx::rpc::Any pack_any(const google::protobuf::MessageLite& message) {
+  ::mx::rpc::Any any;
+  any.set_type_url("type.googleapis.com/" + message.GetTypeName());
+  any.set_value(message.SerializeAsString());
+  return any;
+}
 
 class FakeModalServer::Service final : public modal_pb::ModalClient::Service {
  public:
@@ -180,7 +187,7 @@ class FakeModalServer::Service final : public modal_pb::ModalClient::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status EnvironmentList(grpc::ServerContext* ctx, const google::protobuf::Empty* request,
+  grpc::Status EnvironmentList(grpc::ServerContext* ctx, const modal_pb::Empty* request,
                                modal_pb::EnvironmentListResponse* response) override {
     if (auto status = owner_.admit(ctx, "EnvironmentList", *request); !status.ok()) return status;
     std::lock_guard lock(owner_.mutex_);
@@ -246,14 +253,14 @@ std::string FakeModalServer::address() const {
 }
 
 grpc::Status FakeModalServer::admit(grpc::ServerContext* ctx, const std::string& method,
-                                    const google::protobuf::Message& request) {
+                                    const google::protobuf::MessageLite& request) {
   std::unique_lock lock(mutex_);
   RecordedCall call;
   call.method = method;
   for (const auto& [key, value] : ctx->client_metadata()) {
     call.metadata[std::string(key.data(), key.size())] = std::string(value.data(), value.size());
   }
-  call.request = request.ShortDebugString();
+  call.request = request.SerializeAsString();
   calls_.push_back(std::move(call));
   ++call_counts_[method];
   // A long-running simulator must not grow without bound: keep the most recent calls.

@@ -29,10 +29,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include "modal_api.grpc.pb.h"
+#include "rpc_status.pb.h"
 
 namespace mx::testing {
 
 namespace modal_pb = ::modal::client;
+
+// `message` in a google.protobuf.Any (what the full runtime's Any::PackFrom makes; the project's
+// protos are lite).
+::mx::rpc::Any pack_any(const google::protobuf::MessageLite& message);
 
 class FakeModalServer {
  public:
@@ -40,7 +45,15 @@ class FakeModalServer {
   struct RecordedCall {
     std::string method;                           // "AppList", "AuthTokenGet", ...
     std::map<std::string, std::string> metadata;  // x-modal-* and the rest; last value wins
-    std::string request;                          // the request's ShortDebugString()
+    std::string request;                          // the request, serialized
+
+    // The request parsed as `Request` (the lite runtime has no text form to compare).
+    template <class Request>
+    Request request_as() const {
+      Request parsed;
+      parsed.ParseFromString(request);
+      return parsed;
+    }
   };
 
   static constexpr const char* kDefaultTokenId = "ak-fake-token-id";
@@ -138,7 +151,7 @@ class FakeModalServer {
 
   // Records the call, applies delay, injected faults and the auth checks. OK: go on answering.
   grpc::Status admit(grpc::ServerContext* ctx, const std::string& method,
-                     const google::protobuf::Message& request);
+                     const google::protobuf::MessageLite& request);
   std::string mint_token_locked();
 
   mutable std::mutex mutex_;
