@@ -63,8 +63,8 @@ void CountHistory::count_status(const JobObject& job, CountedJob& counted, JobSt
   }
 }
 
-void CountHistory::observe(JobState& state, CountedJob& counted, double now,
-                           const QueueWait& wait) {
+bool CountHistory::observe(JobState& state, CountedJob& counted, double now,
+                           const ModalWait& wait) {
   const JobObject& job = state.object;
   count_status(job, counted, kCreated, "created");
   if (job.i6pn && !counted.i6pn_counted) {
@@ -78,37 +78,58 @@ void CountHistory::observe(JobState& state, CountedJob& counted, double now,
     webhook_[{"CREATE", "mutated"}] += 1;
   }
   const bool terminal = is_terminal(state.phase);
+  if (terminal && !state.ended_seen_at) state.ended_seen_at = now;
   if ((state.started() || terminal) && !counted.seen_running_at && !job.started_at) {
     counted.seen_running_at = now;
     changed_ = true;
   }
   if (state.started()) observe_queue(state, counted, terminal, now, wait);
-  if (!terminal) return;
+  if (!terminal) return false;
   const bool failed = state.phase == JobPhase::failed;
   count_status(job, counted, failed ? kFailed : kCompleted, failed ? "failed" : "completed");
-  if (counted.duration_observed) return;
-  // finished - started from status; else Modal task times; else the transitions we saw.
+  return observe_duration(state, counted, false, now, wait);
+}
+
+// finished - started from status; else Modal's task times; else the transitions we saw. Modal's
+// finish time comes from TaskGetInfo of the job's tasks, which the Modal source asks once the
+// job has ended (ModalSink::ended_task_ids): while it may still come, wait (up to a grace
+// period). The fallback ends the job when the exporter saw it end, not when the wait ran out.
+bool CountHistory::observe_duration(JobState& state, CountedJob& counted, bool final, double now,
+                                    const ModalWait& wait) {
+  if (counted.duration_observed || !is_terminal(state.phase)) return false;
+  const JobObject& job = state.object;
+  const double ended = state.ended_seen_at.value_or(now);
   std::optional<double> duration;
   if (job.started_at && job.finished_at) {
     duration = *job.finished_at - *job.started_at;
-  } else if (state.modal_started_at && state.modal_finished_at) {
+  } else if (state.modal_started_at && state.modal_finished_at &&
+             (final || state.modal_finish_count >= counted.task_ids.size())) {
     duration = *state.modal_finished_at - *state.modal_started_at;
-  } else if (const auto start = effective_start(job, &counted)) {
-    duration = (job.finished_at ? *job.finished_at : now) - *start;
+  } else {
+    const bool may_still_come = wait.modal_enabled && !job.modal_app_id.empty() &&
+                                !counted.task_ids.empty() && now - ended < wait.grace_seconds;
+    if (may_still_come && !final) return true;
+    if (state.modal_started_at && state.modal_finished_at) {
+      duration = *state.modal_finished_at - *state.modal_started_at;
+    } else if (const auto start = effective_start(job, &counted)) {
+      duration = (job.finished_at ? *job.finished_at : ended) - *start;
+    }
   }
   if (duration) {
     counted.duration_observed = true;
     changed_ = true;
+    const bool failed = state.phase == JobPhase::failed;
     duration_[{failed ? "failed" : "completed", job.gpu_type}].observe(duration_buckets(),
                                                                        std::max(0.0, *duration));
   }
+  return false;
 }
 
 // Queue time is observed once, when the job starts. The real queueing is Modal's
 // started - enqueued; while the Modal source may still deliver it, wait (up to a grace
 // period), then fall back to the status timestamps.
 void CountHistory::observe_queue(JobState& state, CountedJob& counted, bool final, double now,
-                                 const QueueWait& wait) {
+                                 const ModalWait& wait) {
   if (counted.queue_observed) return;
   const JobObject& job = state.object;
   std::optional<double> value;

@@ -47,10 +47,11 @@ struct HistogramData {
 // When a job started, in one place: status.started_at, else when the exporter saw it start.
 std::optional<double> effective_start(const JobObject& job, const CountedJob* counted);
 
-// What the queue-time observation may wait for (see CountHistory::observe_queue).
-struct QueueWait {
+// What the queue-time and duration observations may wait for: Modal's task times
+// (CountHistory::observe_queue, observe_duration).
+struct ModalWait {
   bool modal_enabled = false;
-  double grace_seconds = 0;  // how long a started job waits for Modal's task times
+  double grace_seconds = 0;  // how long a started or ended job waits for Modal's task times
 };
 
 class CountHistory {
@@ -72,11 +73,16 @@ class CountHistory {
   std::size_t task_id_count() const;
 
   // Counts what the job's current state shows for the first time (created, i6pn, webhook,
-  // start, queue time, terminal status and duration).
-  void observe(JobState& state, CountedJob& counted, double now, const QueueWait& wait);
+  // start, queue time, terminal status and duration). True while the duration waits for
+  // Modal's finish time (observe_duration).
+  bool observe(JobState& state, CountedJob& counted, double now, const ModalWait& wait);
   // The queue time, once per job when it started. `final`: no better data can come.
   void observe_queue(JobState& state, CountedJob& counted, bool final, double now,
-                     const QueueWait& wait);
+                     const ModalWait& wait);
+  // The duration, once per job when it ended (a terminal phase). True while it still waits
+  // for Modal's finish time of the job's tasks; `final`: no better data can come.
+  bool observe_duration(JobState& state, CountedJob& counted, bool final, double now,
+                        const ModalWait& wait);
   // A Modal task (container) of the job: a cold start, counted once per task id. True when the
   // task was not counted before.
   bool count_task(CountedJob& counted, const std::string& task_id) {

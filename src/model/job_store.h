@@ -28,7 +28,8 @@ struct JobState {
   JobPhase phase = JobPhase::none;          // object.phase, parsed once on every upsert
   std::optional<double> modal_enqueued_at;  // earliest Modal task enqueue/start times
   std::optional<double> modal_started_at;
-  std::optional<double> modal_finished_at;
+  std::optional<double> modal_finished_at;  // latest finish of the tasks TaskGetInfo answered
+  std::optional<double> ended_seen_at;      // when the exporter first saw a terminal phase
   bool tasks_known = false;  // TaskList succeeded for the job's app since it was seen
   std::optional<double> gpu_utilization;
   std::optional<double> ingress_mbps;
@@ -38,6 +39,7 @@ struct JobState {
   // The job's queue time is in the count history (CountedJob::queue_observed, which stays set):
   // Model::tick looks up the history only for started jobs without it.
   bool queue_observed = false;
+  std::uint32_t modal_finish_count = 0;  // TaskGetInfo answers that carried a finish time
 
   // Running, or reported a start time: the job has started on Modal.
   bool started() const { return phase == JobPhase::running || object.started_at.has_value(); }

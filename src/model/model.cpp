@@ -83,7 +83,7 @@ bool Model::note_history() {
   return true;
 }
 
-QueueWait Model::queue_wait() const {
+ModalWait Model::modal_wait() const {
   return {config_.modal.enabled,
           2.0 * std::chrono::duration<double>(config_.modal.tasks_interval).count()};
 }
@@ -195,7 +195,7 @@ void Model::upsert_job(JobObject job) {
     const auto pod = state.object.namespace_name + "/" + state.object.name;
     events_.release_parked(pod, [this](const std::string& key) { return pod_known(key); });
   }
-  history_.observe(state, history_.entry(uid), now(), queue_wait());
+  note_finish_wait(uid, history_.observe(state, history_.entry(uid), now(), modal_wait()));
   job_changed(uid);
   note_history();
   changed();
@@ -210,7 +210,11 @@ void Model::delete_job(const std::string& uid) {
   ++job_ids_version_;
   for (const auto& other : renamed_to) job_changed(other);
   // A deleted UID never comes back: count what its deletion means, then forget its history.
-  history_.observe_deleted(*state, history_.entry(uid));
+  // A duration that waited for Modal's finish time is observed with what is known now.
+  CountedJob& counted = history_.entry(uid);
+  history_.observe_duration(*state, counted, true, now(), modal_wait());
+  note_finish_wait(uid, false);
+  history_.observe_deleted(*state, counted);
   history_.forget(uid);
   job_changed(uid);
   note_history();
@@ -315,7 +319,7 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
       }
     }
     if (state.started()) {
-      history_.observe_queue(state, counted, is_terminal(state.phase), now(), queue_wait());
+      history_.observe_queue(state, counted, is_terminal(state.phase), now(), modal_wait());
     }
     if (moved) {
       job_changed(uid);
@@ -326,15 +330,42 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
   if (any) changed();
 }
 
-// The finish time feeds the duration observed when the job ends (CountHistory::observe); no
+// The finish time of an ended job's task (ModalSink::ended_task_ids) feeds the job's duration
+// (CountHistory::observe_duration), observed once every task it waits for has answered. No
 // per-job series shows it, so nothing re-renders.
 void Model::modal_task_info(ModalTaskInfo info) {
   if (!info.finished_at) return;
+  const ModalWait wait = modal_wait();
   for (JobState* job : store_.with_app(info.app_id)) {
     if (!job->modal_finished_at || *info.finished_at > *job->modal_finished_at) {
       job->modal_finished_at = info.finished_at;
     }
+    if (info.started_at && (!job->modal_started_at || *info.started_at < *job->modal_started_at)) {
+      job->modal_started_at = info.started_at;
+    }
+    ++job->modal_finish_count;
+    const std::string& uid = job->object.uid;
+    if (!awaiting_finish_.contains(uid)) continue;
+    note_finish_wait(uid, history_.observe_duration(*job, history_.entry(uid), false, now(), wait));
   }
+  if (note_history()) changed();
+}
+
+// Keeps awaiting_finish_, the ended jobs whose duration waits for Modal's finish time.
+void Model::note_finish_wait(const std::string& uid, bool waiting) {
+  if (waiting ? awaiting_finish_.insert(uid).second : awaiting_finish_.erase(uid) > 0) {
+    ++ended_tasks_version_;
+  }
+}
+
+std::vector<std::string> Model::ended_task_ids() const {
+  std::vector<std::string> ids;
+  for (const auto& uid : awaiting_finish_) {
+    if (const CountedJob* counted = history_.find(uid)) {
+      ids.insert(ids.end(), counted->task_ids.begin(), counted->task_ids.end());
+    }
+  }
+  return ids;
 }
 
 void Model::modal_function_stats(ModalFunctionStats stats) {
@@ -538,7 +569,7 @@ std::size_t Model::refresh_slot(std::size_t hash) {
 }
 
 void Model::tick() {
-  const QueueWait wait = queue_wait();
+  const ModalWait wait = modal_wait();
   const double t = now();
   const double previous = std::exchange(last_tick_, t);
   // The time-driven part of a running job's cost is refreshed once a minute, each job at its own
@@ -554,6 +585,16 @@ void Model::tick() {
            std::floor((previous - offset) / kCostRefreshSeconds);
   };
   bool any = false;
+  // Ended jobs whose wait for Modal's finish time ran out fall back to the other times.
+  for (auto it = awaiting_finish_.begin(); it != awaiting_finish_.end();) {
+    JobState* state = store_.find(*it);
+    if (!state || !history_.observe_duration(*state, history_.entry(*it), false, t, wait)) {
+      it = awaiting_finish_.erase(it);
+      ++ended_tasks_version_;
+    } else {
+      ++it;
+    }
+  }
   store_.for_each([&](const std::string& uid, JobState& state) {
     if (!state.started()) return;
     if (!state.queue_observed) {

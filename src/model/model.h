@@ -93,6 +93,8 @@ class Model : public KubernetesSink,
   std::vector<std::string> known_job_app_ids() const override;
   std::vector<std::string> job_function_ids() const override;
   std::optional<std::uint64_t> job_ids_version() const override { return job_ids_version_; }
+  std::vector<std::string> ended_task_ids() const override;
+  std::uint64_t ended_tasks_version() const override { return ended_tasks_version_; }
   bool job_ids_settling() const override {
     return config_.kubernetes.enabled && kubernetes_listing();
   }
@@ -105,7 +107,7 @@ class Model : public KubernetesSink,
   // --- UpstreamSink
   void upstream_samples(std::vector<UpstreamSample> samples) override;
 
-  // Resolves observations that wait on time (queue time fallback).
+  // Resolves observations that wait on time (the queue time's and duration's fallbacks).
   void tick();
 
   // --- read access for the derivation
@@ -197,7 +199,8 @@ class Model : public KubernetesSink,
   void changed();
   void job_changed(const std::string& uid);
   bool note_history();  // true when either moved
-  QueueWait queue_wait() const;
+  ModalWait modal_wait() const;
+  void note_finish_wait(const std::string& uid, bool waiting);
   // Shard and limit filter for a job not stored yet; counts what it leaves out.
   bool admit(const std::string& uid);
   bool owns(const std::string& uid) const;
@@ -247,6 +250,10 @@ class Model : public KubernetesSink,
   bool state_dirty_ = false;
   // Moves when a job's Modal app or function id, or whether it is active, may have changed.
   std::uint64_t job_ids_version_ = 0;
+  // Ended jobs whose duration waits for Modal's finish time of their tasks (bounded by the live
+  // jobs; most have both times in their status and never wait), and the version of that set.
+  std::set<std::string> awaiting_finish_;
+  std::uint64_t ended_tasks_version_ = 0;
 };
 
 }  // namespace mx

@@ -70,6 +70,11 @@ class ModalSink : public virtual SourceSink {
   // Changes whenever one of the three lists above may have changed, so that a poller can keep
   // its copies until then; nullopt: unknown, ask every time.
   virtual std::optional<std::uint64_t> job_ids_version() const { return std::nullopt; }
+  // The Modal tasks of ended jobs whose duration waits for Modal's finish time (TaskGetInfo
+  // targets: a listed task is still running and has none), and a version that moves when the
+  // list may have changed.
+  virtual std::vector<std::string> ended_task_ids() const { return {}; }
+  virtual std::uint64_t ended_tasks_version() const { return 0; }
   // True while the lists above are partial (the Kubernetes source's first LIST is still coming
   // in): a round started now would ask about some of the apps, and a tasks_interval later about
   // the rest, re-rendering those jobs a second time.

@@ -142,13 +142,13 @@ class ModalPublishTest : public ::testing::Test {
     unsetenv("MODAL_TOKEN_SECRET");
   }
 
-  // Starts the source and runs until everything Modal knows is in (each job's task, its info and
+  // Starts the source and runs until everything Modal knows is in (each job's task and function
   // stats, both billing reports, the rates) and published; returns the snapshots built so far.
   double start_and_settle() {
     source_ = std::make_unique<ModalSource>(io_, config_.modal, config_.backoff, model_, model_);
     source_->start();
     EXPECT_TRUE(run_rounds({}, 3)) << ::testing::PrintToString(fake_.call_counts());
-    EXPECT_TRUE(run_until([&] { return fake_.call_count("TaskGetInfo") >= kJobs; }));
+    EXPECT_TRUE(run_until([&] { return fake_.call_count("FunctionGetCurrentStats") >= kJobs; }));
     EXPECT_TRUE(run_rounds(fake_.call_counts(), 1));
     return builds();
   }

@@ -99,6 +99,8 @@ class RecordingSink : public ModalSink, public SourceHealth {
   std::vector<std::string> job_function_ids() const override { return functions; }
   std::optional<std::uint64_t> job_ids_version() const override { return ids_version; }
   bool job_ids_settling() const override { return settling; }
+  std::vector<std::string> ended_task_ids() const override { return ended_tasks; }
+  std::uint64_t ended_tasks_version() const override { return ended_version; }
 
   int error(const std::string& type) const {
     auto it = errors.find("modal_api/" + type);
@@ -137,8 +139,10 @@ class RecordingSink : public ModalSink, public SourceHealth {
   std::vector<std::string> known_apps;
   std::vector<std::string> functions;
   std::optional<std::uint64_t> ids_version;  // nullopt: the source reads the lists every time
-  mutable int id_reads = 0;                  // calls of active_job_app_ids
-  bool settling = false;                     // as while the first Kubernetes LIST comes in
+  std::vector<std::string> ended_tasks;      // tasks of ended jobs waiting for their finish time
+  std::uint64_t ended_version = 0;
+  mutable int id_reads = 0;  // calls of active_job_app_ids
+  bool settling = false;     // as while the first Kubernetes LIST comes in
   std::thread::id owner = std::this_thread::get_id();
   bool wrong_thread = false;
 
@@ -657,6 +661,8 @@ TEST_F(ModalSourceTest, TasksTaskInfoStatsAndRates) {
   s.set_num_running_inputs(5);
   fake_.set_function_stats("fu-1", s);
   fake_.set_rates({{"A100-80GB", "2.4984"}, {"H100", "bad"}, {"CPU", "0.04716"}});
+  sink_.ended_tasks = {"ta-1", "ta-2"};
+  sink_.ended_version = 1;
   start();
 
   ASSERT_TRUE(run_until([&] {
@@ -675,7 +681,7 @@ TEST_F(ModalSourceTest, TasksTaskInfoStatsAndRates) {
   EXPECT_EQ(*sink_.tasks["ap-1"][0].started_at, 100);
   EXPECT_EQ(sink_.tasks["ap-1"][1].app_id, "ap-1");
   EXPECT_FALSE(sink_.tasks["ap-1"][1].started_at);
-  // Task info: once per task, not on every poll.
+  // Task info: once per wanted task, not on every poll.
   EXPECT_EQ(fake_.call_count("TaskGetInfo"), 2);
   ASSERT_EQ(sink_.task_infos.size(), 2u);
   for (const auto& info : sink_.task_infos) {
@@ -933,25 +939,57 @@ TEST_F(ModalSourceTest, TaskListFallsBackToPerAppWhereTheServerRefusesTheEnviron
   EXPECT_EQ(sink_.error("grpc_invalid_argument"), 1);
 }
 
-TEST_F(ModalSourceTest, TaskInfoCacheFollowsTheListedTasks) {
+// A listed task is running: Modal has no finish time for it yet. TaskGetInfo is asked for the
+// tasks of ended jobs that wait for it (ModalSink::ended_task_ids), once each while wanted.
+TEST_F(ModalSourceTest, TaskInfoIsAskedForTheTasksOfEndedJobsOnly) {
   sink_.active_apps = {"ap-1"};
   pb::TaskStats t;
   t.set_task_id("ta-1");
   t.set_app_id("ap-1");
   pb::TaskGetInfoResponse info;
   info.set_app_id("ap-1");
+  info.mutable_info()->set_finished_at(1700000100);
   fake_.set_task_info("ta-1", info);
   fake_.set_tasks("ap-1", {t});
   start();
-  ASSERT_TRUE(run_until([&] { return sink_.task_infos.size() == 1 && sink_.task_lists >= 5; }));
-  EXPECT_EQ(fake_.call_count("TaskGetInfo"), 1);  // once per task
+  ASSERT_TRUE(run_until([&] { return sink_.task_lists >= 5; }));
+  EXPECT_EQ(fake_.call_count("TaskGetInfo"), 0);  // listed, so still running
+
   fake_.set_tasks("ap-1", {});
+  sink_.ended_tasks = {"ta-1"};
+  sink_.ended_version = 1;
+  ASSERT_TRUE(run_until([&] { return sink_.task_infos.size() == 1; }));
+  EXPECT_EQ(*sink_.task_infos[0].finished_at, 1700000100);
   const int lists = sink_.task_lists;
   ASSERT_TRUE(run_until([&] { return sink_.task_lists >= lists + 3; }));
-  // Forgotten once no longer listed: when it shows up again it is asked about again.
-  fake_.set_tasks("ap-1", {t});
+  EXPECT_EQ(fake_.call_count("TaskGetInfo"), 1);  // once per task
+
+  // Forgotten once no longer wanted: wanted again, it is asked about again.
+  sink_.ended_tasks = {};
+  sink_.ended_version = 2;
+  ASSERT_TRUE(run_until([&] { return sink_.task_lists >= lists + 5; }));
+  sink_.ended_tasks = {"ta-1"};
+  sink_.ended_version = 3;
   ASSERT_TRUE(run_until([&] { return sink_.task_infos.size() == 2; }));
   EXPECT_EQ(fake_.call_count("TaskGetInfo"), 2);
+}
+
+// A failure that pauses the budget asks the task again after the pause; NOT_FOUND does not.
+TEST_F(ModalSourceTest, TaskInfoIsAskedAgainAfterAPauseNotAfterNotFound) {
+  pb::TaskGetInfoResponse info;
+  info.set_app_id("ap-1");
+  info.mutable_info()->set_finished_at(1700000100);
+  fake_.set_task_info("ta-1", info);
+  fake_.fail_next("TaskGetInfo", 1, grpc::StatusCode::RESOURCE_EXHAUSTED);
+  sink_.ended_tasks = {"ta-1", "ta-gone"};
+  sink_.ended_version = 1;
+  start();
+  ASSERT_TRUE(run_until([&] { return sink_.task_infos.size() == 1; }));
+  EXPECT_EQ(sink_.task_infos[0].task_id, "ta-1");
+  run_for(500ms);
+  // ta-1: failed once, then answered; ta-gone: NOT_FOUND, not asked again.
+  EXPECT_EQ(fake_.call_count("TaskGetInfo"), 3);
+  EXPECT_EQ(sink_.task_infos.size(), 1u);
 }
 
 TEST_F(ModalSourceTest, BillingAndTasksRunRightAfterTheJobsAppear) {

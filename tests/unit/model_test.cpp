@@ -487,6 +487,102 @@ TEST_F(ModelTest, ModalTasksGiveColdStartsAndQueueTime) {
           R"(modal_function_cold_starts_total{namespace="ml",job_name="job-m",gpu_type="T4"} 2)"));
 }
 
+// A job whose status has no finish time: its duration waits for Modal's finish time of its
+// tasks, which the Modal source asks once the job has ended (a listed task is still running).
+class DurationWaitTest : public ModelTest {
+ protected:
+  static Config modal_config() {
+    Config c = make_config();
+    c.modal.enabled = true;  // tasks_interval 15 s: the wait's grace is 30 s
+    return c;
+  }
+
+  // Job "w" (app ap-1), seen running at 2000 with two Modal tasks started at 1990 and 1995,
+  // then reported Completed at 2100 without status times.
+  void run_and_end() {
+    auto j = job("w", "Running");
+    j.modal_app_id = "ap-1";
+    m_.upsert_job(j);
+    m_.modal_tasks("ap-1", {{"ta-1", "ap-1", 1985.0, 1990.0}, {"ta-2", "ap-1", 1986.0, 1995.0}});
+    EXPECT_TRUE(m_.ended_task_ids().empty());  // running: nothing to ask
+    clock_ = 2100;
+    j.phase = "Completed";
+    const auto version = m_.ended_tasks_version();
+    m_.upsert_job(j);
+    EXPECT_NE(m_.ended_tasks_version(), version);
+  }
+
+  std::string text() {
+    derivation_m_.update(m_);
+    return set_m_.publish(1)->body(ExpositionFormat::text);
+  }
+
+  Model m_{modal_config(), [this] { return clock_; }};
+  FamilySet set_m_;
+  Derivation derivation_m_{set_m_};
+};
+
+TEST_F(DurationWaitTest, ObservedWithModalTimesOnceEveryTaskAnswered) {
+  run_and_end();
+  EXPECT_EQ(m_.ended_task_ids(), (std::vector<std::string>{"ta-1", "ta-2"}));
+  EXPECT_EQ(text().find("modal_job_duration_seconds_count"), std::string::npos);  // waits
+  clock_ = 2105;
+  m_.modal_task_info({"ta-1", "ap-1", 1985.0, 1990.0, 2080.0, "T4", 1, 1});
+  EXPECT_EQ(text().find("modal_job_duration_seconds_count"), std::string::npos);  // one more
+  m_.modal_task_info({"ta-2", "ap-1", 1986.0, 1995.0, 2090.0, "T4", 1, 1});
+  // Modal's times: the earliest task start to the latest task finish.
+  EXPECT_TRUE(
+      has(text(), R"(modal_job_duration_seconds_sum{status="completed",gpu_type="T4"} 100)"))
+      << text();
+  EXPECT_TRUE(m_.ended_task_ids().empty());
+  m_.tick();
+  EXPECT_TRUE(
+      has(text(), R"(modal_job_duration_seconds_count{status="completed",gpu_type="T4"} 1)"));
+}
+
+TEST_F(DurationWaitTest, FallsBackToTheSeenEndWhenTheWaitRunsOut) {
+  run_and_end();
+  clock_ = 2120;
+  m_.tick();
+  EXPECT_EQ(text().find("modal_job_duration_seconds_count"), std::string::npos);
+  clock_ = 2140;  // 40 s after the end: past the grace
+  m_.tick();
+  // Seen running at 2000, seen ended at 2100: the wait does not lengthen the job.
+  EXPECT_TRUE(
+      has(text(), R"(modal_job_duration_seconds_sum{status="completed",gpu_type="T4"} 100)"))
+      << text();
+  EXPECT_TRUE(m_.ended_task_ids().empty());
+  // An answer after the observation changes nothing.
+  m_.modal_task_info({"ta-1", "ap-1", 1985.0, 1990.0, 2030.0, "T4", 1, 1});
+  m_.modal_task_info({"ta-2", "ap-1", 1986.0, 1995.0, 2040.0, "T4", 1, 1});
+  EXPECT_TRUE(
+      has(text(), R"(modal_job_duration_seconds_count{status="completed",gpu_type="T4"} 1)"));
+}
+
+TEST_F(DurationWaitTest, ADeletedJobIsObservedWithWhatIsKnown) {
+  run_and_end();
+  m_.modal_task_info({"ta-1", "ap-1", 1985.0, 1990.0, 2060.0, "T4", 1, 1});
+  clock_ = 2110;
+  m_.delete_job("w");
+  EXPECT_TRUE(has(text(), R"(modal_job_duration_seconds_sum{status="completed",gpu_type="T4"} 70)"))
+      << text();
+  EXPECT_TRUE(m_.ended_task_ids().empty());
+}
+
+TEST_F(DurationWaitTest, StatusTimesNeedNoWait) {
+  auto j = job("s", "Running");
+  j.modal_app_id = "ap-1";
+  j.started_at = 1900;
+  m_.upsert_job(j);
+  m_.modal_tasks("ap-1", {{"ta-1", "ap-1", 1885.0, 1890.0}});
+  j.phase = "Completed";
+  j.finished_at = 1960;
+  m_.upsert_job(j);
+  EXPECT_TRUE(m_.ended_task_ids().empty());
+  EXPECT_TRUE(has(text(), R"(modal_job_duration_seconds_sum{status="completed",gpu_type="T4"} 60)"))
+      << text();
+}
+
 TEST_F(ModelTest, HourlyCostFromPriceTableAndRates) {
   auto j = job("h", "Running", "A100-80GB", 2);
   j.gpu_count = 2;

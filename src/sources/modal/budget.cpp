@@ -19,13 +19,13 @@ Budget::Budget(boost::asio::io_context& io, const ModalConfig& config, const Bac
           std::chrono::duration<double>(1.0 / config.max_calls_per_second))),
       backoff_(backoff.initial, backoff.max) {}
 
-void Budget::task_listed(const std::string& task_id) {
-  if (seen_tasks_.insert(IdKeys::key(task_id)).second) budget_.add_task(task_id);
-}
-
-void Budget::retain_tasks(const IdKeys& listed) {
-  std::erase_if(seen_tasks_, [&listed](std::uint64_t key) { return !listed.contains_key(key); });
-  budget_.retain_tasks(listed);
+void Budget::want_task_info(const std::vector<std::string>& task_ids) {
+  const IdKeys wanted(task_ids);
+  std::erase_if(asked_tasks_, [&wanted](std::uint64_t key) { return !wanted.contains_key(key); });
+  budget_.retain_tasks(wanted);
+  for (const auto& id : task_ids) {
+    if (!id.empty() && asked_tasks_.insert(IdKeys::key(id)).second) budget_.add_task(id);
+  }
 }
 
 void Budget::set_functions(const std::vector<std::string>& ids) {
@@ -76,16 +76,17 @@ void Budget::step() {
 void Budget::task_info(const std::string& task_id) {
   pb::TaskGetInfoRequest request;
   request.set_task_id(task_id);
-  rpc_.unary("TaskGetInfo", std::move(request), &Stub::PrepareAsyncTaskGetInfo,
-             [this, task_id](pb::TaskGetInfoResponse& response, const Rpc::Result& result) {
-               if (!result) {
-                 sink_.modal_task_info(modal_convert::task_info(response, task_id));
-               } else if (result->kind != FailureKind::not_found) {
-                 // Asked again when it is still listed next round.
-                 seen_tasks_.erase(IdKeys::key(task_id));
-               }
-               done(result);
-             });
+  rpc_.unary(
+      "TaskGetInfo", std::move(request), &Stub::PrepareAsyncTaskGetInfo,
+      [this, task_id](pb::TaskGetInfoResponse& response, const Rpc::Result& result) {
+        if (!result) {
+          sink_.modal_task_info(modal_convert::task_info(response, task_id));
+        } else if (result->pace != Pace::go_on && asked_tasks_.contains(IdKeys::key(task_id))) {
+          // Asked again once the pause is over, while the job still waits for it.
+          budget_.add_task(task_id);
+        }
+        done(result);
+      });
 }
 
 void Budget::function_stats(const std::string& function_id) {

@@ -1,9 +1,11 @@
 // The call budget of the Modal source: the per-object calls, at most modal.max_calls_per_second,
-// spread evenly, at most 4 in flight. TaskGetInfo once per task not seen before (the seen set is
-// bounded by the listed tasks) and FunctionGetCurrentStats per job function, oldest refresh first,
-// each at most once per stats_interval; the two take turns (CallBudget, pacing.h). A function the
-// budget has not reached yet keeps its last value in the model. A failure that asks to slow down
-// (failure.h) pauses the budget with capped exponential backoff; NOT_FOUND is churn.
+// spread evenly, at most 4 in flight. TaskGetInfo once per task of an ended job whose duration
+// waits for Modal's finish time (a task still listed is running and has none; the asked set is
+// bounded by the wanted tasks) and FunctionGetCurrentStats per job function, oldest refresh
+// first, each at most once per stats_interval; the two take turns (CallBudget, pacing.h). A
+// function the budget has not reached yet keeps its last value in the model. A failure that asks
+// to slow down (failure.h) pauses the budget with capped exponential backoff and asks that task
+// again; NOT_FOUND is churn.
 #pragma once
 
 #include <chrono>
@@ -35,10 +37,9 @@ class Budget {
   Budget(boost::asio::io_context& io, const ModalConfig& config, const BackoffConfig& backoff,
          ModalSink& sink, SourceHealth& health, Rpc& rpc);
 
-  // A task listed by a TaskList round: its TaskGetInfo is queued unless done or queued already.
-  void task_listed(const std::string& task_id);
-  // After a successful tasks round: tasks no longer listed need no TaskGetInfo (`listed` sealed).
-  void retain_tasks(const IdKeys& listed);
+  // The tasks whose TaskGetInfo is wanted (ModalSink::ended_task_ids): each asked once while it
+  // is wanted; a task no longer wanted is dropped from the queue and forgotten.
+  void want_task_info(const std::vector<std::string>& task_ids);
   // The current job functions.
   void set_functions(const std::vector<std::string>& ids);
   // (Re)arms the timer for the earliest moment a call may go out.
@@ -56,9 +57,8 @@ class Budget {
   SourceHealth& health_;
   Rpc& rpc_;
   CallBudget budget_;
-  // Listed tasks whose TaskGetInfo is done or queued, by IdKeys::key: every running task is
-  // listed each round, and its id is not kept a second time here.
-  std::unordered_set<std::uint64_t> seen_tasks_;
+  // Wanted tasks whose TaskGetInfo is done or queued, by IdKeys::key.
+  std::unordered_set<std::uint64_t> asked_tasks_;
   boost::asio::steady_timer timer_;
   Clock::duration period_{};
   Clock::time_point next_allowed_{};

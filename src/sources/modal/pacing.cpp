@@ -79,10 +79,10 @@ bool CallBudget::add_task(const std::string& task_id) {
   return true;
 }
 
-void CallBudget::retain_tasks(const IdKeys& listed) {
+void CallBudget::retain_tasks(const IdKeys& wanted) {
   std::deque<std::string> kept;
   for (auto& id : tasks_) {
-    if (listed.contains(id)) {
+    if (wanted.contains(id)) {
       kept.push_back(std::move(id));
     } else {
       queued_.erase(id);

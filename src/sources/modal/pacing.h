@@ -106,8 +106,8 @@ class CallBudget {
   void set_functions(const std::vector<std::string>& ids);
   // Queues one TaskGetInfo; false when the task is already queued.
   bool add_task(const std::string& task_id);
-  // Drops queued tasks that are no longer listed (`listed` sealed).
-  void retain_tasks(const IdKeys& listed);
+  // Drops queued tasks that are not in `wanted` (sealed).
+  void retain_tasks(const IdKeys& wanted);
 
   // The next call to make at `now`. A function handed out counts as refreshed at `now`.
   Next next(Clock::time_point now);

@@ -113,7 +113,6 @@ void Rounds::run_round(Poller& p) {
   p.failure.reset();
   p.server_hint.reset();
   p.pace = Pace::go_on;
-  p.listed_tasks.clear();
   p.started_settled = !sink_.job_ids_settling();
   queue_calls(p);
   if (p.queue.empty()) {  // nothing to ask about: no call, nothing to fail
@@ -210,10 +209,6 @@ void Rounds::finish_round(Poller& p) {
   if (!p.failure) {
     p.backoff.reset();
     if (p.kind == Kind::apps) health_.source_succeeded(kSource, seconds);
-    if (p.kind == Kind::tasks) {
-      p.listed_tasks.seal();
-      budget_.retain_tasks(p.listed_tasks);
-    }
     schedule(p, p.interval);
     return;
   }
@@ -316,6 +311,12 @@ void Rounds::watch() {
     if (billing_early) maybe_run_early(poller(Kind::billing), known_apps_);
     if (changed) budget_.set_functions(unique(sink_.job_function_ids()));
   }
+  // Few jobs wait for their tasks' finish time (most have it in their status): the list is
+  // short and read when it moved.
+  if (const auto version = sink_.ended_tasks_version(); version != ended_tasks_version_) {
+    ended_tasks_version_ = version;
+    budget_.want_task_info(sink_.ended_task_ids());
+  }
   budget_.kick();
 }
 
@@ -367,14 +368,7 @@ void Rounds::task_list(Poller& p, const std::string& app_id, std::vector<std::st
                  modal_convert::Issues issues;
                  auto by_app = modal_convert::tasks_by_app(response, app_id, want, issues);
                  report(issues, "TaskList", "task without task id or app id skipped");
-                 for (auto& [id, tasks] : by_app) {
-                   for (const auto& t : tasks) {
-                     p.listed_tasks.add(t.task_id);
-                     budget_.task_listed(t.task_id);
-                   }
-                   sink_.modal_tasks(id, std::move(tasks));
-                 }
-                 budget_.kick();
+                 for (auto& [id, tasks] : by_app) sink_.modal_tasks(id, std::move(tasks));
                }
                call_done(p, result);
              });

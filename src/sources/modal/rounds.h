@@ -2,8 +2,7 @@
 //   apps     AppList(environment)                   -> modal_apps; the liveness poll
 //   tasks    ONE TaskList(environment) per round, split by app_id -> modal_tasks for every active
 //            job's app (per-app TaskList only when a server refuses the environment-wide form
-//            with INVALID_ARGUMENT / FAILED_PRECONDITION, remembered for the process lifetime);
-//            new tasks go to the call budget for their TaskGetInfo
+//            with INVALID_ARGUMENT / FAILED_PRECONDITION, remembered for the process lifetime)
 //   billing  WorkspaceBillingReport "d" and "h", ending now, filtered by the jobs' app ids
 //   rates    WorkspaceBillingRates (deprecated keys dropped, each logged once)
 //   environments       EnvironmentList -> modal_environments (environments.cpp)
@@ -14,6 +13,8 @@
 // With sharding the environment rounds run in the exporter that shows them (shard 0) only.
 // Right after the Kubernetes sync, and whenever a job brings a new app id, the tasks and billing
 // rounds run early, at most once per tasks_interval each; otherwise they wait for their interval.
+// The watch also hands the call budget the job functions and the tasks of ended jobs
+// (ModalSink::ended_task_ids) for their TaskGetInfo.
 //
 // A round re-reads the credentials, makes its calls (at most 4 in flight) and succeeds when every
 // call did. A failure is read by describe() (failure.h): auth waits the maximum backoff; an
@@ -84,7 +85,6 @@ class Rounds {
     std::optional<Failure> failure;
     std::optional<Duration> server_hint;
     Pace pace = Pace::go_on;
-    IdKeys listed_tasks;           // tasks round: every task id listed
     bool started_settled = false;  // it started with the job lists complete
     bool ended_settled = false;    // such a round ended, or there was nothing to ask
   };
@@ -135,6 +135,7 @@ class Rounds {
   bool ids_read_ = false;
   std::optional<std::chrono::steady_clock::time_point> ids_read_at_;  // when last re-read
   IdKeys active_apps_, known_apps_;
+  std::uint64_t ended_tasks_version_ = 0;  // of the ended tasks last handed to the budget
   std::set<std::string> deprecated_logged_;
   std::vector<std::string> environment_ids_;  // of the last EnvironmentList answer
   std::set<std::string> refused_logged_;      // environments whose cost was refused, logged
