@@ -14,6 +14,9 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr auto kPublishDelay = 100ms;  // coalesces bursts of model changes into one snapshot
+// Coalesces what the pollers bring (Model::Urgency::soon) into at most about one snapshot a
+// second: a Kubernetes change then rarely lands within kPublishDelay of a publish made for them.
+constexpr auto kPolledPublishDelay = 1s;
 // Until the Kubernetes source's first full LIST is in, and Modal's first answers about those
 // jobs, publishes wait (at most this long from the start): a fleet of 10k jobs arrives in pages,
 // and a snapshot per page, or one before Modal's answers, would render it again and again.
@@ -37,7 +40,7 @@ Application::Application(Config config, Flags flags)
       tick_timer_(io_),
       drain_timer_(io_) {
   if (!config_.state_file.empty()) model_.load_state(config_.state_file);
-  model_.set_on_change([this] { schedule_publish(); });
+  model_.set_on_change([this](Model::Urgency urgency) { schedule_publish(urgency); });
   declare_sources();
   derivation_.update(model_);
   publisher_ =
@@ -145,15 +148,19 @@ void Application::stop_sources() {
 
 // Leading edge: an isolated change is published as soon as the handler that made it returns
 // (a whole LIST page or Modal reply, not its first object); changes within kPublishDelay of the
-// last publish are coalesced into the next one. While the first Kubernetes LIST is still coming
-// in, and then Modal's first answers about every job (tasks and billing), the publish waits for
-// them (bounded by kInitialSyncHold): otherwise each job renders twice within seconds, and the
-// second rendering sits beside the first until the next snapshot replaces it (at 10k jobs, a
-// start-up peak ~11 MiB above what the exporter holds afterwards).
-void Application::schedule_publish() {
+// last publish are coalesced into the next one (kPolledPublishDelay for the pollers' changes).
+// While the first Kubernetes LIST is still coming in, and then Modal's first answers about every
+// job (tasks and billing), the publish waits for them (bounded by kInitialSyncHold): otherwise each
+// job renders twice within seconds, and the second rendering sits beside the first until the next
+// snapshot replaces it (at 10k jobs, a start-up peak ~11 MiB above what the exporter holds
+// afterwards).
+void Application::schedule_publish(Model::Urgency urgency) {
   if (stopping_) return;
   const auto now = std::chrono::steady_clock::now();
-  auto due = std::max(now, last_publish_ + kPublishDelay);
+  const auto hold = urgency == Model::Urgency::now
+                        ? std::chrono::steady_clock::duration(kPublishDelay)
+                        : kPolledPublishDelay;
+  auto due = std::max(now, last_publish_ + hold);
   if (awaiting_initial_sync()) due = std::max(due, started_ + kInitialSyncHold);
   if (publish_scheduled_ && publish_due_ <= due) return;
   publish_scheduled_ = true;

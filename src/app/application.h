@@ -41,7 +41,7 @@ class Application {
  private:
   void start_sources();
   void stop_sources();
-  void schedule_publish();
+  void schedule_publish(Model::Urgency urgency);
   void publish();
   void continue_publish();
   bool awaiting_initial_sync() const;

@@ -63,8 +63,8 @@ void Model::declare_errors(std::string_view component, const std::vector<std::st
   dirty_aggregates_ = true;
 }
 
-void Model::changed() {
-  if (on_change_) on_change_();
+void Model::changed(Urgency urgency) {
+  if (on_change_) on_change_(urgency);
 }
 
 void Model::job_changed(const std::string& uid) {
@@ -93,7 +93,7 @@ ModalWait Model::modal_wait() const {
 void Model::count_error(std::string_view component, std::string_view error_type) {
   errors_[{std::string(error_type), std::string(component)}] += 1;
   dirty_aggregates_ = true;
-  changed();
+  changed(Urgency::soon);
 }
 
 void Model::kubernetes_restarted() {
@@ -292,7 +292,7 @@ void Model::modal_apps(std::vector<ModalApp> apps) {
     if (!next.contains(id)) dirty_apps_.insert(id);
   }
   apps_ = std::move(next);
-  changed();
+  changed(Urgency::soon);
 }
 
 void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks) {
@@ -327,7 +327,7 @@ void Model::modal_tasks(const std::string& app_id, std::vector<ModalTask> tasks)
     }
   }
   if (note_history()) any = true;
-  if (any) changed();
+  if (any) changed(Urgency::soon);
 }
 
 // The finish time of an ended job's task (ModalSink::ended_task_ids) feeds the job's duration
@@ -348,7 +348,7 @@ void Model::modal_task_info(ModalTaskInfo info) {
     if (!awaiting_finish_.contains(uid)) continue;
     note_finish_wait(uid, history_.observe_duration(*job, history_.entry(uid), false, now(), wait));
   }
-  if (note_history()) changed();
+  if (note_history()) changed(Urgency::soon);
 }
 
 // Keeps awaiting_finish_, the ended jobs whose duration waits for Modal's finish time.
@@ -376,7 +376,7 @@ void Model::modal_function_stats(ModalFunctionStats stats) {
     dirty_jobs_.insert(state->object.uid);
     any = true;
   }
-  if (any) changed();
+  if (any) changed(Urgency::soon);
 }
 
 // A job's cost reads the rows of its own app only: a report re-renders the jobs of the apps
@@ -394,13 +394,13 @@ void Model::modal_billing(BillingReport report) {
       for (JobState* state : store_.with_app(app)) dirty_jobs_.insert(state->object.uid);
     }
   }
-  changed();
+  changed(Urgency::soon);
 }
 
 void Model::modal_rates(BillingRates rates) {
   if (!cost_.set_rates(rates)) return;
   for (const auto& [uid, state] : store_.all()) dirty_jobs_.insert(uid);
-  changed();
+  changed(Urgency::soon);
 }
 
 // Environment series are fleet-wide like the app-level ones: with sharding, only shard 0 holds
@@ -420,7 +420,7 @@ void Model::modal_environments(std::vector<ModalEnvironment> environments) {
   if (next == environments_) return;
   environments_ = std::move(next);
   environments_dirty_ = true;
-  changed();
+  changed(Urgency::soon);
 }
 
 void Model::modal_environment_cost(const std::string& environment_id,
@@ -430,7 +430,7 @@ void Model::modal_environment_cost(const std::string& environment_id,
     if (held.cost == cost) return;
     held.cost = std::move(cost);
     environments_dirty_ = true;
-    changed();
+    changed(Urgency::soon);
     return;
   }
 }
@@ -495,7 +495,7 @@ void Model::job_telemetry(JobTelemetry t) {
   state->ingress_mbps = t.ingress_mbps;
   state->egress_mbps = t.egress_mbps;
   dirty_telemetry_.insert(t.uid);
-  changed();
+  changed(Urgency::soon);
 }
 
 void Model::forget_job_telemetry(const std::string& uid) {
@@ -507,7 +507,7 @@ void Model::upstream_samples(std::vector<UpstreamSample> samples) {
   upstream_ = std::move(samples);
   if (config_.shard.shard != 0) upstream_.clear();
   dirty_aggregates_ = true;
-  changed();
+  changed(Urgency::soon);
 }
 
 namespace {
@@ -608,7 +608,7 @@ void Model::tick() {
     }
   });
   if (note_history()) any = true;
-  if (any) changed();
+  if (any) changed(Urgency::soon);
 }
 
 std::vector<std::string> Model::take_dirty_jobs(std::size_t max) {

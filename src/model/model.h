@@ -54,7 +54,13 @@ class Model : public KubernetesSink,
   // `now` is injectable for tests; `on_change` is called (synchronously) after every mutation.
   explicit Model(Config config, std::function<double()> now = {});
 
-  void set_on_change(std::function<void()> on_change) { on_change_ = std::move(on_change); }
+  // How soon a change should reach /metrics. A Kubernetes object's change at once: it is what a
+  // user just did, and watches it. What the pollers bring (Modal's answers, telemetry, the
+  // upstream scrape, the cost that moves with time) may wait up to a second and go out together:
+  // those values are seconds to minutes old when they arrive, and at 10k jobs they come several
+  // times a second (the call budget's answers, the telemetry rounds).
+  enum class Urgency { now, soon };
+  void set_on_change(std::function<void(Urgency)> on_change) { on_change_ = std::move(on_change); }
   void reconfigure(const Config& config);
   // A new Kubernetes source replaces the running one (a reload). Its informers know nothing yet:
   // jobs and endpoints deleted between the old source's last event and the new one's LIST are
@@ -196,7 +202,7 @@ class Model : public KubernetesSink,
   static const std::vector<double>& queue_buckets() { return CountHistory::queue_buckets(); }
 
  private:
-  void changed();
+  void changed(Urgency urgency = Urgency::now);
   void job_changed(const std::string& uid);
   bool note_history();  // true when either moved
   ModalWait modal_wait() const;
@@ -210,7 +216,7 @@ class Model : public KubernetesSink,
 
   Config config_;
   std::function<double()> now_;
-  std::function<void()> on_change_;
+  std::function<void(Urgency)> on_change_;
 
   JobStore store_;
   CountHistory history_;

@@ -130,7 +130,7 @@ class ModalPublishTest : public ::testing::Test {
     fake_.set_environment_billing("en-main", summary);
     fake_.refuse_environment_billing("en-dev", grpc::StatusCode::PERMISSION_DENIED);
 
-    model_.set_on_change([this] { publish_wanted_ = true; });
+    model_.set_on_change([this](Model::Urgency) { publish_wanted_ = true; });
     publisher_ = std::make_unique<Publisher>(families_.families(), 1, registry_);
     publish();
   }

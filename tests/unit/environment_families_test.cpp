@@ -150,7 +150,7 @@ TEST_F(EnvironmentFamiliesTest, EqualAnswersPublishNothing) {
   model_.modal_environment_cost("en-main", month_cost());
   render();
   int changes = 0;
-  model_.set_on_change([&] { ++changes; });
+  model_.set_on_change([&](Model::Urgency) { ++changes; });
   model_.modal_environments({full_environment(), bare_environment()});
   model_.modal_environment_cost("en-main", month_cost());
   model_.modal_environment_cost("en-unknown", month_cost());

@@ -668,7 +668,7 @@ class ModalRoundTest : public ModelTest {
     }
     ModalRound::make(kJobs).deliver(model_, clock_);
     render();  // drains every dirty mark
-    model_.set_on_change([this] { ++changes_; });
+    model_.set_on_change([this](Model::Urgency) { ++changes_; });
   }
 
   // The derivation's changes since the last render: object key -> the lines it now contributes.
@@ -682,6 +682,27 @@ class ModalRoundTest : public ModelTest {
 
   int changes_ = 0;
 };
+
+// What the pollers bring may wait for the next publish within a second; a Kubernetes change is
+// published at once (Application::schedule_publish).
+TEST_F(ModalRoundTest, PolledAnswersAskForAPublishSoonKubernetesChangesAtOnce) {
+  std::vector<Model::Urgency> asked;
+  model_.set_on_change([&](Model::Urgency u) { asked.push_back(u); });
+  clock_ += 15;
+  ModalRound::make(kJobs, 1).deliver(model_, clock_);
+  model_.job_telemetry({"m0", 0.5, std::nullopt, std::nullopt});
+  model_.count_error("modal_api", "grpc_unavailable");
+  ASSERT_FALSE(asked.empty());
+  for (const auto u : asked) EXPECT_EQ(u, Model::Urgency::soon);
+  asked.clear();
+  auto j = job("m1", "Running");
+  j.started_at = 1500;
+  j.modal_app_id = "ap-1";
+  j.replicas = 3;
+  model_.upsert_job(j);
+  model_.delete_job("m2");
+  EXPECT_EQ(asked, (std::vector<Model::Urgency>{Model::Urgency::now, Model::Urgency::now}));
+}
 
 // A round whose answers equal the previous round's moves nothing: no job, app, aggregate or
 // cost is marked dirty, no publish is asked for, and the derivation hands over no change (so
